@@ -1,0 +1,27 @@
+# make demo / make test: each creates .venv when missing and installs the project
+# into it (again only when pyproject.toml changed), then runs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m mairl.demo $(if $(DEMOS),--demos $(DEMOS),)
+
+test: $(STAMP)
+	$(BIN)/python -m ruff check mairl envs tests experiments
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/mairl bench envs
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,55 @@
+"""Action and observation spaces: small frozen dataclasses, hashable and static."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Discrete:
+    """Integer actions ``0 .. n - 1``."""
+
+    n: int
+    dtype: str = "int32"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return ()
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        return jax.random.randint(key, (), 0, self.n, dtype=jnp.int32)
+
+    def contains(self, x) -> bool:
+        x = np.asarray(x)
+        return x.shape == () and np.issubdtype(x.dtype, np.integer) and 0 <= int(x) < self.n
+
+
+@dataclass(frozen=True)
+class Box:
+    """Real vectors in ``[low, high]`` (bounds are scalars, broadcast over ``shape``)."""
+
+    low: float
+    high: float
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        lo = max(self.low, -1.0) if np.isinf(self.low) else self.low
+        hi = min(self.high, 1.0) if np.isinf(self.high) else self.high
+        return jax.random.uniform(key, self.shape, jnp.float32, lo, hi)
+
+    def contains(self, x) -> bool:
+        x = np.asarray(x)
+        return (
+            x.shape == tuple(self.shape)
+            and bool(np.all(np.isfinite(x)))
+            and bool(np.all(x >= self.low))
+            and bool(np.all(x <= self.high))
+        )
+
+
+Space = Discrete | Box
