@@ -7,7 +7,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("data", "solvers", "cli", "bench", "progress")
+_SUBMODULES = ("data", "solvers", "cli")
 
 
 def __getattr__(name):

@@ -1,0 +1,293 @@
+"""Gems: the two-agent gridworld of the MAMQL paper (Haynam et al. 2025).
+
+Faithful to the authors' reference dynamics (``gems/env.py`` of USC-Lira/ma-mql):
+
+- A ``size x size`` grid (15 x 15), 2 agents and 9 gems: 0-2 blue (agent 0's),
+  3-5 red (agent 1's), 6-8 purple (shared). Reset draws the 22 coordinates
+  (agents, then gems, each ``(x, y)``) uniformly from ``0 .. size - 1`` with
+  replacement, so anything may overlap.
+- Actions: 0 ``y + 1``, 1 ``x + 1``, 2 ``y - 1``, 3 ``x - 1``, 4 stay; a move off
+  the grid leaves the agent where it is.
+- Agents move in turn (agent 0, then agent 1). An agent is *on purple* if its
+  cell equals a purple gem before or after its move, and it remembers the
+  purple gem matched last: the checks run before, then after the move, each
+  over the purple gems in index order, later matches overwriting earlier ones,
+  so the highest matching index after the move wins, else the highest before.
+  After its move, its own gems on its cell give reward 1 (once, however many
+  overlap); each counts as one collected gem and respawns uniformly in
+  ``1 .. size - 1`` on both axes.
+- After both moved: if both agents are on purple, both get +6, and each
+  distinct remembered purple gem respawns and counts as collected (one gem
+  when both remembered the same one).
+- ``terminated`` once more than ``gems_to_end`` (6) gems were collected in the
+  episode; ``max_steps`` (45) truncates.
+
+No rule of one agent's turn reads the other agent's cell or gems, and purple
+gems only move after both turns, so the two turns are computed at once on the
+agent axis: the result is the same as moving agent 0 first.
+
+Randomness of a step: ``step_randomness(key)`` draws, up front, one candidate
+respawn cell per gem, ``(gem=9, xy=2)`` in ``1 .. size - 1``, and the cells of
+the reset state for auto-reset, ``(object=11, xy=2)`` in ``0 .. size - 1``,
+from one call of ``jax.random.bits``. Gem ``g`` respawns at ``candidates[g]``:
+within one step a gem respawns at most once (own gems only on their owner's
+turn, which checks each gem once; purple gems only at the end, once per
+distinct gem), so one candidate per gem has the reference's distribution, and
+a test can replay a step exactly. ``step_env(key, ...)`` uses the candidates of
+``step_randomness(key)``; ``step(key, ...)`` uses both parts, so with the same
+key it makes the same transition as ``step_env`` and, when the episode ends,
+resets to ``state_from_cells(reset_cells)``.
+
+Observations, the same row for both agents (the game is fully observed):
+
+- ``obs_mode="map"``: float32 ``(agent=2, channel=5, x=size, y=size)``, the
+  reference encoding: channels agent 0, agent 1, blue, red, purple gems; a cell
+  is 1 where at least one such object lies, else 0 (overlaps do not add up).
+- ``obs_mode="compact"``: float32 ``(agent=2, 22)``: ``x, y`` of agent 0,
+  agent 1, gems 0..8, each divided by ``size - 1``. Unlike the map it keeps
+  the identity of each gem and overlapping gems.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from envs.core import Environment, EnvState
+from envs.spaces import Discrete
+
+NUM_AGENTS = 2
+NUM_GEMS = 9
+NUM_OBJECTS = NUM_AGENTS + NUM_GEMS
+NUM_CHANNELS = 5
+PURPLE_BONUS = 6.0
+OBS_MODES = ("map", "compact")
+
+#: Displacement ``(dx, dy)`` of actions 0..4: y+1, x+1, y-1, x-1, stay.
+MOVES = np.array([[0, 1], [1, 0], [0, -1], [-1, 0], [0, 0]], np.int32)
+
+
+@struct.dataclass
+class GemsState(EnvState):
+    """Gems state; cells are ``(x, y)``.
+
+    Attributes:
+        time: int32 ``()``, steps taken in the episode.
+        agents: int32 ``(agent=2, xy=2)``.
+        gems: int32 ``(gem=9, xy=2)``: 0-2 blue, 3-5 red, 6-8 purple.
+        collected: int32 ``()``, gems collected in the episode.
+    """
+
+    agents: jax.Array
+    gems: jax.Array
+    collected: jax.Array
+
+
+class Gems(Environment):
+    """The MAMQL Gems gridworld; the rules are in the module docstring.
+
+    Args:
+        obs_mode: ``"map"`` (``(5, size, size)`` per agent) or ``"compact"``
+            (``(22,)`` per agent).
+        max_steps: truncation horizon.
+        size: side of the square grid.
+        gems_to_end: the episode terminates once more gems were collected.
+    """
+
+    def __init__(
+        self,
+        obs_mode: str = "map",
+        max_steps: int = 45,
+        size: int = 15,
+        gems_to_end: int = 6,
+    ):
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
+        if size < 2:
+            raise ValueError(f"size must be at least 2, got {size}")
+        self.obs_mode = obs_mode
+        self.max_steps = int(max_steps)
+        self.size = int(size)
+        self.gems_to_end = int(gems_to_end)
+        self.num_agents = NUM_AGENTS
+        self.agents = ("agent_0", "agent_1")
+        self.action_spaces = (Discrete(5), Discrete(5))
+        if obs_mode == "map":
+            self.obs_shape = (NUM_CHANNELS, self.size, self.size)
+        else:
+            self.obs_shape = (2 * NUM_OBJECTS,)
+
+    # -- randomness -------------------------------------------------------------------
+    def step_randomness(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Everything random in a step, from one draw.
+
+        Returns:
+            candidates: int32 ``(gem=9, xy=2)`` in ``1 .. size - 1``, where each
+                gem respawns if collected in this step.
+            reset_cells: int32 ``(object=11, xy=2)`` in ``0 .. size - 1``,
+                agents then gems of the auto-reset state.
+        """
+        words = jax.random.bits(key, (NUM_GEMS + NUM_OBJECTS,), jnp.uint32)
+        candidates = cells_from_words(words[:NUM_GEMS], 1, self.size)
+        reset_cells = cells_from_words(words[NUM_GEMS:], 0, self.size)
+        return candidates, reset_cells
+
+    def respawn_candidates(self, key: jax.Array) -> jax.Array:
+        """The candidate respawn cells ``step_env(key, ...)`` uses, ``(gem=9, xy=2)``."""
+        return self.step_randomness(key)[0]
+
+    # -- dynamics ---------------------------------------------------------------------
+    def reset_env(self, key: jax.Array) -> tuple[jax.Array, GemsState]:
+        words = jax.random.bits(key, (NUM_OBJECTS,), jnp.uint32)
+        state = state_from_cells(cells_from_words(words, 0, self.size))
+        return self.get_obs(state), state
+
+    def step_env(
+        self, key: jax.Array, state: GemsState, actions: jax.Array
+    ) -> tuple[jax.Array, GemsState, jax.Array, jax.Array, dict]:
+        state, reward, terminated = self.transition(state, actions, self.respawn_candidates(key))
+        return self.get_obs(state), state, reward, terminated, {}
+
+    def transition(
+        self, state: GemsState, actions: jax.Array, candidates: jax.Array
+    ) -> tuple[GemsState, jax.Array, jax.Array]:
+        """The rules with given respawn cells.
+
+        Args:
+            state: the current state.
+            actions: int ``(agent=2,)`` in ``0 .. 4``.
+            candidates: int32 ``(gem=9, xy=2)``, where each gem respawns.
+
+        Returns:
+            ``(state, reward, terminated)``: the next state (``time`` + 1),
+            float32 ``(agent,)`` rewards and a scalar bool.
+        """
+        actions = jnp.asarray(actions, jnp.int32)  # (agent,)
+        before = state.agents  # (agent, xy)
+        after = jnp.clip(before + jnp.asarray(MOVES)[actions], 0, self.size - 1)
+
+        purple = state.gems[6:]  # (purple, xy)
+        index = jnp.arange(3, dtype=jnp.int32)
+        on_before = jnp.all(before[:, None, :] == purple[None], axis=-1)  # (agent, purple)
+        on_after = jnp.all(after[:, None, :] == purple[None], axis=-1)
+        last_before = jnp.max(jnp.where(on_before, index, -1), axis=-1)  # (agent,)
+        last_after = jnp.max(jnp.where(on_after, index, -1), axis=-1)
+        remembered = jnp.where(last_after >= 0, last_after, last_before)  # (agent,), -1: none
+        bonus = jnp.all(remembered >= 0)
+        respawn = bonus & jnp.any(remembered[:, None] == index, axis=0)  # (purple,)
+        purple = jnp.where(respawn[:, None], candidates[6:], purple)
+
+        own = state.gems[:6].reshape(NUM_AGENTS, 3, 2)  # (agent, gem, xy)
+        hit = jnp.all(own == after[:, None, :], axis=-1)  # (agent, gem)
+        own = jnp.where(hit[..., None], candidates[:6].reshape(NUM_AGENTS, 3, 2), own)
+
+        reward = jnp.any(hit, axis=-1).astype(jnp.float32) + PURPLE_BONUS * bonus
+        gained = jnp.sum(hit, dtype=jnp.int32) + jnp.sum(respawn, dtype=jnp.int32)
+        collected = state.collected + gained
+        state = GemsState(
+            time=state.time + 1,
+            agents=after,
+            gems=jnp.concatenate([own.reshape(6, 2), purple]),
+            collected=collected,
+        )
+        return state, reward, collected > self.gems_to_end
+
+    def step(self, key: jax.Array, state: GemsState, actions: jax.Array):
+        """One step with truncation at ``max_steps`` and auto-reset.
+
+        The same contract as ``Environment.step``; the reset and continuing
+        states are selected before the observation is built, so one map is
+        built for ``obs`` (and one for ``info["next_obs"]``, which XLA drops
+        when unused), and the randomness is one draw (``step_randomness``).
+        """
+        candidates, reset_cells = self.step_randomness(key)
+        state_next, reward, terminated = self.transition(state, actions, candidates)
+        truncated = jnp.logical_and(state_next.time >= self.max_steps, ~terminated)
+        done = terminated | truncated
+        state_out = jax.tree.map(
+            lambda r, s: jnp.where(done, r, s), state_from_cells(reset_cells), state_next
+        )
+        info = {"next_obs": self.get_obs(state_next)}
+        return self.get_obs(state_out), state_out, reward, terminated, truncated, info
+
+    # -- observations -----------------------------------------------------------------
+    def get_obs(self, state: GemsState) -> jax.Array:
+        """Observation of ``state``: float32 ``(agent=2, *obs_shape)``, rows identical."""
+        if self.obs_mode == "map":
+            one = encode_map(state, self.size)
+        else:
+            one = encode_compact(state, self.size)
+        return jnp.broadcast_to(one, (NUM_AGENTS, *one.shape))
+
+    def render(self, state: GemsState) -> str:
+        """ASCII picture of one unbatched state (see the module-level ``render``)."""
+        return render(state, self.size)
+
+
+def cells_from_words(words: jax.Array, low: int, high: int) -> jax.Array:
+    """Cells uniform on ``[low, high) x [low, high)`` from uniform uint32 words.
+
+    Args:
+        words: uint32 ``(num,)``, one per cell.
+
+    Returns:
+        int32 ``(num, xy=2)``. Each word is reduced modulo the number of cells:
+        the relative bias is below ``span**2 / 2**32`` (under ``1e-7`` on a 15 x 15
+        grid), with a quarter of the random bits that ``jax.random.randint``
+        draws for two coordinates.
+    """
+    span = high - low
+    flat = (words % jnp.uint32(span * span)).astype(jnp.int32)
+    return jnp.stack([flat // span, flat % span], axis=-1) + low
+
+
+def state_from_cells(cells: jax.Array) -> GemsState:
+    """A fresh episode's state from int32 ``(object=11, xy=2)`` cells (agents, gems)."""
+    return GemsState(
+        time=jnp.zeros((), jnp.int32),
+        agents=cells[:NUM_AGENTS],
+        gems=cells[NUM_AGENTS:],
+        collected=jnp.zeros((), jnp.int32),
+    )
+
+
+def encode_map(state: GemsState, size: int = 15) -> jax.Array:
+    """The reference map, float32 ``(channel=5, x=size, y=size)``.
+
+    Channels: agent 0, agent 1, blue gems, red gems, purple gems; a cell is 1
+    where at least one object of the channel lies, else 0. Built from
+    comparisons of each object's flat cell index with ``arange(size * size)``.
+    """
+    cells = jnp.concatenate([state.agents, state.gems])  # (object, xy)
+    flat = cells[:, 0] * size + cells[:, 1]  # (object,), row-major [x, y] index
+    hits = flat[:, None] == jnp.arange(size * size, dtype=flat.dtype)  # (object, cell)
+    gems = jnp.any(hits[NUM_AGENTS:].reshape(3, 3, size * size), axis=1)  # (colour, cell)
+    channels = jnp.concatenate([hits[:NUM_AGENTS], gems])  # (channel, cell)
+    return channels.astype(jnp.uint8).astype(jnp.float32).reshape(NUM_CHANNELS, size, size)
+
+
+def encode_compact(state: GemsState, size: int = 15) -> jax.Array:
+    """Cells scaled to ``[0, 1]``, float32 ``(22,)``: ``x, y`` of agents 0, 1, gems 0..8."""
+    cells = jnp.concatenate([state.agents, state.gems])  # (object, xy)
+    return cells.reshape(-1).astype(jnp.float32) / (size - 1)
+
+
+def render(state: GemsState, size: int = 15) -> str:
+    """ASCII picture of one unbatched state, ``y`` growing upwards, ``x`` rightwards.
+
+    Legend: ``0`` / ``1`` agent 0 / 1, ``&`` both agents, ``b`` blue, ``r`` red,
+    ``p`` purple gem, ``*`` gems of several colours, ``.`` empty. Agents hide
+    the gems beneath them.
+    """
+    agents = np.asarray(state.agents)
+    gems = np.asarray(state.gems)
+    grid = [["."] * size for _ in range(size)]  # [y][x]
+    for g, (x, y) in enumerate(gems):
+        mark = "brp"[g // 3]
+        grid[y][x] = mark if grid[y][x] in (".", mark) else "*"
+    for i, (x, y) in enumerate(agents):
+        grid[y][x] = "&" if grid[y][x] in ("0", "1") else str(i)
+    header = f"t={int(state.time)} collected={int(state.collected)}"
+    return "\n".join([header, *(" ".join(row) for row in reversed(grid))])

@@ -1,0 +1,87 @@
+"""Behaviour cloning: per-agent cross-entropy on Boltzmann logits ``Q_i(s, .) / alpha``.
+
+The network output plays the role of a soft-Q, so the policy and the "recovered
+reward" ``Q_i(s, a_i) - gamma V_i(s')`` are read exactly as for MAMQL; behaviour
+cloning identifies ``Q`` only up to a state-dependent offset, which is why its
+reward is a weak baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from mairl.algos.base import Algo, Batch
+from mairl.algos.common import init_stacked, l2_penalty, log_policy, make_optimizer
+
+
+@dataclass(frozen=True)
+class BCConfig:
+    alpha: float = 1.0
+    gamma: float = 0.99
+    learning_rate: float = 3e-4
+    batch_size: int = 256
+    l2: float = 0.0
+    critic: str = "mlp"
+    hidden: tuple[int, ...] = (256, 256)
+    max_grad_norm: float | None = 10.0
+    mode: str = "offline"
+
+    def __post_init__(self):
+        for name, ok, expected in [
+            ("alpha", self.alpha > 0, "> 0"),
+            ("learning_rate", self.learning_rate > 0, "> 0"),
+            ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("l2", self.l2 >= 0, ">= 0"),
+        ]:
+            if not ok:
+                raise ValueError(f"BCConfig.{name}: expected {expected}, got {getattr(self, name)}")
+
+
+@struct.dataclass
+class BCState:
+    params: object
+    opt_state: object
+    step: jax.Array
+
+
+def bc_loss(q: jax.Array, actions: jax.Array, alpha: float) -> jax.Array:
+    """Mean negative log-likelihood of ``actions (B,)`` under ``softmax(q (B, A) / alpha)``."""
+    logp = log_policy(q, alpha)
+    return -jnp.mean(jnp.take_along_axis(logp, actions[:, None], axis=-1))
+
+
+def make_bc(config: BCConfig, *, num_agents: int, obs_shape: tuple[int, ...],
+            num_actions: int, env=None) -> Algo:
+    from mairl.networks import make_critic
+
+    kwargs = {"hidden": config.hidden} if config.critic == "mlp" else {}
+    net = make_critic(config.critic, num_actions, obs_shape, **kwargs)
+    tx = make_optimizer(config.learning_rate, config.max_grad_norm)
+
+    def q_values(params, obs):
+        return jax.vmap(net.apply)(params, obs)
+
+    def loss_fn(params, batch: Batch):
+        q = q_values(params, batch.expert.obs)
+        losses = jax.vmap(bc_loss, in_axes=(0, 0, None))(q, batch.expert.actions, config.alpha)
+        total = jnp.sum(losses)
+        if config.l2 > 0:
+            total = total + config.l2 * l2_penalty(params)
+        return total, {"loss": losses}
+
+    def init(key, example: Batch) -> BCState:
+        params = init_stacked(net, key, num_agents, example.expert.obs[0, 0])
+        return BCState(params, jax.vmap(tx.init)(params), jnp.int32(0))
+
+    def update(state: BCState, batch: Batch, key):
+        grads, aux = jax.grad(loss_fn, has_aux=True)(state.params, batch)
+        updates, opt_state = jax.vmap(tx.update)(grads, state.opt_state, state.params)
+        params = jax.tree.map(lambda p, u: p + u, state.params, updates)
+        return BCState(params, opt_state, state.step + 1), aux
+
+    return Algo(name="bc", init=init, update=update, q_values=q_values, alpha=config.alpha,
+                gamma=config.gamma, config=config)

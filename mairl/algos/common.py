@@ -1,0 +1,73 @@
+"""Soft-Q building blocks shared by the algorithms.
+
+Axis conventions: per-agent values carry the agent axis first, ``(agent, batch,
+...)``; functions written for one agent are lifted with ``jax.vmap``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def soft_value(q: jax.Array, alpha: float) -> jax.Array:
+    """``V(s) = alpha * logsumexp(Q(s, .) / alpha)`` over the last axis."""
+    return alpha * jax.nn.logsumexp(q / alpha, axis=-1)
+
+
+def log_policy(q: jax.Array, alpha: float) -> jax.Array:
+    """Boltzmann log-policy ``log pi(a|s) = (Q(s, a) - V(s)) / alpha`` over the last axis."""
+    return jax.nn.log_softmax(q / alpha, axis=-1)
+
+
+def chi2_phi(x: jax.Array, alpha: float, coef: float) -> jax.Array:
+    """IQ-Learn's concave ``phi`` for the chi-squared divergence: ``x - coef x^2 / (4 alpha)``."""
+    return x - coef * x**2 / (4.0 * alpha)
+
+
+def init_stacked(net, key: jax.Array, num_agents: int, example_obs: jax.Array) -> Any:
+    """Independent parameters for every agent, stacked on a leading agent axis."""
+    return jax.vmap(net.init, in_axes=(0, None))(jax.random.split(key, num_agents), example_obs)
+
+
+def apply_stacked(net, params: Any, obs: jax.Array) -> jax.Array:
+    """``Q (agent, ..., action)`` from stacked params and ``obs (agent, ..., *obs_shape)``."""
+    return jax.vmap(net.apply)(params, obs)
+
+
+def sample_actions(key: jax.Array, q: jax.Array, alpha: float, greedy: bool = False) -> jax.Array:
+    """Boltzmann (or greedy) actions from ``q (..., action)``, int32 ``(...)``."""
+    if greedy:
+        return jnp.argmax(q, axis=-1).astype(jnp.int32)
+    return jax.random.categorical(key, q / alpha, axis=-1).astype(jnp.int32)
+
+
+def make_policy_fn(
+    net, params: Any, alpha: float, greedy: bool = False
+) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """``policy_fn(key, obs (agent, *obs_shape)) -> actions (agent,)`` for the env protocol."""
+
+    def policy_fn(key: jax.Array, obs: jax.Array) -> jax.Array:
+        return sample_actions(key, apply_stacked(net, params, obs), alpha, greedy)
+
+    return policy_fn
+
+
+def make_optimizer(learning_rate: float, max_grad_norm: float | None = None):
+    tx = optax.adam(learning_rate)
+    if max_grad_norm is not None:
+        tx = optax.chain(optax.clip_by_global_norm(max_grad_norm), tx)
+    return tx
+
+
+def l2_penalty(params: Any) -> jax.Array:
+    """Sum of squared parameters (weights and biases)."""
+    return sum(jnp.sum(p**2) for p in jax.tree.leaves(params))
+
+
+def polyak(target: Any, online: Any, tau: float) -> Any:
+    """``target <- (1 - tau) target + tau online``."""
+    return optax.incremental_update(online, target, tau)

@@ -1,0 +1,304 @@
+"""Inverse soft-Q learning (IQ-Learn) for several agents: the shared core of MAMQL
+and of the joint-action IQ-Learn baseline.
+
+Garg et al. 2021, "IQ-Learn: Inverse soft-Q Learning for Imitation", with the
+chi-squared regularizer; Haynam et al. 2025, "Multi-Agent Marginal Q-Learning
+from Demonstrations" (MAMQL) for the marginal critics. For every agent ``i`` the
+critic is trained on
+
+    L_i = E_value[V_i(s) - gamma (1 - term) V_i(s')]
+          - E_expert[phi(Q_i(s, a^E) - gamma (1 - term) V_i(s'))],
+    phi(x) = x - c x^2 / (4 alpha),
+
+with ``V_i(s) = alpha logsumexp(Q_i(s, .) / alpha)``. The value expectation is
+over the agents' own rollouts and the expert data (``online``), the expert data
+(``value_expert``), or ``(1 - gamma) E[V_i(s_0)]`` over initial states (``v0``).
+
+Two heads share this code:
+
+- ``marginal`` (MAMQL): ``Q_i(s, a_i)``, the other agents marginalized under
+  their policies by the data itself;
+- ``joint`` (the "IQL MA" baseline): ``Q_i(s, a_1, ..., a_N)`` over joint actions;
+  its marginal ``Q~_i(s, a_i) = alpha log sum_{a_-i} exp(Q_i(s, a) / alpha)``
+  gives agent ``i``'s Boltzmann policy (the marginal of its joint Boltzmann
+  distribution) and has the same soft value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from mairl.algos.base import Algo, Batch, Transition
+from mairl.algos.common import (
+    chi2_phi,
+    init_stacked,
+    l2_penalty,
+    make_optimizer,
+    polyak,
+    sample_actions,
+    soft_value,
+)
+from mairl.buffers import ReplayBuffer, buffer_add, buffer_init, buffer_sample
+from mairl.networks import make_critic
+
+Mode = Literal["online", "value_expert", "v0"]
+MODES = ("online", "value_expert", "v0")
+
+
+@dataclass(frozen=True)
+class IQConfig:
+    """Configuration of MAMQL and of joint-action IQ-Learn.
+
+    Attributes:
+        mode: ``online`` (value term on the agents' own rollouts and expert data),
+            ``value_expert`` or ``v0`` (offline).
+        alpha: Boltzmann temperature.
+        gamma: discount.
+        learning_rate: Adam step size.
+        batch_size: expert transitions per update (and policy transitions online).
+        chi2_coef: ``c`` in ``phi(x) = x - c x^2 / (4 alpha)``; 0 gives the plain
+            (unregularized) IQ objective.
+        l2: weight of the squared-parameter penalty.
+        target_tau: Polyak rate of a target critic used for ``V(s')``; ``None``
+            uses the online critic.
+        critic: network preset (``mairl.networks.make_critic``).
+        hidden: hidden widths of the ``mlp`` critic.
+        max_grad_norm: per-agent gradient clipping; ``None`` for none.
+        num_envs: online only: environments stepped once per update.
+        buffer_size: online only: replay capacity (transitions).
+    """
+
+    mode: Mode = "online"
+    alpha: float = 1.0
+    gamma: float = 0.99
+    learning_rate: float = 3e-4
+    batch_size: int = 256
+    chi2_coef: float = 1.0
+    l2: float = 0.0
+    target_tau: float | None = None
+    critic: str = "mlp"
+    hidden: tuple[int, ...] = (256, 256)
+    max_grad_norm: float | None = 10.0
+    num_envs: int = 8
+    buffer_size: int = 100_000
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"IQConfig.mode: expected one of {MODES}, got {self.mode!r}")
+        checks = [
+            ("alpha", self.alpha > 0, "> 0"),
+            ("gamma", 0 <= self.gamma < 1, "in [0, 1)"),
+            ("learning_rate", self.learning_rate > 0, "> 0"),
+            ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("chi2_coef", self.chi2_coef >= 0, ">= 0"),
+            ("l2", self.l2 >= 0, ">= 0"),
+            ("num_envs", self.num_envs >= 1, ">= 1"),
+            ("buffer_size", self.buffer_size >= 1, ">= 1"),
+        ]
+        if self.target_tau is not None:
+            checks.append(("target_tau", 0 < self.target_tau <= 1, "in (0, 1] or None"))
+        for name, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"IQConfig.{name}: expected {expected}, got {getattr(self, name)}")
+
+
+@struct.dataclass
+class IQState:
+    """Learner state. Parameters and optimizer states are stacked on the agent axis.
+
+    Online runs also carry the environments (``env_state``, ``env_obs (env, agent,
+    *obs_shape)``) and the replay buffer of the agents' own transitions.
+    """
+
+    params: Any
+    target_params: Any
+    opt_state: Any
+    step: jax.Array
+    env_state: Any = None
+    env_obs: Any = None
+    buffer: ReplayBuffer | None = None
+
+
+def iq_chi2_loss(
+    q_expert: jax.Array,
+    v_next_expert: jax.Array,
+    terminated_expert: jax.Array,
+    v_value: jax.Array,
+    v_next_value: jax.Array,
+    terminated_value: jax.Array,
+    *,
+    alpha: float,
+    gamma: float,
+    chi2_coef: float,
+) -> tuple[jax.Array, dict]:
+    """The IQ-Learn objective for one agent (module docstring), on precomputed values.
+
+    ``q_expert (B,)``: ``Q(s, a^E)``; ``v_next_expert (B,)``: ``V(s')``;
+    ``v_value, v_next_value (B',)``: ``V`` on the value samples and their
+    successors (for ``v0`` pass ``(1 - gamma) V(s_0)`` and zeros).
+    """
+    y = q_expert - gamma * (1.0 - terminated_expert) * v_next_expert
+    expert_term = jnp.mean(chi2_phi(y, alpha, chi2_coef))
+    value_term = jnp.mean(v_value - gamma * (1.0 - terminated_value) * v_next_value)
+    loss = value_term - expert_term
+    return loss, {"expert_term": expert_term, "value_term": value_term,
+                  "expert_reward": jnp.mean(y)}
+
+
+def joint_index(actions: jax.Array, num_actions: int) -> jax.Array:
+    """Index of the joint action ``(a_1, ..., a_N)`` in ``A^N``: ``actions (agent, ...)``."""
+    n = actions.shape[0]
+    weights = num_actions ** jnp.arange(n - 1, -1, -1)
+    return jnp.tensordot(weights, actions.astype(jnp.int32), axes=1)
+
+
+def joint_marginal_masks(num_agents: int, num_actions: int) -> np.ndarray:
+    """``masks (agent, action, joint)``: whether joint action ``j`` has ``a_i = k``."""
+    digits = np.stack(
+        np.unravel_index(np.arange(num_actions**num_agents), (num_actions,) * num_agents)
+    )  # (agent, joint)
+    return digits[:, None, :] == np.arange(num_actions)[None, :, None]
+
+
+def make_iq(
+    config: IQConfig,
+    *,
+    num_agents: int,
+    obs_shape: tuple[int, ...],
+    num_actions: int,
+    head: Literal["marginal", "joint"] = "marginal",
+    env: Any = None,
+    name: str = "mamql",
+) -> Algo:
+    """Build the learner. ``env`` (a jittable mairl env) is required for ``online``."""
+    if config.mode == "online":
+        if env is None:
+            raise ValueError(f"{name}: mode 'online' needs an environment (env=...)")
+        if not getattr(env, "jittable", True):
+            raise ValueError(f"{name}: online mode inside jit needs a jittable environment")
+    outputs = num_actions if head == "marginal" else num_actions**num_agents
+    kwargs = {"hidden": config.hidden} if config.critic == "mlp" else {}
+    net = make_critic(config.critic, outputs, obs_shape, **kwargs)
+    tx = make_optimizer(config.learning_rate, config.max_grad_norm)
+    alpha, gamma = config.alpha, config.gamma
+    masks = jnp.asarray(joint_marginal_masks(num_agents, num_actions)) if head == "joint" else None
+    agent_ids = jnp.arange(num_agents)
+
+    def raw(params, obs):  # (agent, ..., *obs_shape) -> (agent, ..., outputs)
+        return jax.vmap(net.apply)(params, obs)
+
+    def marginal_q(out, agent):  # one agent: (..., outputs) -> (..., num_actions)
+        if head == "marginal":
+            return out
+        logits = jnp.where(masks[agent], out[..., None, :] / alpha, -jnp.inf)
+        return alpha * jax.nn.logsumexp(logits, axis=-1)
+
+    def q_values(params, obs):
+        return jax.vmap(marginal_q)(raw(params, obs), agent_ids)
+
+    def taken(out, actions, agent):  # one agent's critic output at the action taken
+        if head == "marginal":
+            idx = actions[agent]
+        else:
+            idx = joint_index(actions, num_actions)
+        return jnp.take_along_axis(out, idx[:, None], axis=-1)[:, 0]
+
+    def loss_fn(params, target_params, batch: Batch, policy: Transition | None):
+        expert = batch.expert
+        b = expert.actions.shape[1]
+        obs_now, obs_next = expert.obs, expert.next_obs
+        if config.mode == "online":
+            obs_now = jnp.concatenate([expert.obs, policy.obs], axis=1)
+            obs_next = jnp.concatenate([expert.next_obs, policy.next_obs], axis=1)
+            term_value = jnp.concatenate([expert.terminated, policy.terminated])
+        elif config.mode == "v0":
+            obs_now = jnp.concatenate([expert.obs, batch.init_obs], axis=1)
+        next_params = params if config.target_tau is None else target_params
+        out_now = raw(params, obs_now)
+        out_next = raw(next_params, obs_next)
+        term_e = expert.terminated.astype(jnp.float32)
+
+        def agent_loss(out_now, out_next, agent):
+            v_now = soft_value(out_now, alpha)
+            v_next = soft_value(out_next, alpha)
+            q_e = taken(out_now[:b], expert.actions, agent)
+            if config.mode == "online":
+                v_value, v_next_value = v_now, v_next
+                t_value = term_value.astype(jnp.float32)
+            elif config.mode == "value_expert":
+                v_value, v_next_value, t_value = v_now, v_next, term_e
+            else:  # v0
+                v_value = (1.0 - gamma) * v_now[b:]
+                v_next_value, t_value = jnp.zeros_like(v_value), jnp.ones_like(v_value)
+            return iq_chi2_loss(
+                q_e, v_next[:b], term_e, v_value, v_next_value, t_value,
+                alpha=alpha, gamma=gamma, chi2_coef=config.chi2_coef,
+            )
+
+        losses, aux = jax.vmap(agent_loss)(out_now, out_next, agent_ids)
+        total = jnp.sum(losses)
+        if config.l2 > 0:
+            total = total + config.l2 * l2_penalty(params)
+        aux["loss"] = losses
+        return total, aux
+
+    def gradient_step(state: IQState, batch: Batch, policy: Transition | None):
+        grads, aux = jax.grad(loss_fn, has_aux=True)(
+            state.params, state.target_params, batch, policy
+        )
+        updates, opt_state = jax.vmap(tx.update)(grads, state.opt_state, state.params)
+        params = jax.tree.map(lambda p, u: p + u, state.params, updates)
+        target = state.target_params
+        if config.target_tau is not None:
+            target = polyak(target, params, config.target_tau)
+        return state.replace(params=params, target_params=target, opt_state=opt_state,
+                             step=state.step + 1), aux
+
+    def init(key: jax.Array, example: Batch) -> IQState:
+        key_net, key_env = jax.random.split(key)
+        params = init_stacked(net, key_net, num_agents, example.expert.obs[0, 0])
+        state = IQState(params=params, target_params=params,
+                        opt_state=jax.vmap(tx.init)(params), step=jnp.int32(0))
+        if config.mode == "online":
+            env_obs, env_state = jax.vmap(env.reset)(jax.random.split(key_env, config.num_envs))
+            item = Transition(
+                obs=env_obs[0], actions=jnp.zeros((num_agents,), jnp.int32),
+                next_obs=env_obs[0], terminated=jnp.bool_(False), truncated=jnp.bool_(False),
+            )
+            state = state.replace(env_state=env_state, env_obs=env_obs,
+                                  buffer=buffer_init(item, config.buffer_size))
+        return state
+
+    def act_and_store(state: IQState, key: jax.Array) -> IQState:
+        key_act, key_step = jax.random.split(key)
+        obs = jnp.swapaxes(state.env_obs, 0, 1)  # (agent, env, *obs_shape)
+        actions = sample_actions(key_act, q_values(state.params, obs), alpha)  # (agent, env)
+        actions = actions.T
+        env_obs, env_state, _, terminated, truncated, info = jax.vmap(env.step)(
+            jax.random.split(key_step, config.num_envs), state.env_state, actions
+        )
+        items = Transition(state.env_obs, actions, info["next_obs"], terminated, truncated)
+        return state.replace(env_state=env_state, env_obs=env_obs,
+                             buffer=buffer_add(state.buffer, items))
+
+    def update(state: IQState, batch: Batch, key: jax.Array):
+        policy = None
+        if config.mode == "online":
+            key_env, key_sample = jax.random.split(key)
+            state = act_and_store(state, key_env)
+            sample = buffer_sample(state.buffer, key_sample, config.batch_size)
+            policy = Transition(
+                obs=jnp.swapaxes(sample.obs, 0, 1), actions=sample.actions.T,
+                next_obs=jnp.swapaxes(sample.next_obs, 0, 1), terminated=sample.terminated,
+                truncated=sample.truncated,
+            )
+        return gradient_step(state, batch, policy)
+
+    return Algo(name=name, init=init, update=update, q_values=q_values, alpha=alpha,
+                gamma=gamma, config=config)

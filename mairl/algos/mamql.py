@@ -1,0 +1,38 @@
+"""MAMQL: Multi-Agent Marginal Q-Learning from Demonstrations (Haynam et al. 2025).
+
+One marginal soft-Q critic per agent, ``Q_i(s, a_i)``, conditioned on the state
+and the agent's own action only; the other agents are marginalized under their
+(demonstrated or current) policies. Each critic is trained with the IQ-Learn
+objective and the chi-squared regularizer (see ``mairl.algos.iq``); the
+recovered reward is ``r_i(s, a_i) = Q_i(s, a_i) - gamma E[V_i(s')]``.
+
+    algo = make_mamql(MAMQLConfig(mode="value_expert"), num_agents=2,
+                      obs_shape=(20,), num_actions=3)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mairl.algos.base import Algo
+from mairl.algos.iq import IQConfig, IQState, iq_chi2_loss, make_iq
+
+MAMQLConfig = IQConfig
+MAMQLState = IQState
+
+
+def make_mamql(
+    config: MAMQLConfig,
+    *,
+    num_agents: int,
+    obs_shape: tuple[int, ...],
+    num_actions: int,
+    env: Any = None,
+) -> Algo:
+    """MAMQL with marginal critics; ``env`` is needed for ``mode="online"``."""
+    name = "mamql" if config.mode == "online" else f"mamql-{config.mode}"
+    return make_iq(config, num_agents=num_agents, obs_shape=obs_shape,
+                   num_actions=num_actions, head="marginal", env=env, name=name)
+
+
+__all__ = ["MAMQLConfig", "MAMQLState", "iq_chi2_loss", "make_mamql"]

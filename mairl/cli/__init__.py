@@ -1,0 +1,26 @@
+"""The ``mairl`` command line: ``mairl envs``, ``mairl demos``, ``mairl bench``.
+
+Every subcommand is a plain function whose typed arguments tyro turns into flags;
+a mistyped flag is an error, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Literal
+
+import tyro
+
+from mairl.cli.commands import bench, demos, list_envs
+
+
+def main(argv: list[str] | None = None) -> None:
+    tyro.extras.subcommand_cli_from_dict(
+        {"envs": list_envs, "demos": demos, "bench": bench},
+        prog="mairl",
+        description="Multi-agent inverse reinforcement learning in JAX.",
+        args=sys.argv[1:] if argv is None else argv,
+    )
+
+
+__all__ = ["Annotated", "Literal", "main"]

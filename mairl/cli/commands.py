@@ -1,0 +1,121 @@
+"""Implementations of the CLI subcommands (the place where ``mairl`` meets ``envs``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from tyro.conf import Positional
+
+Expert = Literal["soft-vi", "random"]
+
+
+def list_envs(family: str | None = None) -> None:
+    """List the registered environments with their family and whether they jit.
+
+    Args:
+        family: show only this family (e.g. ``tabular``, ``gems``).
+    """
+    import envs
+
+    rows = [envs.spec(name) for name in envs.registered()]
+    if family is not None:
+        rows = [r for r in rows if r.family == family]
+        if not rows:
+            families = sorted({envs.spec(n).family for n in envs.registered()})
+            raise SystemExit(f"error: no environment in family {family!r}; families: {families}")
+    width = max(len(r.name) for r in rows)
+    print(f"{'name':<{width}}  {'family':<10}  {'jit':<3}  description")
+    for r in rows:
+        jit = "yes" if r.jittable else "no"
+        print(f"{r.name:<{width}}  {r.family:<10}  {jit:<3}  {r.description}")
+    print("\nAlso: tabular:PATH.npz loads a saved TabularGame (see envs.tabular.TabularGame.save).")
+
+
+def demos(
+    env: str,
+    out: Path,
+    expert: Expert = "soft-vi",
+    episodes: int = 100,
+    seed: int = 0,
+    alpha: float = 1.0,
+    gamma: float = 0.99,
+    num_envs: int = 64,
+) -> None:
+    """Record expert demonstrations and save them as ``.npz``.
+
+    Args:
+        env: environment name (``mairl envs`` lists them) or ``tabular:PATH.npz``.
+        out: output file (``.npz``).
+        expert: ``soft-vi`` (exact logit equilibrium, tabular games) or ``random``.
+        episodes: number of complete episodes to record.
+        seed: random seed.
+        alpha: Boltzmann temperature of the soft-vi expert.
+        gamma: discount of the soft-vi expert.
+        num_envs: environments run side by side.
+    """
+    import jax
+
+    import envs
+    from mairl.cli.experts import make_expert
+    from mairl.data import collect
+
+    if episodes < 1:
+        raise SystemExit(f"error: --episodes must be >= 1, got {episodes}")
+    if num_envs < 1:
+        raise SystemExit(f"error: --num-envs must be >= 1, got {num_envs}")
+    game = _make_env(env)
+    policy_fn = make_expert(game, expert, alpha=alpha, gamma=gamma)
+    key = jax.random.key(seed)
+    t0 = time.perf_counter()
+    data = collect(
+        key, game, policy_fn, episodes, num_envs=min(num_envs, episodes), progress=True
+    )
+    elapsed = time.perf_counter() - t0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data.save(out)
+    returns = episode_returns(data)
+    print(f"env {game.name}: expert {expert}, {data.num_episodes} episodes, "
+          f"{data.num_transitions} transitions in {elapsed:.1f} s")
+    per_agent = ", ".join(
+        f"{name} {r:.3f}" for name, r in zip(game.agents, returns.mean(axis=0))
+    )
+    print(f"mean return per agent: {per_agent}")
+    print(f"saved {out}")
+
+
+def episode_returns(data) -> np.ndarray:
+    """Undiscounted per-agent return of every episode: ``(episode, agent)``."""
+    if data.rewards is None:
+        raise ValueError("demonstrations carry no true rewards")
+    ids = np.asarray(data.episode_id)
+    rewards = np.asarray(data.rewards)
+    _, inverse = np.unique(ids, return_inverse=True)
+    totals = np.zeros((inverse.max() + 1, rewards.shape[1]))
+    np.add.at(totals, inverse, rewards)
+    return totals
+
+
+def bench(what: Positional[Literal["envs"]] = "envs", quick: bool = False) -> None:
+    """Benchmarks: ``envs`` times Gems steps/s and the exact soft value iteration.
+
+    Args:
+        what: which benchmark.
+        quick: fewer repetitions (for smoke tests).
+    """
+    from mairl.cli import bench as bench_mod
+
+    bench_mod.run(what, quick=quick)
+
+
+def _make_env(name: str):
+    import envs
+
+    try:
+        return envs.make(name)
+    except KeyError as err:
+        raise SystemExit(f"error: --env: {err.args[0]}") from None
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: --env {name}: {err}") from None

@@ -1,0 +1,612 @@
+"""Expert demonstrations: a validated pytree of transitions, saved as ``.npz``.
+
+Axis order (time first, then agent)::
+
+    obs         (T, N, *obs_shape)   what each agent saw
+    actions     (T, N) int32         discrete games, each in [0, num_actions)
+                (T, N, action_dim)   float32, continuous games
+    next_obs    (T, N, *obs_shape)   the true successor, also at an episode's end
+    terminated  (T,) bool            the episode ended by the game's rules
+    truncated   (T,) bool            the episode was cut (time limit, end of data)
+    episode_id  (T,) int32           non-decreasing, one id per episode
+    rewards     (T, N) float32       optional true rewards, for evaluation only
+
+``rewards`` are the game's true rewards, kept so that metrics can compare a
+recovered reward with the truth. No IRL algorithm may learn from them.
+
+Episodes are contiguous runs of transitions sharing one ``episode_id``. Every
+episode is complete: its last transition, and only that one, is ``terminated``
+or ``truncated`` (never both). A transition that is neither is followed by the
+next transition of the same episode.
+
+Algorithms consume batches with the agent axis first; see
+:mod:`mairl.data.sampling` for the conversion.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+#: Version of the ``.npz`` layout written by :meth:`Demonstrations.save`.
+SCHEMA_VERSION = 1
+
+_ARRAY_FIELDS = ("obs", "actions", "next_obs", "terminated", "truncated", "episode_id")
+_META_ENTRIES = ("schema_version", "env_id", "num_agents", "num_actions")
+
+
+def _fail(field: str, message: str) -> ValueError:
+    return ValueError(f"Demonstrations.{field}: {message}")
+
+
+def _shape_str(names: Sequence[str], values: Sequence[int]) -> str:
+    return f"({', '.join(names)}) = {tuple(int(v) for v in values)}"
+
+
+@struct.dataclass
+class Demonstrations:
+    """Transitions of ``N`` agents, time first and agent second (module docstring).
+
+    Build with :meth:`Demonstrations.create`, which validates; the plain
+    constructor performs no checks and exists for JAX transformations.
+    ``env_id`` and ``num_actions`` are static metadata (part of the tree
+    structure, not leaves).
+    """
+
+    obs: jax.Array  # (T, N, *obs_shape)
+    actions: jax.Array  # (T, N) int32 | (T, N, action_dim) float32
+    next_obs: jax.Array  # (T, N, *obs_shape)
+    terminated: jax.Array  # (T,) bool
+    truncated: jax.Array  # (T,) bool
+    episode_id: jax.Array  # (T,) int32
+    rewards: jax.Array | None = None  # (T, N) float32, evaluation only
+    env_id: str | None = struct.field(pytree_node=False, default=None)
+    num_actions: int | None = struct.field(pytree_node=False, default=None)
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        obs: Any,
+        actions: Any,
+        next_obs: Any,
+        terminated: Any,
+        truncated: Any,
+        episode_id: Any = None,
+        rewards: Any = None,
+        *,
+        env_id: str | None = None,
+        num_actions: int | None = None,
+    ) -> Demonstrations:
+        """Validate host arrays (NumPy or JAX) and build device-resident demonstrations.
+
+        ``episode_id`` defaults to the episode ordinal derived from the flags
+        (a new episode after every terminated or truncated transition). Integer
+        actions become int32, float actions float32, ``episode_id`` int32 and
+        ``rewards`` float32, after the checks, so a cast never hides a bad value.
+        Raises ``ValueError`` naming the field for any inconsistency. Host-side
+        only (not under ``jit``).
+        """
+        if episode_id is None:
+            terminated_np = np.asarray(terminated)
+            truncated_np = np.asarray(truncated)
+            if terminated_np.shape == truncated_np.shape and terminated_np.ndim == 1:
+                episode_id = _ordinals(terminated_np.astype(bool) | truncated_np.astype(bool))
+        given = {
+            "obs": obs,
+            "actions": actions,
+            "next_obs": next_obs,
+            "terminated": terminated,
+            "truncated": truncated,
+            "episode_id": episode_id,
+            "rewards": rewards,
+        }
+        fields = {k: None if v is None else np.asarray(v) for k, v in given.items()}
+        _check(fields, env_id=env_id, num_actions=num_actions)
+        discrete = np.issubdtype(fields["actions"].dtype, np.integer)
+        dtypes = {
+            "actions": jnp.int32 if discrete else jnp.float32,
+            "terminated": jnp.bool_,
+            "truncated": jnp.bool_,
+            "episode_id": jnp.int32,
+            "rewards": jnp.float32,
+        }
+        # Convert from the given objects: a JAX array of the right dtype is kept as is.
+        arrays = {k: None if v is None else jnp.asarray(v, dtypes.get(k)) for k, v in given.items()}
+        return cls(
+            **arrays,
+            env_id=env_id,
+            num_actions=None if num_actions is None else int(num_actions),
+        )
+
+    def validate(self) -> Demonstrations:
+        """Run every check of :meth:`create` on this instance; returns it unchanged."""
+        fields = {name: np.asarray(getattr(self, name)) for name in _ARRAY_FIELDS}
+        fields["rewards"] = None if self.rewards is None else np.asarray(self.rewards)
+        _check(fields, env_id=self.env_id, num_actions=self.num_actions)
+        return self
+
+    # -- sizes ---------------------------------------------------------------------------
+    @property
+    def num_transitions(self) -> int:
+        """``T``."""
+        return self.obs.shape[0]
+
+    @property
+    def num_agents(self) -> int:
+        """``N``."""
+        return self.obs.shape[1]
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """One agent's observation shape."""
+        return tuple(self.obs.shape[2:])
+
+    @property
+    def discrete(self) -> bool:
+        """Whether actions are integer indices (``(T, N)``) rather than vectors."""
+        return bool(jnp.issubdtype(self.actions.dtype, jnp.integer))
+
+    @property
+    def num_episodes(self) -> int:
+        """Number of complete episodes (host-side: reads the flags)."""
+        return int(np.count_nonzero(self._done()))
+
+    # -- episodes (host-side) ------------------------------------------------------------
+    def _done(self) -> np.ndarray:
+        return np.asarray(self.terminated) | np.asarray(self.truncated)
+
+    def episode_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(starts, stops)``: episode ``e`` holds transitions ``starts[e]:stops[e]``."""
+        stops = np.flatnonzero(self._done()) + 1
+        starts = np.concatenate([[0], stops[:-1]]).astype(np.int64)
+        return starts, stops.astype(np.int64)
+
+    def episode_lengths(self) -> np.ndarray:
+        """``(E,)`` number of transitions of each episode, in order."""
+        starts, stops = self.episode_bounds()
+        return stops - starts
+
+    def initial_obs(self) -> jax.Array:
+        """``(E, N, *obs_shape)``: each episode's first observation."""
+        starts, _ = self.episode_bounds()
+        return jnp.asarray(np.asarray(self.obs)[starts])
+
+    def select_episodes(self, episodes: slice | Sequence[int] | np.ndarray) -> Demonstrations:
+        """Keep whole episodes, given by ordinal (0 = first episode stored).
+
+        ``episodes`` is a slice or a sequence of ordinals (repeats allowed, e.g.
+        for a bootstrap). The result holds them in the order given, with
+        ``episode_id`` renumbered ``0 .. len - 1``.
+        """
+        starts, stops = self.episode_bounds()
+        num = len(starts)
+        if isinstance(episodes, slice):
+            chosen = np.arange(num)[episodes]
+        else:
+            chosen = np.asarray(episodes)
+            if chosen.ndim != 1 or not (
+                chosen.size == 0 or np.issubdtype(chosen.dtype, np.integer)
+            ):
+                raise TypeError(
+                    f"select_episodes: expected a slice or a 1-D sequence of integer episode "
+                    f"ordinals, got {chosen.dtype} array of shape {chosen.shape}"
+                )
+            bad = (chosen < 0) | (chosen >= num)
+            if bad.any():
+                raise IndexError(
+                    f"select_episodes: episode ordinal {int(chosen[bad][0])} out of range "
+                    f"for {num} episodes"
+                )
+        if chosen.size == 0:
+            raise ValueError(
+                "select_episodes: no episodes selected; demonstrations cannot be empty"
+            )
+        lengths = stops[chosen] - starts[chosen]
+        index = np.concatenate([np.arange(starts[e], stops[e]) for e in chosen])
+        taken = _take(self, index)
+        return taken.replace(
+            episode_id=jnp.asarray(np.repeat(np.arange(len(chosen)), lengths), jnp.int32)
+        )
+
+    # -- persistence ---------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, *, compress: bool = True) -> Path:
+        """Write a ``.npz`` file at exactly ``path`` (atomically); returns the path.
+
+        Entries: the array fields (``rewards`` only when present) and the
+        metadata ``schema_version``, ``env_id`` (``""`` for none),
+        ``num_agents`` and ``num_actions`` (``-1`` for none). Read it back with
+        :func:`load`.
+        """
+        path = Path(path)
+        entries: dict[str, np.ndarray] = {
+            name: np.asarray(getattr(self, name)) for name in _ARRAY_FIELDS
+        }
+        if self.rewards is not None:
+            entries["rewards"] = np.asarray(self.rewards)
+        entries["schema_version"] = np.asarray(SCHEMA_VERSION, np.int64)
+        entries["env_id"] = np.asarray("" if self.env_id is None else str(self.env_id))
+        entries["num_agents"] = np.asarray(self.num_agents, np.int64)
+        entries["num_actions"] = np.asarray(
+            -1 if self.num_actions is None else self.num_actions, np.int64
+        )
+        tmp = path.with_name(path.name + ".tmp")
+        writer = np.savez_compressed if compress else np.savez
+        try:
+            with open(tmp, "wb") as f:
+                writer(f, **entries)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return path
+
+
+def _take(demos: Demonstrations, index: np.ndarray) -> Demonstrations:
+    """Transitions ``index`` (``(K,)``) of every field, time axis kept first.
+
+    Gathers on the host: selections come in many lengths, and each new length
+    would compile a device gather.
+    """
+    return jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[index]), demos)
+
+
+# -- checks --------------------------------------------------------------------------------
+def _ordinals(done: np.ndarray) -> np.ndarray:
+    """Episode ordinal of each transition: a new episode after every ``done``."""
+    return np.concatenate([[0], np.cumsum(done[:-1], dtype=np.int64)]).astype(np.int64)
+
+
+def _is_numeric(x: np.ndarray) -> bool:
+    return (
+        x.dtype == np.bool_
+        or np.issubdtype(x.dtype, np.integer)
+        or np.issubdtype(x.dtype, np.floating)
+    )
+
+
+def _check_finite(field: str, x: np.ndarray) -> None:
+    if not np.issubdtype(x.dtype, np.floating):
+        return
+    finite = np.isfinite(x).reshape(x.shape[0], -1).all(axis=1)
+    if not finite.all():
+        t = int(np.flatnonzero(~finite)[0])
+        raise _fail(
+            field,
+            f"expected finite values, got NaN or inf at transition {t} "
+            f"({int(np.count_nonzero(~finite))} transitions affected)",
+        )
+
+
+def _check(fields: dict[str, np.ndarray | None], *, env_id: Any, num_actions: Any) -> None:
+    """All consistency checks; raises ``ValueError`` naming the field."""
+    if env_id is not None and not isinstance(env_id, str):
+        raise _fail("env_id", f"expected a str or None, got {type(env_id).__name__}")
+    if num_actions is not None:
+        if isinstance(num_actions, bool) or not isinstance(num_actions, (int, np.integer)):
+            raise _fail("num_actions", f"expected an int or None, got {num_actions!r}")
+        if num_actions < 1:
+            raise _fail("num_actions", f"expected a positive number of actions, got {num_actions}")
+
+    obs = fields["obs"]
+    if obs.ndim < 2:
+        raise _fail(
+            "obs", f"expected shape (T, N, *obs_shape) with at least 2 axes, got {obs.shape}"
+        )
+    num_t, num_n = obs.shape[:2]
+    if num_t < 1:
+        raise _fail("obs", f"expected at least one transition, got shape {obs.shape}")
+    if num_n < 1:
+        raise _fail("obs", f"expected at least one agent, got shape {obs.shape}")
+    for name in ("obs", "next_obs"):
+        x = fields[name]
+        if not _is_numeric(x):
+            raise _fail(name, f"expected a numeric dtype, got {x.dtype}")
+    next_obs = fields["next_obs"]
+    if next_obs.shape != obs.shape:
+        raise _fail(
+            "next_obs",
+            f"expected shape (T, N, *obs_shape) = {obs.shape} (as obs), got {next_obs.shape}",
+        )
+
+    actions = fields["actions"]
+    if np.issubdtype(actions.dtype, np.integer):
+        if actions.shape != (num_t, num_n):
+            raise _fail(
+                "actions",
+                f"expected shape {_shape_str(('T', 'N'), (num_t, num_n))} for integer "
+                f"actions, got {actions.shape}",
+            )
+        if actions.size and actions.min() < 0:
+            t = int(np.flatnonzero((actions < 0).any(axis=1))[0])
+            raise _fail(
+                "actions", f"expected actions >= 0, got {int(actions.min())} at transition {t}"
+            )
+        if num_actions is not None and actions.size and actions.max() >= num_actions:
+            t = int(np.flatnonzero((actions >= num_actions).any(axis=1))[0])
+            raise _fail(
+                "actions",
+                f"expected actions in [0, num_actions) = [0, {num_actions}), got "
+                f"{int(actions.max())} at transition {t}",
+            )
+        if actions.size and actions.max() > np.iinfo(np.int32).max:
+            raise _fail("actions", f"expected values that fit int32, got {int(actions.max())}")
+    elif np.issubdtype(actions.dtype, np.floating):
+        if num_actions is not None:
+            raise _fail(
+                "actions",
+                f"expected integer actions for a discrete game (num_actions={num_actions}), "
+                f"got dtype {actions.dtype}",
+            )
+        if actions.ndim != 3 or actions.shape[:2] != (num_t, num_n):
+            raise _fail(
+                "actions",
+                f"expected shape (T, N, action_dim) with (T, N) = {(num_t, num_n)} for float "
+                f"(continuous) actions, got {actions.shape}",
+            )
+        _check_finite("actions", actions)
+    else:
+        raise _fail(
+            "actions",
+            f"expected int (discrete, shape (T, N)) or float (continuous, shape "
+            f"(T, N, action_dim)) actions, got dtype {actions.dtype}",
+        )
+
+    for name in ("terminated", "truncated"):
+        x = fields[name]
+        if x.shape != (num_t,):
+            raise _fail(name, f"expected shape (T,) = ({num_t},), got {x.shape}")
+        if x.dtype != np.bool_:
+            raise _fail(name, f"expected dtype bool, got {x.dtype} (convert with .astype(bool))")
+    terminated, truncated = fields["terminated"], fields["truncated"]
+    both = terminated & truncated
+    if both.any():
+        raise _fail(
+            "truncated",
+            f"transition {int(np.flatnonzero(both)[0])} is both terminated and truncated; "
+            "expected at most one of the two",
+        )
+
+    episode_id = fields["episode_id"]
+    if episode_id is None:
+        raise _fail("episode_id", "missing")
+    if episode_id.shape != (num_t,):
+        raise _fail("episode_id", f"expected shape (T,) = ({num_t},), got {episode_id.shape}")
+    if not np.issubdtype(episode_id.dtype, np.integer):
+        raise _fail("episode_id", f"expected an integer dtype, got {episode_id.dtype}")
+    if episode_id.min() < 0 or episode_id.max() > np.iinfo(np.int32).max:
+        raise _fail(
+            "episode_id",
+            f"expected ids in [0, 2**31), got range [{int(episode_id.min())}, "
+            f"{int(episode_id.max())}]",
+        )
+    step = np.diff(episode_id.astype(np.int64))
+    if (step < 0).any():
+        t = int(np.flatnonzero(step < 0)[0]) + 1
+        raise _fail(
+            "episode_id",
+            f"expected non-decreasing ids (episodes stored contiguously), got "
+            f"{int(episode_id[t])} after {int(episode_id[t - 1])} at transition {t}",
+        )
+    done = terminated | truncated
+    last = np.append(step > 0, True)
+    missing = last & ~done
+    if missing.any():
+        t = int(np.flatnonzero(missing)[0])
+        raise _fail(
+            "terminated",
+            f"episode_id {int(episode_id[t])} ends at transition {t} with neither terminated "
+            "nor truncated; expected every episode's last transition to be terminated or "
+            "truncated",
+        )
+    inner = done & ~last
+    if inner.any():
+        t = int(np.flatnonzero(inner)[0])
+        raise _fail(
+            "episode_id",
+            f"transition {t} is terminated or truncated but transition {t + 1} continues "
+            f"episode_id {int(episode_id[t])}; expected a new, larger id after an episode ends",
+        )
+
+    rewards = fields["rewards"]
+    if rewards is not None:
+        if rewards.shape != (num_t, num_n):
+            raise _fail(
+                "rewards",
+                f"expected shape {_shape_str(('T', 'N'), (num_t, num_n))}, got {rewards.shape}",
+            )
+        if not (
+            np.issubdtype(rewards.dtype, np.floating) or np.issubdtype(rewards.dtype, np.integer)
+        ):
+            raise _fail("rewards", f"expected a real dtype, got {rewards.dtype}")
+        _check_finite("rewards", rewards)
+    _check_finite("obs", obs)
+    _check_finite("next_obs", next_obs)
+
+
+# -- combining -----------------------------------------------------------------------------
+def concatenate(demos: Sequence[Demonstrations]) -> Demonstrations:
+    """Join demonstrations in order; ``episode_id`` is renumbered ``0 .. E - 1``.
+
+    All parts must agree on agent count, observation shape, action kind and
+    shape, ``env_id``, ``num_actions`` and whether ``rewards`` are present.
+    """
+    demos = list(demos)
+    if not demos:
+        raise ValueError("concatenate: expected at least one Demonstrations, got none")
+    first = demos[0]
+    for i, d in enumerate(demos):
+        if not isinstance(d, Demonstrations):
+            raise TypeError(f"concatenate: demos[{i}] is a {type(d).__name__}, not Demonstrations")
+        checks = [
+            ("obs", tuple(d.obs.shape[1:]), tuple(first.obs.shape[1:])),
+            ("actions", tuple(d.actions.shape[1:]), tuple(first.actions.shape[1:])),
+            ("actions.dtype", d.actions.dtype, first.actions.dtype),
+            ("obs.dtype", d.obs.dtype, first.obs.dtype),
+            ("env_id", d.env_id, first.env_id),
+            ("num_actions", d.num_actions, first.num_actions),
+            ("rewards present", d.rewards is not None, first.rewards is not None),
+        ]
+        for what, got, want in checks:
+            if got != want:
+                raise ValueError(
+                    f"concatenate: demos[{i}] {what} is {got}, expected {want} as in demos[0]"
+                )
+    offsets = np.cumsum([0] + [d.num_episodes for d in demos[:-1]])
+    episode_id = np.concatenate(
+        [_ordinals(d._done()) + off for d, off in zip(demos, offsets, strict=True)]
+    ).astype(np.int32)
+
+    def cat(name):
+        parts = [getattr(d, name) for d in demos]
+        return None if parts[0] is None else jnp.concatenate(parts, axis=0)
+
+    return Demonstrations(
+        obs=cat("obs"),
+        actions=cat("actions"),
+        next_obs=cat("next_obs"),
+        terminated=cat("terminated"),
+        truncated=cat("truncated"),
+        episode_id=jnp.asarray(episode_id),
+        rewards=cat("rewards"),
+        env_id=first.env_id,
+        num_actions=first.num_actions,
+    )
+
+
+# -- loading -------------------------------------------------------------------------------
+def _scalar(path: Path, entries: dict[str, np.ndarray], name: str, kind: str) -> Any:
+    x = entries[name]
+    if x.shape != ():
+        raise ValueError(f"{path}: entry {name!r} should be a scalar, got shape {x.shape}")
+    if kind == "int" and np.issubdtype(x.dtype, np.integer):
+        return int(x)
+    if kind == "str" and x.dtype.kind == "U":
+        return str(x)
+    raise ValueError(f"{path}: entry {name!r} should be a {kind}, got dtype {x.dtype}")
+
+
+def load(
+    path: str | os.PathLike,
+    *,
+    env: Any = None,
+    expected_num_agents: int | None = None,
+) -> Demonstrations:
+    """Read and validate a ``.npz`` written by :meth:`Demonstrations.save`.
+
+    Read with ``allow_pickle=False``. With ``env`` (any object with the
+    environment protocol's static facts), the agent count, observation shape,
+    ``env_id`` (when both are set) and action kind are checked against it.
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming
+    the path for anything else: unreadable, truncated or corrupt file, unknown
+    schema version, missing or unexpected entry, invalid contents, mismatch with
+    ``env`` or ``expected_num_agents``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such demonstrations file")
+    try:
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError(f"a single .npy array, not an .npz archive (got {type(npz).__name__})")
+        with npz:
+            names = list(npz.files)
+            if "schema_version" not in names:
+                raise ValueError("no 'schema_version' entry: not a mairl demonstrations file")
+            entries = {name: npz[name] for name in names}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as e:
+        raise ValueError(
+            f"{path}: cannot read demonstrations ({type(e).__name__}: {e}); the file is "
+            "truncated, corrupt or not a mairl .npz"
+        ) from e
+
+    version = _scalar(path, entries, "schema_version", "int")
+    if version != SCHEMA_VERSION:
+        raise ValueError(
+            f"{path}: unknown schema_version {version}; this mairl reads version {SCHEMA_VERSION}"
+        )
+    required = _ARRAY_FIELDS + _META_ENTRIES
+    missing = [name for name in required if name not in entries]
+    if missing:
+        raise ValueError(f"{path}: missing entries {missing} (schema version {version})")
+    unexpected = sorted(set(entries) - set(required) - {"rewards"})
+    if unexpected:
+        raise ValueError(f"{path}: unexpected entries {unexpected} (schema version {version})")
+    env_id = _scalar(path, entries, "env_id", "str") or None
+    num_agents = _scalar(path, entries, "num_agents", "int")
+    num_actions = _scalar(path, entries, "num_actions", "int")
+    num_actions = None if num_actions == -1 else num_actions
+    for name in _ARRAY_FIELDS + ("rewards",):
+        if name in entries and entries[name].dtype.kind not in "biuf":
+            raise ValueError(f"{path}: entry {name!r} has non-numeric dtype {entries[name].dtype}")
+
+    try:
+        demos = Demonstrations.create(
+            **{name: entries[name] for name in _ARRAY_FIELDS},
+            rewards=entries.get("rewards"),
+            env_id=env_id,
+            num_actions=num_actions,
+        )
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
+    if demos.num_agents != num_agents:
+        raise ValueError(
+            f"{path}: num_agents entry says {num_agents} but obs has {demos.num_agents} agents "
+            f"(shape {tuple(demos.obs.shape)})"
+        )
+    if expected_num_agents is not None and demos.num_agents != expected_num_agents:
+        raise ValueError(
+            f"{path}: expected {expected_num_agents} agents, the file holds {demos.num_agents}"
+        )
+    if env is not None:
+        _check_against_env(path, demos, env)
+    return demos
+
+
+def _check_against_env(path: Path, demos: Demonstrations, env: Any) -> None:
+    name = getattr(env, "name", None) or getattr(env, "env_id", None) or type(env).__name__
+    if demos.num_agents != env.num_agents:
+        raise ValueError(
+            f"{path}: demonstrations have {demos.num_agents} agents, env {name!r} has "
+            f"{env.num_agents}"
+        )
+    if demos.obs_shape != tuple(env.obs_shape):
+        raise ValueError(
+            f"{path}: demonstrations have obs_shape {demos.obs_shape}, env {name!r} has "
+            f"{tuple(env.obs_shape)}"
+        )
+    env_id = getattr(env, "env_id", None)
+    if env_id is not None and demos.env_id is not None and env_id != demos.env_id:
+        raise ValueError(
+            f"{path}: demonstrations were recorded on env {demos.env_id!r}, got env {env_id!r}"
+        )
+    discrete = getattr(env, "discrete", None)
+    if discrete is True and not demos.discrete:
+        raise ValueError(f"{path}: env {name!r} has discrete actions, the file holds float actions")
+    if discrete is False:
+        if demos.discrete:
+            raise ValueError(
+                f"{path}: env {name!r} has continuous actions, the file holds integer actions"
+            )
+        want = tuple(env.action_shape)[1:]
+        if tuple(demos.actions.shape[2:]) != want:
+            raise ValueError(
+                f"{path}: actions have shape {tuple(demos.actions.shape[2:])} per agent, env "
+                f"{name!r} expects {want}"
+            )
+    if discrete is True and demos.discrete:
+        limit = max(getattr(sp, "n", 0) for sp in env.action_spaces)
+        if int(jnp.max(demos.actions)) >= limit:
+            raise ValueError(
+                f"{path}: actions reach {int(jnp.max(demos.actions))}, env {name!r} has only "
+                f"{limit} actions"
+            )

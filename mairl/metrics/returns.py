@@ -1,0 +1,229 @@
+"""Return metrics: true returns of learned policies, and the MAMQL "imitation loss".
+
+:func:`evaluate_returns` runs ``num_episodes`` environments side by side
+(``jax.vmap`` over envs, ``lax.scan`` over steps) and sums each agent's true
+reward until the first end of each episode. It works on any object following
+mairl's environment protocol (``reset``, ``step`` with auto-reset,
+``max_steps``); this module does not import ``envs``.
+
+Axes: agent first where values are per agent; episodes ``E`` first in the
+per-episode returns ``(E, N)``, the layout of a batch of runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "ReturnSummary",
+    "evaluate_returns",
+    "imitation_mse",
+    "make_evaluate_returns",
+    "mean_confidence_interval",
+    "student_t_quantile",
+]
+
+PolicyFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def evaluate_returns(
+    key: jax.Array,
+    env: Any,
+    policy_fn: PolicyFn,
+    num_episodes: int,
+    *,
+    max_steps: int | None = None,
+) -> jax.Array:
+    """Undiscounted true return of each agent in ``num_episodes`` independent episodes.
+
+    Every environment is reset, then all step together for ``max_steps`` steps
+    (``env.max_steps`` by default, after which every episode has ended by
+    truncation). An environment adds ``reward`` only up to and including the
+    step where its first episode ends (``terminated`` or ``truncated``); what
+    it does after its auto-reset is ignored. With ``max_steps`` below
+    ``env.max_steps`` the unfinished episodes are cut there.
+
+    Compiled once per ``(env, policy_fn, num_episodes, max_steps)``, which are
+    static (hashable; an unhashable ``env`` or ``policy_fn`` runs uncompiled),
+    and callable inside ``jax.jit`` with them closed over
+    (:func:`make_evaluate_returns`).
+
+    Args:
+        key: a typed key, ``jax.random.key(seed)``.
+        env: a jittable environment (``env.reset(key)``,
+            ``env.step(key, state, actions)``, ``env.max_steps``).
+        policy_fn: ``policy_fn(key, obs) -> actions`` for one environment:
+            ``obs (N, *obs_shape)`` to ``actions (N,)`` (or ``(N, action_dim)``);
+            vmapped over the environments here.
+        num_episodes: number of environments, one episode each.
+        max_steps: number of steps to run.
+
+    Returns:
+        ``(num_episodes, N)`` float32 returns; average over axis 0 for the mean
+        return per agent (:func:`mean_confidence_interval`).
+    """
+    if not getattr(env, "jittable", True):
+        raise ValueError(
+            f"evaluate_returns needs a jittable environment, got host-side {type(env).__name__}"
+        )
+    num_steps = int(env.max_steps if max_steps is None else max_steps)
+    if num_steps < 1 or num_episodes < 1:
+        raise ValueError(
+            f"need max_steps >= 1 and num_episodes >= 1, got {num_steps} and {num_episodes}"
+        )
+    args = (env, policy_fn, num_episodes, num_steps)
+    try:
+        hash(args)
+    except TypeError:
+        return _evaluate_returns(key, *args)
+    return _evaluate_returns_jit(key, *args)
+
+
+def _evaluate_returns(
+    key: jax.Array, env: Any, policy_fn: PolicyFn, num_episodes: int, num_steps: int
+) -> jax.Array:
+    key_reset, key_run = jax.random.split(key)
+    obs, state = jax.vmap(env.reset)(jax.random.split(key_reset, num_episodes))
+    returns = jnp.zeros((num_episodes, env.num_agents), jnp.float32)
+    done = jnp.zeros((num_episodes,), jnp.bool_)
+
+    def step(carry, key_t):
+        obs, state, done, returns = carry
+        key_act, key_step = jax.random.split(key_t)
+        actions = jax.vmap(policy_fn)(jax.random.split(key_act, num_episodes), obs)
+        obs, state, reward, terminated, truncated, _ = jax.vmap(env.step)(
+            jax.random.split(key_step, num_episodes), state, actions
+        )
+        returns = returns + jnp.where(done[:, None], 0.0, reward.astype(jnp.float32))
+        done = done | terminated | truncated
+        return (obs, state, done, returns), None
+
+    (_, _, _, returns), _ = jax.lax.scan(
+        step, (obs, state, done, returns), jax.random.split(key_run, num_steps)
+    )
+    return returns
+
+
+_evaluate_returns_jit = jax.jit(_evaluate_returns, static_argnums=(1, 2, 3, 4))
+
+
+def make_evaluate_returns(
+    env: Any, policy_fn: PolicyFn, num_episodes: int, *, max_steps: int | None = None
+) -> Callable[[jax.Array], jax.Array]:
+    """Jitted ``evaluate(key) -> (num_episodes, N)`` returns; see :func:`evaluate_returns`."""
+
+    def evaluate(key: jax.Array) -> jax.Array:
+        return evaluate_returns(key, env, policy_fn, num_episodes, max_steps=max_steps)
+
+    return jax.jit(evaluate)
+
+
+class ReturnSummary(NamedTuple):
+    """Mean and confidence interval per agent, each ``(N,)``."""
+
+    mean: jax.Array
+    lower: jax.Array
+    upper: jax.Array
+    stderr: jax.Array
+
+
+@jax.jit
+def student_t_quantile(q: float | jax.Array, dof: float | jax.Array) -> jax.Array:
+    """Quantile ``t_q`` of Student's t with ``dof`` degrees of freedom, ``q`` in ``(0, 1)``.
+
+    For ``t > 0``, ``P(T > t) = I_x(dof / 2, 1 / 2) / 2`` with
+    ``x = dof / (dof + t^2)`` (``I`` the regularized incomplete beta), so ``x``
+    is found by bisection (60 halvings) and ``t = sqrt(dof (1 - x) / x)``; the
+    lower tail by symmetry. ``nan`` for ``dof <= 0``. Jittable.
+    """
+    q = jnp.asarray(q, jnp.float32)
+    dof = jnp.asarray(dof, jnp.float32)
+    tail = jnp.minimum(q, 1.0 - q)  # P(T > |t_q|)
+    safe_dof = jnp.where(dof > 0, dof, 1.0)
+
+    def body(_, bounds):
+        lo, hi = bounds
+        mid = 0.5 * (lo + hi)
+        upper_tail = 0.5 * jax.scipy.special.betainc(0.5 * safe_dof, 0.5, mid)
+        # upper_tail increases with x; keep the root in [lo, hi].
+        too_big = upper_tail > tail
+        return jnp.where(too_big, lo, mid), jnp.where(too_big, mid, hi)
+
+    lo, hi = jax.lax.fori_loop(0, 60, body, (jnp.zeros_like(tail), jnp.ones_like(tail)))
+    x = 0.5 * (lo + hi)
+    t = jnp.sqrt(safe_dof * (1.0 - x) / x)
+    t = jnp.where(q >= 0.5, t, -t)
+    return jnp.where(dof > 0, t, jnp.nan)
+
+
+@jax.jit
+def mean_confidence_interval(returns: jax.Array, confidence: float = 0.95) -> ReturnSummary:
+    """Mean per agent and a Student-t confidence interval over episodes.
+
+    ``mean +- t_{(1 + confidence) / 2, E - 1} * s / sqrt(E)`` with ``s`` the
+    sample standard deviation (``ddof=1``) of the ``E`` per-episode returns:
+    exact for normally distributed returns, and close to the normal-theory
+    interval (``1.96 s / sqrt(E)`` at 95 %) for many episodes. With one
+    episode the bounds are ``nan``.
+
+    Args:
+        returns: ``(E, N)``, as given by :func:`evaluate_returns`.
+        confidence: coverage of the interval, in ``(0, 1)``.
+
+    Returns:
+        :class:`ReturnSummary` of ``(N,)`` arrays.
+    """
+    returns = jnp.asarray(returns, jnp.float32)
+    if returns.ndim != 2:
+        raise ValueError(f"returns: expected (E, N), got shape {returns.shape}")
+    e = returns.shape[0]
+    mean = jnp.mean(returns, axis=0)
+    if e < 2:
+        nan = jnp.full_like(mean, jnp.nan)
+        return ReturnSummary(mean, nan, nan, nan)
+    stderr = jnp.std(returns, axis=0, ddof=1) / jnp.sqrt(e)
+    half = student_t_quantile(0.5 * (1.0 + confidence), e - 1) * stderr
+    return ReturnSummary(mean, mean - half, mean + half, stderr)
+
+
+@jax.jit
+def imitation_mse(
+    r_true: jax.Array,
+    v: jax.Array,
+    v_next: jax.Array,
+    terminated: jax.Array,
+    gamma: float | jax.Array,
+) -> jax.Array:
+    """The MAMQL reference code's "imitation loss", per agent.
+
+    ``mean_t (r_i(s_t, a_t) - (V_i(s_t) - gamma (1 - term_t) V_i(s_{t+1})))^2``:
+    the squared error between the true reward and the reward the learned soft
+    values imply on the sampled transitions. It is reported for comparison with
+    that code's plots; unlike the shaping-aware metrics of
+    :mod:`mairl.metrics.reward` it is not invariant to potential shaping or
+    scale, so a perfectly recovered but shaped reward can score badly.
+
+    Args:
+        r_true: ``(N, B)`` true rewards of the samples.
+        v: ``(N, B)`` learned ``V_i(s)``.
+        v_next: ``(N, B)`` learned ``V_i(s')``.
+        terminated: ``(B,)`` bool; truncation keeps the bootstrap.
+        gamma: discount.
+
+    Returns:
+        ``(N,)``.
+    """
+    r_true = jnp.asarray(r_true)
+    r_true = r_true.astype(jnp.result_type(jnp.float32, r_true))
+    if r_true.ndim != 2 or jnp.shape(v) != r_true.shape or jnp.shape(v_next) != r_true.shape:
+        raise ValueError(
+            "r_true, v, v_next: expected equal shapes (N, B), got "
+            f"{r_true.shape}, {jnp.shape(v)}, {jnp.shape(v_next)}"
+        )
+    cont = 1.0 - jnp.asarray(terminated, r_true.dtype)
+    implied = v - gamma * cont[None, :] * v_next
+    return jnp.mean((r_true - implied) ** 2, axis=-1)

@@ -1,0 +1,111 @@
+"""The environment protocol, checked on every registered environment."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import envs
+from envs.spaces import Box, Discrete
+
+NAMES = envs.registered()
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def env(request):
+    return envs.make(request.param)
+
+
+def _random_actions(env, key):
+    return env.sample_actions(key)
+
+
+def test_static_facts(env):
+    assert env.num_agents >= 1
+    assert len(env.agents) == env.num_agents
+    assert len(set(env.agents)) == env.num_agents
+    assert len(env.action_spaces) == env.num_agents
+    assert all(isinstance(sp, (Discrete, Box)) for sp in env.action_spaces)
+    assert isinstance(env.max_steps, int) and env.max_steps > 0
+    assert env.jittable
+    hash(env.action_spaces)
+
+
+def test_reset_and_step_shapes_dtypes(env):
+    key = jax.random.key(0)
+    obs, state = jax.jit(env.reset)(key)
+    assert obs.shape == (env.num_agents, *env.obs_shape)
+    assert obs.dtype == jnp.float32
+    actions = _random_actions(env, jax.random.key(1))
+    assert actions.shape == env.action_shape
+    obs2, state2, reward, terminated, truncated, info = jax.jit(env.step)(
+        jax.random.key(2), state, actions
+    )
+    assert obs2.shape == obs.shape and obs2.dtype == jnp.float32
+    assert jax.tree.structure(state2) == jax.tree.structure(state)
+    assert reward.shape == (env.num_agents,) and reward.dtype == jnp.float32
+    assert terminated.shape == () and terminated.dtype == jnp.bool_
+    assert truncated.shape == () and truncated.dtype == jnp.bool_
+    assert info["next_obs"].shape == obs.shape
+    assert np.all(np.isfinite(np.asarray(obs2)))
+    assert np.all(np.isfinite(np.asarray(reward)))
+
+
+def test_vmap_no_retrace_and_autoreset(env):
+    num_envs = 8
+    steps = env.max_steps + 2
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def step_fn(key, state, actions):
+        return jax.vmap(env.step)(jax.random.split(key, num_envs), state, actions)
+
+    key = jax.random.key(3)
+    _, state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+    time_prev = np.asarray(state.time)
+    saw_done = np.zeros(num_envs, bool)
+    for t in range(steps):
+        key, key_act, key_step = jax.random.split(key, 3)
+        actions = jax.vmap(env.sample_actions)(jax.random.split(key_act, num_envs))
+        _, state, _, terminated, truncated, _ = step_fn(key_step, state, actions)
+        terminated, truncated = np.asarray(terminated), np.asarray(truncated)
+        time_now = np.asarray(state.time)
+        done = terminated | truncated
+        assert not np.any(terminated & truncated), "terminated and truncated both set"
+        # After an episode ends the state is a fresh reset; otherwise time advanced.
+        np.testing.assert_array_equal(time_now, np.where(done, 0, time_prev + 1))
+        # Truncation happens exactly at the cap.
+        np.testing.assert_array_equal(truncated, (time_prev + 1 >= env.max_steps) & ~terminated)
+        saw_done |= done
+        time_prev = time_now
+    assert saw_done.all(), "every env must end an episode within max_steps"
+    chex.clear_trace_counter()
+
+
+def test_deterministic_under_same_key(env):
+    def rollout(key):
+        key_reset, key = jax.random.split(key)
+        obs, state = env.reset(key_reset)
+
+        def body(carry, key):
+            state = carry
+            key_act, key_step = jax.random.split(key)
+            actions = env.sample_actions(key_act)
+            obs, state, reward, term, trunc, _ = env.step(key_step, state, actions)
+            return state, (obs, reward, term, trunc)
+
+        _, out = jax.lax.scan(body, state, jax.random.split(key, 20))
+        return obs, out
+
+    run = jax.jit(rollout)
+    a = run(jax.random.key(7))
+    b = run(jax.random.key(7))
+    chex.assert_trees_all_equal(a, b)
+    c = run(jax.random.key(8))
+    assert not all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(c)))
+
+
+def test_make_unknown_name_is_clear():
+    with pytest.raises(KeyError, match="unknown environment 'gemz'.*gems"):
+        envs.make("gemz")

@@ -1,0 +1,549 @@
+"""Gems against a plain-Python port of the reference rules and the authors' data.
+
+The port below is written from the rules in words (``shared/data/README.md``,
+"Gems reference dynamics"), with lists and ints only: agents move in turn,
+each checks the purple gems before and after its move (in index order, later
+matches overwrite the remembered gem), collects its own gems after its move,
+and the purple bonus is settled after both moves. It receives the same
+respawn cells as the JAX code (``Gems.step_randomness``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import envs
+from envs.gems import Gems, GemsState, encode_map, render, state_from_cells
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "gems_mamql_authors.pkl.gz"
+
+
+# -- the plain-Python port of the reference rules ----------------------------------------
+def port_step(agents, gems, collected, actions, candidates, size=15, gems_to_end=6):
+    """One reference step; returns ``agents, gems, collected, reward, terminated``."""
+    agents = [list(p) for p in agents]
+    gems = [list(g) for g in gems]
+    reward = [0.0, 0.0]
+    on_purple = [False, False]
+    remembered = [-1, -1]
+    for name in (0, 1):
+        for g in (6, 7, 8):
+            if agents[name] == gems[g]:
+                on_purple[name] = True
+                remembered[name] = g
+        x, y = agents[name]
+        action = actions[name]
+        if action == 0 and y < size - 1:
+            y += 1
+        elif action == 1 and x < size - 1:
+            x += 1
+        elif action == 2 and y > 0:
+            y -= 1
+        elif action == 3 and x > 0:
+            x -= 1
+        agents[name] = [x, y]
+        for g in (6, 7, 8):
+            if agents[name] == gems[g]:
+                on_purple[name] = True
+                remembered[name] = g
+        gem_reward = 0.0
+        for g in range(3 * name, 3 * name + 3):
+            if agents[name] == gems[g]:
+                gem_reward = 1.0
+                collected += 1
+                gems[g] = list(candidates[g])
+        reward[name] += gem_reward
+    if on_purple[0] and on_purple[1]:
+        reward = [r + 6.0 for r in reward]
+        for g in sorted(set(remembered)):
+            collected += 1
+            gems[g] = list(candidates[g])
+    return agents, gems, collected, reward, collected > gems_to_end
+
+
+def port_map(agents, gems, size=15):
+    """The reference map ``[channel, x, y]``: agent 0, agent 1, blue, red, purple."""
+    out = np.zeros((5, size, size), np.float32)
+    for i, (x, y) in enumerate(agents):
+        out[i, x, y] = 1.0
+    for g, (x, y) in enumerate(gems):
+        out[2 + g // 3, x, y] = 1.0
+    return out
+
+
+def port_compact(agents, gems, size=15):
+    return np.asarray([c for p in [*agents, *gems] for c in p], np.float32) / (size - 1)
+
+
+# -- helpers ---------------------------------------------------------------------------
+def make_state(agents, gems, collected=0, time=0) -> GemsState:
+    return GemsState(
+        time=jnp.asarray(time, jnp.int32),
+        agents=jnp.asarray(agents, jnp.int32),
+        gems=jnp.asarray(gems, jnp.int32),
+        collected=jnp.asarray(collected, jnp.int32),
+    )
+
+
+def as_lists(state: GemsState, e=None):
+    pick = (lambda a: np.asarray(a)) if e is None else (lambda a: np.asarray(a)[e])
+    return pick(state.agents).tolist(), pick(state.gems).tolist(), int(pick(state.collected))
+
+
+# Recognizable respawn cells, one per gem, in 1..14.
+CANDIDATES = [[1 + g, 14 - g] for g in range(9)]
+FAR = [13, 1]  # a cell the scripted agents never reach
+
+
+def scripted(agents, gems, actions, collected=0, env=None):
+    """Run the JAX transition and the port on one hand-made state; check they agree."""
+    env = env or Gems()
+    state = make_state(agents, gems, collected)
+    nxt, reward, terminated = env.transition(
+        state, jnp.asarray(actions), jnp.asarray(CANDIDATES, jnp.int32)
+    )
+    p_agents, p_gems, p_collected, p_reward, p_term = port_step(
+        agents, gems, collected, actions, CANDIDATES, env.size, env.gems_to_end
+    )
+    assert as_lists(nxt) == (p_agents, p_gems, p_collected)
+    assert np.asarray(reward).tolist() == p_reward
+    assert bool(terminated) == p_term
+    assert int(nxt.time) == 1
+    return nxt, np.asarray(reward).tolist(), bool(terminated)
+
+
+# -- scripted rules --------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "start, action, end",
+    [
+        ([0, 0], 2, [0, 0]),
+        ([0, 0], 3, [0, 0]),
+        ([14, 14], 0, [14, 14]),
+        ([14, 14], 1, [14, 14]),
+        ([0, 14], 0, [0, 14]),
+        ([0, 14], 3, [0, 14]),
+        ([0, 14], 1, [1, 14]),
+        ([0, 14], 2, [0, 13]),
+        ([7, 7], 0, [7, 8]),
+        ([7, 7], 1, [8, 7]),
+        ([7, 7], 2, [7, 6]),
+        ([7, 7], 3, [6, 7]),
+        ([7, 7], 4, [7, 7]),
+    ],
+)
+def test_moves_and_off_grid_noops(start, action, end):
+    gems = [FAR] * 9
+    nxt, reward, _ = scripted([start, start], gems, [action, action])
+    assert np.asarray(nxt.agents).tolist() == [end, end]
+    assert reward == [0.0, 0.0]
+
+
+def test_overlapping_own_gems_one_reward_two_collected():
+    # Blue gems 0 and 1 share (5, 6); red gem 3 lies there too but is agent 1's.
+    gems = [[5, 6], [5, 6], FAR, [5, 6], FAR, FAR, FAR, FAR, FAR]
+    nxt, reward, _ = scripted([[5, 5], [9, 9]], gems, [0, 4])
+    assert reward == [1.0, 0.0]
+    assert int(nxt.collected) == 2
+    g = np.asarray(nxt.gems).tolist()
+    assert g[0] == CANDIDATES[0] and g[1] == CANDIDATES[1] and g[2] == FAR
+    assert g[3] == [5, 6]
+
+
+def test_own_gem_counts_only_after_the_move():
+    # Agent 1 starts on its red gem and leaves: nothing; agent 0 stays on blue: collected.
+    gems = [[2, 2], FAR, FAR, [9, 9], FAR, FAR, FAR, FAR, FAR]
+    nxt, reward, _ = scripted([[2, 2], [9, 9]], gems, [4, 1])
+    assert reward == [1.0, 0.0]
+    assert int(nxt.collected) == 1
+
+
+def test_purple_before_move_counts():
+    # Agent 0 leaves purple gem 6; agent 1 steps onto purple gem 7: both on purple.
+    gems = [FAR] * 6 + [[3, 3], [8, 9], FAR]
+    nxt, reward, _ = scripted([[3, 3], [8, 8]], gems, [1, 0])
+    assert reward == [6.0, 6.0]
+    assert int(nxt.collected) == 2
+    g = np.asarray(nxt.gems).tolist()
+    assert g[6] == CANDIDATES[6] and g[7] == CANDIDATES[7] and g[8] == FAR
+
+
+def test_purple_same_gem_respawns_once():
+    # Agent 0 leaves purple gem 6, agent 1 steps onto the same gem.
+    gems = [FAR] * 6 + [[3, 3], FAR, FAR]
+    nxt, reward, _ = scripted([[3, 3], [3, 2]], gems, [1, 0])
+    assert reward == [6.0, 6.0]
+    assert int(nxt.collected) == 1
+    assert np.asarray(nxt.gems)[6].tolist() == CANDIDATES[6]
+
+
+def test_purple_one_agent_only_gives_nothing():
+    gems = [FAR] * 6 + [[3, 3], FAR, FAR]
+    nxt, reward, _ = scripted([[3, 3], [9, 9]], gems, [4, 4])
+    assert reward == [0.0, 0.0]
+    assert int(nxt.collected) == 0
+    assert np.asarray(nxt.gems)[6].tolist() == [3, 3]
+
+
+def test_purple_remembered_gem_is_the_last_match():
+    # Purple 6 and 8 share (3, 3), purple 7 is at (3, 4).
+    # Agent 0 steps from (3, 3) onto 7: the after-move match (7) overwrites 8.
+    # Agent 1 starts on (3, 3) and steps off: it remembers 8, the last before-move match.
+    gems = [FAR] * 6 + [[3, 3], [3, 4], [3, 3]]
+    nxt, reward, _ = scripted([[3, 3], [3, 3]], gems, [0, 1])
+    assert reward == [6.0, 6.0]
+    assert int(nxt.collected) == 2
+    g = np.asarray(nxt.gems).tolist()
+    assert g[6] == [3, 3] and g[7] == CANDIDATES[7] and g[8] == CANDIDATES[8]
+
+
+def test_purple_after_move_overwrites_a_higher_before_match():
+    # Agent 0 moves from purple 8 onto purple 6; agent 1 stays on purple 6 and 7 (overlap).
+    gems = [FAR] * 6 + [[5, 6], [5, 6], [5, 5]]
+    nxt, reward, _ = scripted([[5, 5], [5, 6]], gems, [0, 4])
+    # Agent 0 remembers 6 (after), agent 1 remembers 7 (last of the overlap).
+    assert reward == [6.0, 6.0]
+    g = np.asarray(nxt.gems).tolist()
+    assert g[6] == CANDIDATES[6] and g[7] == CANDIDATES[7] and g[8] == [5, 5]
+    assert int(nxt.collected) == 2
+
+
+def test_own_gems_and_purple_bonus_add_up():
+    # Agent 1 steps onto a red gem that sits on a purple gem: 1 + 6; agent 0 on purple: 6.
+    gems = [FAR, FAR, FAR, [4, 5], FAR, FAR, [4, 5], [1, 1], FAR]
+    nxt, reward, _ = scripted([[1, 1], [4, 4]], gems, [4, 0])
+    assert reward == [6.0, 7.0]
+    assert int(nxt.collected) == 3
+
+
+@pytest.mark.parametrize("collected, overlap, terminated", [(5, False, False), (6, False, True),
+                                                            (5, True, True), (0, True, False)])
+def test_termination_needs_more_than_six(collected, overlap, terminated):
+    gems = [[5, 6], [5, 6] if overlap else FAR, FAR, FAR, FAR, FAR, FAR, FAR, FAR]
+    nxt, _, term = scripted([[5, 5], [9, 9]], gems, [0, 4], collected=collected)
+    assert term == terminated
+    assert int(nxt.collected) == collected + (2 if overlap else 1)
+
+
+def test_gems_to_end_is_configurable():
+    env = Gems(gems_to_end=0)
+    gems = [[5, 6]] + [FAR] * 8
+    _, _, term = scripted([[5, 5], [9, 9]], gems, [0, 4], env=env)
+    assert term
+
+
+# -- step: truncation, termination, auto-reset -------------------------------------------
+def test_step_truncates_at_max_steps_and_resets():
+    env = Gems()
+    key = jax.random.key(3)
+    state = make_state([[7, 7], [8, 8]], [FAR] * 9, collected=2, time=44)
+    obs, out, reward, term, trunc, info = jax.jit(env.step)(key, state, jnp.array([0, 0]))
+    assert bool(trunc) and not bool(term)
+    _, reset_cells = env.step_randomness(key)
+    fresh = state_from_cells(reset_cells)
+    assert as_lists(out) == as_lists(fresh) and int(out.time) == 0
+    np.testing.assert_array_equal(obs, env.get_obs(fresh))
+    np.testing.assert_array_equal(
+        info["next_obs"][0], port_map([[7, 8], [8, 9]], [FAR] * 9)
+    )
+    np.testing.assert_array_equal(reward, [0.0, 0.0])
+
+
+def test_step_terminates_not_truncates_at_the_cap():
+    env = Gems()
+    gems = [[5, 6]] + [FAR] * 8
+    for time in (44, 10):
+        state = make_state([[5, 5], [9, 9]], gems, collected=6, time=time)
+        _, out, reward, term, trunc, _ = env.step(jax.random.key(1), state, jnp.array([0, 4]))
+        assert bool(term) and not bool(trunc)
+        assert int(out.time) == 0 and int(out.collected) == 0
+        np.testing.assert_array_equal(reward, [1.0, 0.0])
+
+
+def test_step_matches_step_env_when_not_done():
+    env = Gems()
+    key = jax.random.key(5)
+    _, state = env.reset(jax.random.key(4))
+    actions = jnp.array([1, 2])
+    obs_a, state_a, r_a, t_a, _ = env.step_env(key, state, actions)
+    obs_b, state_b, r_b, t_b, trunc, info = env.step(key, state, actions)
+    assert not bool(trunc) and not bool(t_a)
+    for a, b in zip(jax.tree.leaves((obs_a, state_a, r_a, t_a)), jax.tree.leaves((obs_b, state_b, r_b, t_b))):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(info["next_obs"], obs_a)
+
+
+# -- rollouts against the port ---------------------------------------------------------
+def rollout(env, key, num_envs, num_steps, auto_reset):
+    """Random-action rollout; records each step's input state and randomness."""
+
+    def run(key):
+        key_reset, key = jax.random.split(key)
+        _, state = jax.vmap(env.reset)(jax.random.split(key_reset, num_envs))
+
+        def body(state, key):
+            key_act, key_step = jax.random.split(key)
+            actions = jax.random.randint(key_act, (num_envs, 2), 0, 5)
+            keys = jax.random.split(key_step, num_envs)
+            candidates, reset_cells = jax.vmap(env.step_randomness)(keys)
+            if auto_reset:
+                obs, nxt, reward, term, trunc, info = jax.vmap(env.step)(keys, state, actions)
+                next_obs = info["next_obs"]
+            else:
+                next_obs, nxt, reward, term, _ = jax.vmap(env.step_env)(keys, state, actions)
+                obs, trunc = next_obs, jnp.zeros_like(term)
+            record = dict(
+                state=state, actions=actions, candidates=candidates, reset_cells=reset_cells,
+                reward=reward, term=term, trunc=trunc, obs=obs, next_obs=next_obs,
+            )
+            return nxt, record
+
+        _, out = jax.lax.scan(body, state, jax.random.split(key, num_steps))
+        return out
+
+    return jax.tree.map(np.asarray, jax.jit(run)(key))
+
+
+@pytest.mark.parametrize(
+    "obs_mode, size, num_steps, auto_reset",
+    [
+        ("map", 4, 60, False),
+        ("map", 4, 60, True),
+        ("map", 15, 100, True),
+        ("compact", 5, 60, True),
+    ],
+)
+def test_rollouts_match_port(obs_mode, size, num_steps, auto_reset):
+    env = Gems(obs_mode=obs_mode, size=size)
+    num_envs = 6
+    out = rollout(env, jax.random.key(size + num_steps), num_envs, num_steps, auto_reset)
+    encode = port_map if obs_mode == "map" else port_compact
+    events = dict(own=0, purple=0, term=0, trunc=0)
+    for e in range(num_envs):
+        agents = out["state"].agents[0, e].tolist()
+        gems = out["state"].gems[0, e].tolist()
+        collected, time = 0, 0
+        for t in range(num_steps):
+            s = out["state"]
+            assert (s.agents[t, e].tolist(), s.gems[t, e].tolist()) == (agents, gems)
+            assert (int(s.collected[t, e]), int(s.time[t, e])) == (collected, time)
+            actions = out["actions"][t, e].tolist()
+            candidates = out["candidates"][t, e].tolist()
+            agents, gems, collected, reward, term = port_step(
+                agents, gems, collected, actions, candidates, size
+            )
+            time += 1
+            trunc = auto_reset and time >= env.max_steps and not term
+            assert out["reward"][t, e].tolist() == reward, (e, t)
+            assert bool(out["term"][t, e]) == term and bool(out["trunc"][t, e]) == trunc
+            for row in out["next_obs"][t, e]:
+                np.testing.assert_array_equal(row, encode(agents, gems, size))
+            events["own"] += int(reward[0] % 6 + reward[1] % 6)
+            events["purple"] += reward[0] >= 6
+            events["term"] += term
+            events["trunc"] += trunc
+            if auto_reset and (term or trunc):
+                cells = out["reset_cells"][t, e].tolist()
+                agents, gems, collected, time = cells[:2], cells[2:], 0, 0
+            for row in out["obs"][t, e]:
+                np.testing.assert_array_equal(row, encode(agents, gems, size))
+    assert events["own"] > 0
+    if size <= 5:
+        assert events["purple"] > 0
+        assert events["term"] > 0 or not auto_reset
+    if size == 15:
+        assert events["trunc"] > 0
+
+
+# -- randomness --------------------------------------------------------------------------
+def test_reset_and_respawn_cells_are_uniform():
+    env = Gems()
+    keys = jax.random.split(jax.random.key(0), 4000)
+    _, states = jax.vmap(env.reset)(keys)
+    cells = np.concatenate([np.asarray(states.agents), np.asarray(states.gems)], axis=1)
+    assert cells.min() == 0 and cells.max() == 14
+    counts = np.bincount((cells[..., 0] * 15 + cells[..., 1]).ravel(), minlength=225)
+    # 44,000 draws over 225 cells: mean 195.6, sd 14; 6 sd either way.
+    assert counts.min() > 110 and counts.max() < 285
+    assert np.all(np.asarray(states.time) == 0) and np.all(np.asarray(states.collected) == 0)
+
+    candidates, reset_cells = jax.vmap(env.step_randomness)(keys)
+    candidates = np.asarray(candidates)
+    assert candidates.shape == (4000, 9, 2) and candidates.dtype == np.int32
+    assert candidates.min() == 1 and candidates.max() == 14
+    counts = np.bincount(((candidates[..., 0] - 1) * 14 + candidates[..., 1] - 1).ravel())
+    # 36,000 draws over 196 cells: mean 183.7, sd 13.5.
+    assert counts.shape == (196,) and counts.min() > 100 and counts.max() < 270
+    assert np.asarray(reset_cells).shape == (4000, 11, 2)
+    np.testing.assert_array_equal(
+        jax.vmap(env.respawn_candidates)(keys[:10]), candidates[:10]
+    )
+
+
+# -- observations ----------------------------------------------------------------------
+def test_map_layout_is_channel_x_y():
+    agents = [[1, 2], [14, 0]]
+    gems = [[3, 4], [3, 4], [0, 14], [5, 6], [7, 8], [9, 10], [11, 12], [11, 12], [11, 12]]
+    env = envs.make("gems")
+    obs = np.asarray(env.get_obs(make_state(agents, gems)))
+    assert obs.shape == (2, 5, 15, 15) and obs.dtype == np.float32
+    np.testing.assert_array_equal(obs[0], obs[1])
+    m = obs[0]
+    assert m[0, 1, 2] == 1 and m[0].sum() == 1
+    assert m[1, 14, 0] == 1 and m[1].sum() == 1
+    assert m[2, 3, 4] == 1 and m[2, 0, 14] == 1 and m[2].sum() == 2  # overlap stays 1
+    assert m[3, 5, 6] == m[3, 7, 8] == m[3, 9, 10] == 1 and m[3].sum() == 3
+    assert m[4, 11, 12] == 1 and m[4].sum() == 1
+    np.testing.assert_array_equal(m, port_map(agents, gems))
+    np.testing.assert_array_equal(encode_map(make_state(agents, gems)), m)
+
+
+def test_compact_observation():
+    agents = [[1, 2], [14, 0]]
+    gems = [[g, 14 - g] for g in range(9)]
+    env = envs.make("gems-compact")
+    assert env.obs_shape == (22,)
+    obs = np.asarray(env.get_obs(make_state(agents, gems)))
+    assert obs.shape == (2, 22) and obs.dtype == np.float32
+    np.testing.assert_allclose(obs[1], port_compact(agents, gems))
+    assert obs.min() == 0.0 and obs.max() == 1.0
+
+
+def test_registry_kwargs_and_validation():
+    env = envs.make("gems")
+    assert (env.obs_mode, env.max_steps, env.size, env.gems_to_end) == ("map", 45, 15, 6)
+    assert env.num_actions == 5 and env.agents == ("agent_0", "agent_1")
+    assert envs.make("gems-compact").obs_mode == "compact"
+    with pytest.raises(ValueError, match="obs_mode"):
+        Gems(obs_mode="pixels")
+
+
+def test_render():
+    agents = [[0, 0], [0, 0]]
+    gems = [[1, 0], FAR, FAR, [1, 0], FAR, FAR, [14, 14], FAR, FAR]
+    text = render(make_state(agents, gems, collected=3, time=7))
+    lines = text.splitlines()
+    assert lines[0] == "t=7 collected=3"
+    assert len(lines) == 16 and all(len(line.split()) == 15 for line in lines[1:])
+    assert lines[-1].split()[:2] == ["&", "*"]  # y = 0 is the bottom row
+    assert lines[1].split()[14] == "p"
+    assert Gems().render(make_state(agents, gems)) .startswith("t=0")
+
+
+# -- the authors' demonstrations -------------------------------------------------------
+_NUMPY_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _NUMPY_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+
+
+@pytest.fixture(scope="module")
+def authors_data():
+    if not DATA.exists():
+        pytest.skip(f"the authors' Gems demonstrations are not at {DATA}")
+    with gzip.open(DATA, "rb") as f:
+        data = _NumpyOnlyUnpickler(f).load()
+    s = np.stack([np.asarray(t[0]) for t in data])
+    s_next = np.stack([np.asarray(t[1]) for t in data])
+    return dict(
+        s_raw=s[:2000],
+        s=s.astype(bool),
+        s_next=s_next.astype(bool),
+        a=np.stack([np.asarray(t[2]) for t in data]),
+        r=np.stack([np.asarray(t[3]) for t in data]),
+        done=np.asarray([bool(t[4]) for t in data]),
+    )
+
+
+def decode(maps):
+    """Maps ``(N, 5, 15, 15)`` to agents ``(N, 2, 2)`` and gems ``(N, 9, 2)``.
+
+    A colour with fewer than three occupied cells (overlapping gems) repeats its
+    first cell: the map cannot tell which cell holds two gems.
+    """
+    flat = maps.reshape(len(maps), 5, -1)
+    agents = np.argmax(flat[:, :2], axis=-1)  # (N, 2)
+    order = np.argsort(~flat[:, 2:], axis=-1, kind="stable")[..., :3]  # occupied first
+    count = flat[:, 2:].sum(-1, keepdims=True)
+    gems = np.where(np.arange(3) < count, order, order[..., :1]).reshape(len(maps), 9)
+    cells = lambda i: np.stack([i // 15, i % 15], axis=-1).astype(np.int32)
+    return cells(agents), cells(gems)
+
+
+def test_authors_maps_are_binary_reference_maps(authors_data):
+    s = authors_data["s"]
+    assert set(np.unique(authors_data["s_raw"])) <= {0.0, 1.0}
+    counts = s.reshape(len(s), 5, -1).sum(-1)
+    assert np.all(counts[:, :2] == 1)
+    assert counts[:, 2:].min() >= 1 and counts[:, 2:].max() == 3
+    assert np.any(counts[:, 2:] < 3), "overlapping gems show as one cell valued 1"
+    agents, gems = decode(s)
+    states = make_state(agents, gems, np.zeros(len(s)), np.zeros(len(s)))
+    maps = jax.jit(jax.vmap(encode_map))(states)
+    np.testing.assert_array_equal(np.asarray(maps), s.astype(np.float32))
+
+
+def test_authors_transitions_match(authors_data):
+    s, s_next, a, r = (authors_data[k] for k in ("s", "s_next", "a", "r"))
+    n = len(s)
+    actions = np.stack([a[:, :5].argmax(-1), a[:, 5:].argmax(-1)], axis=-1)
+    assert np.all(a.sum(-1) == 2) and np.all(a[:, :5].sum(-1) == 1)
+    agents, gems = decode(s)
+    next_agents, _ = decode(s_next)
+
+    # The JAX rules, all transitions at once; a collected gem moves off the grid
+    # (cell (-1, -1)), so the map of the next state shows the gems left in place.
+    env = Gems()
+    states = make_state(agents, gems, np.zeros(n), np.zeros(n))
+    off_grid = jnp.full((n, 9, 2), -1, jnp.int32)
+    nxt, reward, _ = jax.jit(jax.vmap(env.transition))(states, jnp.asarray(actions), off_grid)
+    np.testing.assert_array_equal(np.asarray(reward), r)
+    np.testing.assert_array_equal(np.asarray(nxt.agents), next_agents)
+    kept = np.asarray(jax.jit(jax.vmap(encode_map))(nxt)).astype(bool)
+    assert np.all(kept[:, :2] == s_next[:, :2])
+    assert not np.any(kept[:, 2:] & ~s_next[:, 2:]), "a gem not collected moved"
+    new = s_next[:, 2:] & ~kept[:, 2:]
+    assert not new[:, :, 0, :].any() and not new[:, :, :, 0].any(), "respawn outside 1..14"
+    respawned = np.asarray(nxt.gems < 0).any(-1).reshape(n, 3, 3).sum(-1)
+    assert np.all(new.reshape(n, 3, -1).sum(-1) <= respawned)
+
+    # The Python port on the same decoded states.
+    for t in range(n):
+        _, _, _, p_reward, _ = port_step(agents[t].tolist(), gems[t].tolist(), 0,
+                                         actions[t].tolist(), [[-1, -1]] * 9)
+        assert p_reward == r[t].tolist(), t
+
+
+def test_authors_done_flag_is_a_joint_reward_threshold(authors_data):
+    """The published flags end an episode once the joint return exceeds 20.
+
+    Not the gem rule of the reference environment: with two purple bonuses an
+    episode ends although only 2 to 4 gems were collected. So ``terminated`` is
+    checked against the port above, not against these flags.
+    """
+    s, s_next, r, done = (authors_data[k] for k in ("s", "s_next", "r", "done"))
+    continues = np.all(s_next[:-1] == s[1:], axis=(1, 2, 3))
+    np.testing.assert_array_equal(continues, ~done[:-1])
+    ends = np.flatnonzero(done)
+    starts = np.r_[0, ends[:-1] + 1]
+    assert len(ends) == 864
+    for start, end in zip(starts, ends):
+        joint = np.cumsum(r[start : end + 1].sum(-1))
+        np.testing.assert_array_equal(joint > 20, done[start : end + 1])
