@@ -22,6 +22,10 @@ Faithful to the authors' reference dynamics (``gems/env.py`` of USC-Lira/ma-mql)
 - ``terminated`` once more than ``gems_to_end`` (6) gems were collected in the
   episode; ``max_steps`` (45) truncates.
 
+The authors' published demonstrations follow these rules in every transition
+(rewards and moves), but their ``done`` flags end an episode once the joint
+return of both agents exceeds 20, not by the gem count.
+
 No rule of one agent's turn reads the other agent's cell or gems, and purple
 gems only move after both turns, so the two turns are computed at once on the
 agent axis: the result is the same as moving agent 0 first.
@@ -93,7 +97,8 @@ class Gems(Environment):
             (``(22,)`` per agent).
         max_steps: truncation horizon.
         size: side of the square grid.
-        gems_to_end: the episode terminates once more gems were collected.
+        gems_to_end: the episode terminates once more than this many gems
+            were collected.
     """
 
     def __init__(
@@ -121,7 +126,10 @@ class Gems(Environment):
 
     # -- randomness -------------------------------------------------------------------
     def step_randomness(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Everything random in a step, from one draw.
+        """Everything random in a step, from one ``jax.random.bits`` draw.
+
+        The draw is rounded up to a power-of-two number of words (11 to 16 on
+        a 15 x 15 grid): XLA's CPU code for the hash is faster on such shapes.
 
         Returns:
             candidates: int32 ``(gem=9, xy=2)`` in ``1 .. size - 1``, where each
@@ -129,9 +137,13 @@ class Gems(Environment):
             reset_cells: int32 ``(object=11, xy=2)`` in ``0 .. size - 1``,
                 agents then gems of the auto-reset state.
         """
-        words = jax.random.bits(key, (NUM_GEMS + NUM_OBJECTS,), jnp.uint32)
-        candidates = cells_from_words(words[:NUM_GEMS], 1, self.size)
-        reset_cells = cells_from_words(words[NUM_GEMS:], 0, self.size)
+        num_candidate_words = words_for_cells(NUM_GEMS, self.size - 1)
+        num_words = num_candidate_words + words_for_cells(NUM_OBJECTS, self.size)
+        words = jax.random.bits(key, (1 << (num_words - 1).bit_length(),), jnp.uint32)
+        candidates = cells_from_words(words[:num_candidate_words], NUM_GEMS, 1, self.size)
+        reset_cells = cells_from_words(
+            words[num_candidate_words:num_words], NUM_OBJECTS, 0, self.size
+        )
         return candidates, reset_cells
 
     def respawn_candidates(self, key: jax.Array) -> jax.Array:
@@ -140,8 +152,8 @@ class Gems(Environment):
 
     # -- dynamics ---------------------------------------------------------------------
     def reset_env(self, key: jax.Array) -> tuple[jax.Array, GemsState]:
-        words = jax.random.bits(key, (NUM_OBJECTS,), jnp.uint32)
-        state = state_from_cells(cells_from_words(words, 0, self.size))
+        words = jax.random.bits(key, (words_for_cells(NUM_OBJECTS, self.size),), jnp.uint32)
+        state = state_from_cells(cells_from_words(words, NUM_OBJECTS, 0, self.size))
         return self.get_obs(state), state
 
     def step_env(
@@ -215,31 +227,45 @@ class Gems(Environment):
     # -- observations -----------------------------------------------------------------
     def get_obs(self, state: GemsState) -> jax.Array:
         """Observation of ``state``: float32 ``(agent=2, *obs_shape)``, rows identical."""
-        if self.obs_mode == "map":
-            one = encode_map(state, self.size)
-        else:
-            one = encode_compact(state, self.size)
-        return jnp.broadcast_to(one, (NUM_AGENTS, *one.shape))
+        if self.obs_mode == "compact":
+            return jnp.broadcast_to(encode_compact(state, self.size), (NUM_AGENTS, 2 * NUM_OBJECTS))
+        return map_from_flat(
+            jnp.broadcast_to(flat_cells(state, self.size), (NUM_AGENTS, NUM_OBJECTS)), self.size
+        )
 
     def render(self, state: GemsState) -> str:
         """ASCII picture of one unbatched state (see the module-level ``render``)."""
         return render(state, self.size)
 
 
-def cells_from_words(words: jax.Array, low: int, high: int) -> jax.Array:
-    """Cells uniform on ``[low, high) x [low, high)`` from uniform uint32 words.
+def words_for_cells(num: int, span: int) -> int:
+    """How many uint32 words ``cells_from_words`` needs for ``num`` cells of a side ``span``."""
+    return -(-num // 2) if span * span <= 256 else num
+
+
+def cells_from_words(words: jax.Array, num: int, low: int, high: int) -> jax.Array:
+    """``num`` cells uniform on ``[low, high) x [low, high)`` from uniform uint32 words.
+
+    With ``n = (high - low) ** 2`` cells on the square, a word ``w`` gives the
+    cells ``w % n**2 % n`` and ``w % n**2 // n`` when ``n <= 256`` (squares up
+    to 16 x 16), else one cell ``w % n``. The relative bias of these
+    reductions is below ``n**2 / 2**32`` (``1.2e-5`` on a 15 x 15 grid), with
+    a quarter to an eighth of the random bits ``jax.random.randint`` draws.
 
     Args:
-        words: uint32 ``(num,)``, one per cell.
+        words: uint32 ``(words_for_cells(num, high - low),)``.
 
     Returns:
-        int32 ``(num, xy=2)``. Each word is reduced modulo the number of cells:
-        the relative bias is below ``span**2 / 2**32`` (under ``1e-7`` on a 15 x 15
-        grid), with a quarter of the random bits that ``jax.random.randint``
-        draws for two coordinates.
+        int32 ``(num, xy=2)``.
     """
     span = high - low
-    flat = (words % jnp.uint32(span * span)).astype(jnp.int32)
+    n = span * span
+    if n <= 256:
+        pairs = words % jnp.uint32(n * n)
+        flat = jnp.concatenate([pairs % jnp.uint32(n), pairs // jnp.uint32(n)])[:num]
+    else:
+        flat = words % jnp.uint32(n)
+    flat = flat.astype(jnp.int32)
     return jnp.stack([flat // span, flat % span], axis=-1) + low
 
 
@@ -253,19 +279,35 @@ def state_from_cells(cells: jax.Array) -> GemsState:
     )
 
 
+def flat_cells(state: GemsState, size: int = 15) -> jax.Array:
+    """Row-major cell index ``x * size + y`` of each object, int32 ``(object=11,)``."""
+    cells = jnp.concatenate([state.agents, state.gems])  # (object, xy)
+    return cells[:, 0] * size + cells[:, 1]
+
+
+def map_from_flat(flat: jax.Array, size: int = 15) -> jax.Array:
+    """Maps from flat cell indices: ``(..., object=11)`` to float32 ``(..., 5, size, size)``.
+
+    Compares each object's index with ``arange(size * size)``; a gem colour is
+    the OR of its three gems' comparisons. The map is built in uint8 and
+    converted last, so a consumer fused with it (a sum, say) reads one byte per
+    cell rather than four.
+    """
+    lead = flat.shape[:-1]
+    hits = flat[..., None] == jnp.arange(size * size, dtype=flat.dtype)  # (..., object, cell)
+    gems = hits[..., NUM_AGENTS:, :].reshape(*lead, 3, 3, size * size)  # (..., colour, gem, cell)
+    channels = jnp.concatenate([hits[..., :NUM_AGENTS, :], jnp.any(gems, axis=-2)], axis=-2)
+    shape = (*lead, NUM_CHANNELS, size, size)
+    return channels.astype(jnp.uint8).astype(jnp.float32).reshape(shape)
+
+
 def encode_map(state: GemsState, size: int = 15) -> jax.Array:
     """The reference map, float32 ``(channel=5, x=size, y=size)``.
 
     Channels: agent 0, agent 1, blue gems, red gems, purple gems; a cell is 1
-    where at least one object of the channel lies, else 0. Built from
-    comparisons of each object's flat cell index with ``arange(size * size)``.
+    where at least one object of the channel lies, else 0.
     """
-    cells = jnp.concatenate([state.agents, state.gems])  # (object, xy)
-    flat = cells[:, 0] * size + cells[:, 1]  # (object,), row-major [x, y] index
-    hits = flat[:, None] == jnp.arange(size * size, dtype=flat.dtype)  # (object, cell)
-    gems = jnp.any(hits[NUM_AGENTS:].reshape(3, 3, size * size), axis=1)  # (colour, cell)
-    channels = jnp.concatenate([hits[:NUM_AGENTS], gems])  # (channel, cell)
-    return channels.astype(jnp.uint8).astype(jnp.float32).reshape(NUM_CHANNELS, size, size)
+    return map_from_flat(flat_cells(state, size), size)
 
 
 def encode_compact(state: GemsState, size: int = 15) -> jax.Array:

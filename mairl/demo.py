@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"[2] recorded {loaded.num_episodes} expert episodes, {loaded.num_transitions} "
           f"transitions -> {path}")
     print("    mean return per agent: "
-          + ", ".join(f"{n} {r:.3f}" for n, r in zip(game.agents, returns.mean(0))))
+          + ", ".join(f"{n} {r:.3f}" for n, r in zip(game.agents, returns.mean(0), strict=True)))
 
     if args.demos is not None:
         t0 = time.perf_counter()

@@ -64,7 +64,7 @@ class CNNCritic(nn.Module):
     @_batched
     def __call__(self, obs: jax.Array) -> jax.Array:
         x = jnp.moveaxis(obs.astype(jnp.float32), 1, -1)  # (batch, x, y, channel)
-        for feat, k in zip(self.features, self.kernels):
+        for feat, k in zip(self.features, self.kernels, strict=True):
             x = nn.relu(nn.Conv(feat, (k, k), padding=self.padding)(x))
         x = x.reshape(x.shape[0], -1)
         for width in self.hidden:

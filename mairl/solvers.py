@@ -343,12 +343,189 @@ def _assemble(q, transitions, rewards, initial, terminal, alpha, gamma, residual
 _iterate_jit = jax.jit(iterate_soft_bellman)
 
 
+def newton_soft_bellman(
+    q0: jax.Array,
+    transitions: jax.Array,
+    rewards: jax.Array,
+    terminal: jax.Array,
+    alpha: float | jax.Array,
+    gamma: float | jax.Array,
+    tol: float | jax.Array,
+    max_steps: int | jax.Array,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Newton's method on ``F(q) = T(q) - q = 0`` from ``q0 (N, S, A)``.
+
+    Each step solves ``J dq = -F(q)`` with the dense Jacobian ``J`` of ``F``
+    (``N S A`` unknowns, so ``O((N S A)^3)`` per step) and backtracks along
+    ``dq`` until ``|F|^2`` decreases (Armijo). Unlike the damped iteration it
+    also converges to equilibria that are unstable under best responses. Stops
+    when ``max |F| <= tol``, after ``max_steps`` steps, or when the line search
+    fails.
+
+    Returns:
+        ``q (N, S, A)``, its residual ``max |F(q)|`` and the number of steps.
+    """
+    shape = q0.shape
+
+    def fn(x):
+        q = x.reshape(shape)
+        return (soft_bellman_operator(q, transitions, rewards, alpha, gamma, terminal) - q).ravel()
+
+    def cond(carry):
+        _, f, it, ok = carry
+        return ok & (jnp.max(jnp.abs(f)) > tol) & (it < max_steps)
+
+    def body(carry):
+        x, f, it, _ = carry
+        dx = jnp.linalg.solve(jax.jacfwd(fn)(x), -f)
+        merit = f @ f
+
+        def ls_cond(ls):
+            t, f_new = ls
+            worse = ~(f_new @ f_new <= (1.0 - 1e-4 * t) * merit)  # NaN counts as worse
+            return worse & (t > 1e-10)
+
+        def ls_body(ls):
+            t = 0.5 * ls[0]
+            return t, fn(x + t * dx)
+
+        t, f_new = jax.lax.while_loop(ls_cond, ls_body, (jnp.ones((), x.dtype), fn(x + dx)))
+        ok = jnp.all(jnp.isfinite(dx)) & (t > 1e-10)
+        x_new = jnp.where(ok, x + t * dx, x)
+        return x_new, jnp.where(ok, f_new, f), it + 1, ok
+
+    x0 = q0.ravel()
+    x, f, steps, _ = jax.lax.while_loop(cond, body, (x0, fn(x0), jnp.zeros((), jnp.int32), True))
+    return x.reshape(shape), jnp.max(jnp.abs(f)), steps
+
+
+_newton_jit = jax.jit(newton_soft_bellman)
+
+
+def _homotopy_residual(y, transitions, rewards, terminal, gamma, shape):
+    """``H(x, lam) = T_lam(x) - x`` in scaled units ``x = q / alpha``, ``lam = 1 / alpha``.
+
+    ``y = (x.ravel(), lam)``. Since ``T(q) / alpha = lam r^pi + gamma P^pi logsumexp(x)``,
+    ``H`` is the Bellman residual at temperature 1 with rewards ``lam R``; it
+    stays bounded as ``lam -> 0`` where ``q`` itself grows like ``alpha``.
+    """
+    x = y[:-1].reshape(shape)
+    tx = soft_bellman_operator(x, transitions, y[-1] * rewards, 1.0, gamma, terminal)
+    return (tx - x).ravel()
+
+
+def _arc_step(y, tangent, h, transitions, rewards, terminal, gamma, tol, max_newton, shape):
+    """One pseudo-arclength step along ``H(y) = 0``: predict ``y + h t``, correct, new tangent.
+
+    The corrector is Newton on ``[H(y); t . (y - y_pred)] = 0``; the new tangent
+    solves ``[DH(y); t^T] t' = e_last`` (so it keeps the orientation of ``t``),
+    normalized. Returns ``y, t', residual, newton steps, ok``.
+    """
+    fn = lambda y: _homotopy_residual(y, transitions, rewards, terminal, gamma, shape)
+    y_pred = y + h * tangent
+    last = jnp.zeros_like(y).at[-1].set(1.0)
+
+    def augmented(y):
+        return jnp.concatenate([jax.jacfwd(fn)(y), tangent[None, :]], axis=0)
+
+    def cond(carry):
+        _, res, it, ok = carry
+        return ok & (res > tol) & (it < max_newton)
+
+    def body(carry):
+        y, res, it, _ = carry
+        rhs = jnp.concatenate([fn(y), (tangent @ (y - y_pred))[None]])
+        y_new = y + jnp.linalg.solve(augmented(y), -rhs)
+        res_new = jnp.max(jnp.abs(fn(y_new)))
+        ok = jnp.isfinite(res_new) & ((it == 0) | (res_new < res))
+        return y_new, res_new, it + 1, ok
+
+    init = (y_pred, jnp.max(jnp.abs(fn(y_pred))), jnp.zeros((), jnp.int32), True)
+    y_new, res, steps, ok = jax.lax.while_loop(cond, body, init)
+    t_new = jnp.linalg.solve(augmented(y_new), last)
+    t_new = t_new / jnp.linalg.norm(t_new)
+    ok = ok & (res <= tol) & jnp.all(jnp.isfinite(t_new))
+    return y_new, t_new, res, steps, ok
+
+
+_arc_step_jit = jax.jit(_arc_step, static_argnames=("shape",))
+
+#: Largest ``N * S * A`` for which ``method="auto"`` falls back to homotopy continuation.
+NEWTON_MAX_UNKNOWNS = 1024
+#: Iteration budget of ``method="auto"`` before that fallback.
+AUTO_ITERATIONS = 5000
+
+
+_ARC_TOL = 1e-8
+_ARC_GROW = {0: 2.0, 1: 2.0, 2: 2.0, 3: 1.5, 4: 1.2}
+
+
+def _trace_branch(P, R, term, alpha, gamma, tol, max_steps):
+    """Follow the principal branch of logit equilibria from ``1 / alpha = 0`` to ``alpha``.
+
+    Homotopy in the rationality ``lam = 1 / alpha`` (McKelvey and Palfrey,
+    1995; for stochastic games Eibelshaeuser and Poensgen, 2019): at
+    ``lam = 0`` the rewards vanish and the solution is found by the iteration;
+    pseudo-arclength continuation then follows the branch, through folds where
+    ``lam`` turns back, with an adaptive step length, until it reaches
+    ``1 / alpha``, where ``newton_soft_bellman`` polishes ``q`` to ``tol``.
+    Runs in float64 under ``jax.enable_x64``.
+
+    Returns:
+        ``q`` (NumPy), its residual at ``alpha`` and the number of Newton steps.
+    """
+    shape = (R.shape[0], R.shape[1], P.shape[1])
+    lam_star = 1.0 / alpha
+    corr_tol = _ARC_TOL
+    with jax.enable_x64(True):
+        f64 = lambda x: jnp.asarray(x, jnp.float64)
+        Pj, Rj, g = f64(P), f64(R), f64(gamma)
+        mask = jnp.asarray(np.zeros(P.shape[0], bool) if term is None else term)
+        x0, res0, used = _iterate_jit(
+            f64(np.zeros(shape)), Pj, 0.0 * Rj, mask, f64(1.0), g, f64(0.5),
+            f64(corr_tol), jnp.asarray(AUTO_ITERATIONS, jnp.int32), jnp.asarray(True),
+        )  # fmt: skip
+        y = jnp.concatenate([jnp.ravel(x0), f64([0.0])])
+        # Initial tangent: the direction of increasing lam.
+        tangent = jnp.zeros_like(y).at[-1].set(1.0)
+        steps = 0
+        if float(res0) <= corr_tol:
+            y, tangent, _, _, _ = _arc_step_jit(
+                y, tangent, f64(0.0), Pj, Rj, mask, g, f64(corr_tol), 8, shape
+            )
+            h = 0.1
+            while steps < max_steps and h > 1e-9:
+                lam, t_lam = float(y[-1]), float(tangent[-1])
+                step = h
+                if t_lam > 0 and lam + h * t_lam >= lam_star:
+                    step = (lam_star - lam) / t_lam
+                y_new, t_new, _, its, ok = _arc_step_jit(
+                    y, tangent, f64(step), Pj, Rj, mask, g, f64(corr_tol), 8, shape
+                )
+                steps += int(its)
+                if not bool(ok):
+                    h *= 0.5
+                    continue
+                y, tangent = y_new, t_new
+                if step < h or abs(float(y[-1]) - lam_star) <= 1e-9 * lam_star:
+                    break
+                h *= _ARC_GROW.get(int(its), 1.0)
+        # Polish at lam_star in the original units q = alpha x.
+        q0 = f64(alpha * np.asarray(y[:-1]).reshape(shape))
+        q, residual, its = _newton_jit(
+            q0, Pj, Rj, mask, f64(alpha), g, f64(tol), jnp.asarray(50, jnp.int32)
+        )
+        steps += int(its)
+        return np.array(q, np.float64), float(residual), steps
+
+
 # -- host-side entry points ---------------------------------------------------------------------
 def soft_value_iteration(
     game: Any,
     alpha: float = 1.0,
     gamma: float = 0.99,
     *,
+    method: str = "auto",
     damping: float = 0.5,
     tol: float = 1e-8,
     max_iters: int = 100_000,
@@ -370,6 +547,7 @@ def soft_value_iteration(
         alpha,
         gamma,
         terminal=getattr(game, "terminal", None),
+        method=method,
         damping=damping,
         tol=tol,
         max_iters=max_iters,
@@ -386,6 +564,7 @@ def soft_value_iteration_from_tensors(
     gamma: float = 0.99,
     *,
     terminal: Any = None,
+    method: str = "auto",
     damping: float = 0.5,
     tol: float = 1e-8,
     max_iters: int = 100_000,
@@ -394,6 +573,21 @@ def soft_value_iteration_from_tensors(
 ) -> SoftVIResult:
     """Logit equilibrium of the soft Markov game ``(P, R, rho)``, in float64.
 
+    Methods:
+
+    - ``"iteration"``: the damped fixed-point iteration of
+      ``iterate_soft_bellman``, from ``init`` (zeros by default).
+    - ``"newton"``: temperature continuation with Newton corrections
+      (``newton_soft_bellman``), from near-uniform policies at a high
+      temperature down to ``alpha``; it follows the principal branch of the
+      logit equilibrium and also reaches equilibria at which the iteration
+      cycles. Each step costs ``O((N S A)^3)``. ``init`` is not used.
+    - ``"auto"``: the iteration for at most ``AUTO_ITERATIONS`` updates; if it
+      has not converged, Newton continuation when ``N S A`` is at most
+      ``NEWTON_MAX_UNKNOWNS``, else more iteration.
+
+    Where a game has several logit equilibria, the methods may find different ones.
+
     Args:
         transitions: ``P (S, A, ..., A, S')`` with ``N`` action axes.
         rewards: ``R (N, S, A, ..., A)``.
@@ -401,22 +595,26 @@ def soft_value_iteration_from_tensors(
         alpha: temperature ``> 0``.
         gamma: discount in ``[0, 1)``.
         terminal: optional bool ``(S,)``; no bootstrap from terminal next states.
+        method: ``"auto"``, ``"iteration"`` or ``"newton"``.
         damping: weight in ``[0, 1)`` kept from the previous iterate.
-        tol: stop once ``max |T(q) - q| <= tol``.
-        max_iters: most Bellman updates.
-        init: optional starting ``q (N, S, A)``.
+        tol: converged once ``max |T(q) - q| <= tol``.
+        max_iters: most Bellman updates and Newton steps, together.
+        init: optional starting ``q (N, S, A)`` for the iteration.
         extrapolate: extrapolate the per-agent constant part of each update
             (ignored when ``terminal`` marks any state).
 
     Returns:
         ``SoftVIResult`` of read-only float64 NumPy arrays, ``residual`` a float
-        and ``iterations`` an int.
+        and ``iterations`` (Bellman updates plus Newton steps) an int.
 
     Raises:
         ValueError: inconsistent shapes, unequal action counts, bad parameters.
-        SolverDidNotConverge: ``residual > tol`` after ``max_iters`` updates.
+        SolverDidNotConverge: ``residual > tol`` once ``max_iters`` is spent or
+            Newton continuation gave up.
     """
     P, R, rho, term, q0 = _validate(transitions, rewards, initial, terminal, init)
+    if method not in ("auto", "iteration", "newton"):
+        raise ValueError(f"method: expected 'auto', 'iteration' or 'newton', got {method!r}")
     if not alpha > 0:
         raise ValueError(f"alpha: expected a positive temperature, got {alpha}")
     if not 0.0 <= gamma < 1.0:
@@ -425,36 +623,53 @@ def soft_value_iteration_from_tensors(
         raise ValueError(f"damping: expected a value in [0, 1), got {damping}")
     if not tol > 0:
         raise ValueError(f"tol: expected a positive tolerance, got {tol}")
-    if int(max_iters) < 1:
+    max_iters = int(max_iters)
+    if max_iters < 1:
         raise ValueError(f"max_iters: expected a positive integer, got {max_iters}")
 
-    num_agents, num_states = R.shape[:2]
-    if q0 is None:
-        q0 = np.zeros((num_agents, num_states, P.shape[1]))
-    with jax.enable_x64(True):
-        q, residual, iterations = _iterate_jit(
-            jnp.asarray(q0, jnp.float64),
-            jnp.asarray(P, jnp.float64),
-            jnp.asarray(R, jnp.float64),
-            jnp.asarray(np.zeros(num_states, bool) if term is None else term),
-            jnp.asarray(alpha, jnp.float64),
-            jnp.asarray(gamma, jnp.float64),
-            jnp.asarray(damping, jnp.float64),
-            jnp.asarray(tol, jnp.float64),
-            jnp.asarray(int(max_iters), jnp.int32),
-            jnp.asarray(bool(extrapolate)),
-        )
-        q = np.array(q, np.float64)
-        residual = float(residual)
-        iterations = int(iterations)
-    result = _assemble(q, P, R, rho, term, float(alpha), float(gamma), residual, iterations)
+    alpha, gamma, tol = float(alpha), float(gamma), float(tol)
+    q = np.zeros((R.shape[0], R.shape[1], P.shape[1])) if q0 is None else q0
+    residual, iterations = np.inf, 0
+    small = q.size <= NEWTON_MAX_UNKNOWNS
+
+    def iterate(q, budget):
+        with jax.enable_x64(True):
+            f64 = lambda x: jnp.asarray(x, jnp.float64)
+            out = _iterate_jit(
+                f64(q),
+                f64(P),
+                f64(R),
+                jnp.asarray(np.zeros(P.shape[0], bool) if term is None else term),
+                f64(alpha),
+                f64(gamma),
+                f64(damping),
+                f64(tol),
+                jnp.asarray(budget, jnp.int32),
+                jnp.asarray(bool(extrapolate)),
+            )
+            return np.array(out[0], np.float64), float(out[1]), int(out[2])
+
+    if method != "newton":
+        budget = min(max_iters, AUTO_ITERATIONS) if method == "auto" and small else max_iters
+        q, residual, iterations = iterate(q, budget)
+    if residual > tol and iterations < max_iters:
+        if method == "newton" or (method == "auto" and small):
+            q_n, res_n, steps = _trace_branch(P, R, term, alpha, gamma, tol, max_iters - iterations)
+            iterations += steps
+            if res_n < residual:
+                q, residual = q_n, res_n
+        elif method == "auto":
+            q, residual, more = iterate(q, max_iters - iterations)
+            iterations += more
+
+    result = _assemble(q, P, R, rho, term, alpha, gamma, residual, iterations)
     for arr in result[:-2]:
         arr.setflags(write=False)
     if not residual <= tol:
         raise SolverDidNotConverge(
             f"soft value iteration did not converge: residual {residual:.3e} > tol {tol:.1e} "
-            f"after {iterations} iterations (alpha={alpha}, gamma={gamma}, damping={damping}); "
-            "try more iterations or more damping",
+            f"after {iterations} iterations (method={method!r}, alpha={alpha}, gamma={gamma}, "
+            f"damping={damping}); try more iterations, more damping or method='newton'",
             residual,
             iterations,
             result,

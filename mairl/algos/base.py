@@ -14,7 +14,8 @@ recovered reward ``r_i(s, a_i) = Q_i(s, a_i) - gamma * E[V_i(s')]``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 

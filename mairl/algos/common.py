@@ -6,7 +6,8 @@ Axis conventions: per-agent values carry the agent axis first, ``(agent, batch,
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""The ``mairl`` command line: ``mairl envs``, ``mairl demos``, ``mairl bench``.
+"""The ``mairl`` command line: ``envs``, ``demos``, ``train``, ``eval``, ``bench``.
 
 Every subcommand is a plain function whose typed arguments tyro turns into flags;
 a mistyped flag is an error, never silently ignored.
@@ -12,11 +12,13 @@ from typing import Annotated, Literal
 import tyro
 
 from mairl.cli.commands import bench, demos, list_envs
+from mairl.cli.train import evaluate_run, train
 
 
 def main(argv: list[str] | None = None) -> None:
     tyro.extras.subcommand_cli_from_dict(
-        {"envs": list_envs, "demos": demos, "bench": bench},
+        {"envs": list_envs, "demos": demos, "train": train, "eval": evaluate_run,
+         "bench": bench},
         prog="mairl",
         description="Multi-agent inverse reinforcement learning in JAX.",
         args=sys.argv[1:] if argv is None else argv,

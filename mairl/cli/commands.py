@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Literal
@@ -58,7 +59,6 @@ def demos(
     """
     import jax
 
-    import envs
     from mairl.cli.experts import make_expert
     from mairl.data import collect
 
@@ -70,9 +70,10 @@ def demos(
     policy_fn = make_expert(game, expert, alpha=alpha, gamma=gamma)
     key = jax.random.key(seed)
     t0 = time.perf_counter()
-    data = collect(
-        key, game, policy_fn, episodes, num_envs=min(num_envs, episodes), progress=True
-    )
+    with progress_bar(episodes, "episodes") as update:
+        data = collect(
+            key, game, policy_fn, episodes, num_envs=min(num_envs, episodes), progress=update
+        )
     elapsed = time.perf_counter() - t0
     out.parent.mkdir(parents=True, exist_ok=True)
     data.save(out)
@@ -80,10 +81,23 @@ def demos(
     print(f"env {game.name}: expert {expert}, {data.num_episodes} episodes, "
           f"{data.num_transitions} transitions in {elapsed:.1f} s")
     per_agent = ", ".join(
-        f"{name} {r:.3f}" for name, r in zip(game.agents, returns.mean(axis=0))
+        f"{name} {r:.3f}" for name, r in zip(game.agents, returns.mean(axis=0), strict=True)
     )
     print(f"mean return per agent: {per_agent}")
     print(f"saved {out}")
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, unit: str):
+    """A tqdm bar on stderr; yields ``update(done, total=None)`` that sets its position."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit=f" {unit}", dynamic_ncols=True, leave=False) as bar:
+
+        def update(done: int, total: int | None = None) -> None:
+            bar.update(int(done) - bar.n)
+
+        yield update
 
 
 def episode_returns(data) -> np.ndarray:

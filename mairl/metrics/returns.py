@@ -114,12 +114,17 @@ _evaluate_returns_jit = jax.jit(_evaluate_returns, static_argnums=(1, 2, 3, 4))
 def make_evaluate_returns(
     env: Any, policy_fn: PolicyFn, num_episodes: int, *, max_steps: int | None = None
 ) -> Callable[[jax.Array], jax.Array]:
-    """Jitted ``evaluate(key) -> (num_episodes, N)`` returns; see :func:`evaluate_returns`."""
+    """``evaluate(key) -> (num_episodes, N)`` returns; see :func:`evaluate_returns`.
+
+    Compiled on the first call and reused for every key; ``jax.vmap(evaluate)``
+    over a batch of keys runs several seeds at once, and ``evaluate`` can sit
+    inside a larger ``jax.jit``.
+    """
 
     def evaluate(key: jax.Array) -> jax.Array:
         return evaluate_returns(key, env, policy_fn, num_episodes, max_steps=max_steps)
 
-    return jax.jit(evaluate)
+    return evaluate
 
 
 class ReturnSummary(NamedTuple):

@@ -499,7 +499,7 @@ def epic_canonicalize(
     state_dist: jax.Array,
     action_dist: jax.Array,
 ) -> jax.Array:
-    """EPIC canonical form of one reward (Gleave et al. 2020, Definition 4.1).
+    """EPIC canonical form of one reward (Gleave et al. 2020, Section 4).
 
     ``C(R)(s, a, s') = R(s, a, s') + E[gamma R(s', A, S') - R(s, A, S')
     - gamma R(S, A, S')]`` with ``S, S' ~ D_S`` and ``A ~ D_A`` independent.
@@ -549,7 +549,9 @@ def epic_distance(
     ``0`` for identical rewards, ``1`` for ``R_hat = -R``; a pseudometric in
     ``[0, 1]``, invariant to positive scaling, constants and potential shaping
     ``R(s, a, s') + gamma Phi(s') - Phi(s)`` of a reward over transitions, for
-    any coverage and dynamics (Theorem 4.7).
+    any coverage and dynamics. The square root magnifies round-off
+    near zero: equivalent rewards give about ``sqrt(eps)`` (``1e-4`` to ``1e-3``
+    in float32), not exactly ``0``.
 
     State-action rewards ``(N, S, A)`` are read as ``R(s, a, s')`` constant in
     ``s'``. The state-action form of shaping,

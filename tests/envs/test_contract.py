@@ -65,7 +65,7 @@ def test_vmap_no_retrace_and_autoreset(env):
     _, state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
     time_prev = np.asarray(state.time)
     saw_done = np.zeros(num_envs, bool)
-    for t in range(steps):
+    for _ in range(steps):
         key, key_act, key_step = jax.random.split(key, 3)
         actions = jax.vmap(env.sample_actions)(jax.random.split(key_act, num_envs))
         _, state, _, terminated, truncated, _ = step_fn(key_step, state, actions)
@@ -103,7 +103,8 @@ def test_deterministic_under_same_key(env):
     b = run(jax.random.key(7))
     chex.assert_trees_all_equal(a, b)
     c = run(jax.random.key(8))
-    assert not all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(c)))
+    leaves = zip(jax.tree.leaves(a), jax.tree.leaves(c), strict=True)
+    assert not all(np.array_equal(x, y) for x, y in leaves)
 
 
 def test_make_unknown_name_is_clear():

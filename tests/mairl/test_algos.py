@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mairl.algos import BCConfig, Batch, MAMQLConfig, make_bc, make_iq_joint, make_mamql
+from mairl.algos import Batch, BCConfig, MAMQLConfig, make_bc, make_iq_joint, make_mamql
 from mairl.algos.common import log_policy, soft_value
 from mairl.algos.iq import iq_chi2_loss, joint_index, joint_marginal_masks
 from mairl.data import Transition

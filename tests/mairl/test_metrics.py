@@ -18,15 +18,15 @@ NUM_STATES, NUM_ACTIONS, NUM_AGENTS = 20, 3, 2
 
 
 # -- games ---------------------------------------------------------------------------------------
-def _random_tensors(seed, num_states, num_actions, num_agents, deterministic=False):
-    """Dense Dirichlet(1) (or one-hot) transitions, N(0, 1) rewards, Dirichlet(1) initial."""
+def _random_tensors(seed, num_states, num_actions, num_agents):
+    """Dirichlet(1) transitions, N(0, 1) rewards, Dirichlet(1) initial distribution.
+
+    Drawn with NumPy (the same law as ``envs.tabular.random_game``, whose
+    ``jax.random.gamma`` draw takes seconds to compile on a CPU).
+    """
     rng = np.random.default_rng(seed)
     joint = (num_states,) + (num_actions,) * num_agents
-    if deterministic:
-        nxt = rng.integers(num_states, size=joint)
-        transitions = np.eye(num_states)[nxt]
-    else:
-        transitions = rng.dirichlet(np.ones(num_states), size=joint)
+    transitions = rng.dirichlet(np.ones(num_states), size=joint)
     rewards = rng.normal(size=(num_agents, *joint))
     initial = rng.dirichlet(np.ones(num_states))
     return transitions, rewards, initial
@@ -88,14 +88,16 @@ def _average_ranks(x):
 
 def test_weighted_correlations_equal_repeated_samples():
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(2, 30)).round(1)  # rounding makes ties
-    y = (x + rng.normal(size=(2, 30))).round(1)
-    counts = rng.integers(0, 4, size=(2, 30)).astype(np.float32)
+    shape = (NUM_AGENTS, NUM_STATES, NUM_ACTIONS)  # rewards, flattened over (s, a)
+    x = rng.normal(size=shape).round(1)  # rounding makes ties
+    y = (x + rng.normal(size=shape)).round(1)
+    counts = rng.integers(0, 4, size=shape).astype(np.float32)
     pearson = metrics.pearson(x, y, counts)
     spearman = metrics.spearman(x, y, counts)
     for i in range(2):
         # Integer weights are repetitions; zero weights drop the entry.
-        xr, yr = np.repeat(x[i], counts[i].astype(int)), np.repeat(y[i], counts[i].astype(int))
+        reps = counts[i].astype(int).ravel()
+        xr, yr = np.repeat(x[i].ravel(), reps), np.repeat(y[i].ravel(), reps)
         assert float(pearson[i]) == pytest.approx(np.corrcoef(xr, yr)[0, 1], abs=1e-5)
         rank_corr = np.corrcoef(_average_ranks(xr), _average_ranks(yr))[0, 1]
         assert float(spearman[i]) == pytest.approx(rank_corr, abs=1e-5)
@@ -143,21 +145,18 @@ def test_policy_reward_is_shaped_true_reward(equilibrium, capsys):
     )
     plain = metrics.pearson(r_hat, r)
     plain_occ = metrics.pearson(r_hat, r, sol.occupancy)
-    rank = metrics.spearman(r_hat, r)
-    epic = metrics.epic_distance(r_hat, r, sol.marginal_transitions, gamma)
+    rank_occ = metrics.spearman(r_hat, r, sol.occupancy)
     with capsys.disabled():
         print(
             f"\ngamma={gamma}: shaping-aware {np.asarray(sac)}, pearson {np.asarray(plain)}, "
-            f"occupancy-weighted pearson {np.asarray(plain_occ)}, spearman {np.asarray(rank)}, "
-            f"EPIC {np.asarray(epic)}"
+            f"occupancy-weighted pearson {np.asarray(plain_occ)}, "
+            f"occupancy-weighted spearman {np.asarray(rank_occ)}"
         )
     assert sac.shape == (NUM_AGENTS,)
     np.testing.assert_allclose(sac, 1.0, atol=1e-5)
     assert np.all(plain < 0.9)
     assert np.all(plain_occ < 0.9)
-    # EPIC reads state-action rewards as constant in s', where this shaping is not
-    # a shaping: it does not see the equivalence.
-    assert np.all(epic > 0.1)
+    assert np.all(rank_occ < 0.9)
 
 
 def test_shaping_aware_invariances(equilibrium):
@@ -302,7 +301,7 @@ def test_sampled_removes_realized_shaping_with_termination():
 
 # -- EPIC ----------------------------------------------------------------------------------------
 def _epic_canonical_brute_force(reward_sas, gamma, ds, da):
-    """Definition 4.1, expectation written out: S, S' ~ D_S, A ~ D_A independent."""
+    """Canonical form (Gleave et al. 2020) written out: S, S' ~ D_S, A ~ D_A independent."""
     num_states, num_actions, _ = reward_sas.shape
     out = np.empty_like(reward_sas)
     for s in range(num_states):
@@ -349,7 +348,7 @@ def test_epic_properties(coverage):
     np.testing.assert_allclose(epic(r, other), d, atol=1e-6)
     np.testing.assert_allclose(epic(4.0 * other + 2.0, r), d, atol=1e-4)
     # Shaping of a transition reward R(s, a, s') + gamma Phi(s') - Phi(s): invariant
-    # for any dynamics (Gleave et al. 2020, Proposition 4.2).
+    # for any dynamics (Gleave et al. 2020).
     phi = 3.0 * rng.normal(size=(NUM_AGENTS, 8))
     shaped = other[..., None] + gamma * phi[:, None, None, :] - phi[:, :, None, None]
     np.testing.assert_allclose(epic(shaped, r), d, atol=1e-4)
@@ -511,7 +510,7 @@ def test_returns_random_termination_counts_first_episode_only():
     assert np.all((summary.lower < summary.mean) & (summary.mean < summary.upper))
 
 
-def test_returns_jit_matches_eager_without_retracing():
+def test_returns_vmap_over_seeds_without_retracing():
     evaluate = metrics.make_evaluate_returns(_GEOMETRIC_ENV, _random_policy, 4000)
     out1 = evaluate(jax.random.key(1))
     traced = len(_POLICY_TRACES)
@@ -519,8 +518,12 @@ def test_returns_jit_matches_eager_without_retracing():
     out2 = evaluate(jax.random.key(2))
     assert len(_POLICY_TRACES) == traced
     assert not np.array_equal(out1, out2)
-    eager = metrics.evaluate_returns(jax.random.key(1), _GEOMETRIC_ENV, _random_policy, 4000)
-    np.testing.assert_array_equal(out1, eager)
+    # Seeds side by side under jit(vmap(...)) give the runs one at a time.
+    keys = jnp.stack([jax.random.key(1), jax.random.key(2)])
+    both = jax.jit(jax.vmap(evaluate))(keys)
+    assert both.shape == (2, 4000, 2)
+    np.testing.assert_array_equal(both[0], out1)
+    np.testing.assert_array_equal(both[1], out2)
 
 
 def test_returns_match_exact_expectation_on_tabular_game(game, solution):

@@ -1,0 +1,119 @@
+"""Plots of a run: learning curves and recovered-reward heatmaps (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(path: Path, curves: dict, updates: np.ndarray, agents, title: str = "") -> None:
+    """One panel per evaluation metric: mean over seeds (line) and each seed (thin)."""
+    plt = _plt()
+    names = [k for k in sorted(curves) if not k.startswith("train/")] + ["train/loss"]
+    names = [k for k in names if k in curves]
+    cols = min(3, len(names))
+    rows = int(np.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        values = np.asarray(curves[name])  # (seed, chunk, agent)
+        if values.ndim == 2:
+            values = values[..., None]
+        for i in range(values.shape[2]):
+            label = agents[i] if values.shape[2] == len(agents) else str(i)
+            line, = ax.plot(updates, values[:, :, i].mean(0), label=label)
+            for s in range(values.shape[0]):
+                ax.plot(updates, values[s, :, i], color=line.get_color(), alpha=0.25, lw=0.8)
+        ax.set_title(name)
+        ax.set_xlabel("updates")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_reward_heatmap(path: Path, algo, params, env, heldout=None, oracle=None) -> bool:
+    """Recovered reward next to the true one where the game has a picture for it.
+
+    Tabular games: ``r_i(s, a)`` as a state x action image per agent, recovered
+    (expected form) and true marginal reward. Map games ``(channel, x, y)`` with
+    agents in the first channels (Gems): agent ``i`` placed on every cell of a
+    held-out state, ``r_i`` averaged over its moves, where the next state is the
+    map with only agent ``i`` moved (gems and the other agent left as they are).
+    Returns whether a plot was written.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from mairl.algos.common import soft_value
+    from mairl.evaluation import tabular_reward
+
+    plt = _plt()
+    n = env.num_agents
+    if oracle is not None:
+        orc = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), oracle)
+        _, r_hat, _ = tabular_reward(algo, params, orc, n)
+        fig, axes = plt.subplots(n, 2, figsize=(6, 2.2 + 0.12 * r_hat.shape[1] * n),
+                                 squeeze=False)
+        for i in range(n):
+            for j, (img, label) in enumerate([(r_hat[i], "recovered"),
+                                              (orc.marginal_rewards[i], "true")]):
+                im = axes[i, j].imshow(np.asarray(img), aspect="auto", cmap="viridis")
+                axes[i, j].set_title(f"{env.agents[i]}: {label} r(s, a)", fontsize=9)
+                axes[i, j].set_xlabel("action")
+                axes[i, j].set_ylabel("state")
+                fig.colorbar(im, ax=axes[i, j])
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return True
+    shape = tuple(env.obs_shape)
+    if heldout is None or len(shape) != 3 or shape[0] < n:
+        return False
+    obs = np.asarray(heldout.obs[0, 0])  # one held-out map (channel, x, y)
+    _, nx, ny = shape
+    moves = [(0, 1), (1, 0), (0, -1), (-1, 0)]  # Gems actions 0-3: y+1, x+1, y-1, x-1
+    cells = [(x, y) for x in range(nx) for y in range(ny)]
+    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 4), squeeze=False)
+    for i in range(n):
+        base = np.repeat(obs[None], len(cells), axis=0)
+        base[:, i] = 0.0
+        nxt = np.repeat(base[:, None], len(moves), axis=1)  # (cell, move, *shape)
+        for k, (x, y) in enumerate(cells):
+            base[k, i, x, y] = 1.0
+            for a, (dx, dy) in enumerate(moves):
+                nxt[k, a, i, min(max(x + dx, 0), nx - 1), min(max(y + dy, 0), ny - 1)] = 1.0
+        q = algo.q_values(params, jnp.broadcast_to(jnp.asarray(base), (n, *base.shape)))[i]
+        flat = jnp.asarray(nxt.reshape(-1, *shape))
+        q_next = algo.q_values(params, jnp.broadcast_to(flat, (n, *flat.shape)))[i]
+        v_next = soft_value(q_next, algo.alpha).reshape(len(cells), len(moves))
+        r = np.asarray(q[:, : len(moves)] - algo.gamma * v_next)
+        grid = r.mean(axis=1).reshape(nx, ny)
+        im = axes[0, i].imshow(grid.T, origin="lower", cmap="viridis")
+        for c, marker in ((2, "o"), (3, "s"), (4, "*")):
+            if c < shape[0]:
+                gx, gy = np.nonzero(np.asarray(obs[c]))
+                axes[0, i].scatter(gx, gy, marker=marker, c="w", edgecolors="k", s=40)
+        axes[0, i].set_title(f"{env.agents[i]}: recovered reward, agent placed at (x, y)",
+                             fontsize=9)
+        axes[0, i].set_xlabel("x")
+        axes[0, i].set_ylabel("y")
+        fig.colorbar(im, ax=axes[0, i])
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
