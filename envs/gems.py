@@ -288,14 +288,18 @@ def flat_cells(state: GemsState, size: int = 15) -> jax.Array:
 def map_from_flat(flat: jax.Array, size: int = 15) -> jax.Array:
     """Maps from flat cell indices: ``(..., object=11)`` to float32 ``(..., 5, size, size)``.
 
-    Compares each object's index with ``arange(size * size)``; a gem colour is
-    the OR of its three gems' comparisons. The map is built in uint8 and
-    converted last, so a consumer fused with it (a sum, say) reads one byte per
-    cell rather than four.
+    Compares each object's index with ``arange(size * size)`` (as uint8 on
+    grids up to 16 x 16, so the comparisons vectorize four times wider); a gem
+    colour is the OR of its three gems' comparisons. The map is built in uint8
+    and converted last, so a consumer fused with it (a sum, say) reads one byte
+    per cell rather than four.
     """
     lead = flat.shape[:-1]
-    hits = flat[..., None] == jnp.arange(size * size, dtype=flat.dtype)  # (..., object, cell)
-    gems = hits[..., NUM_AGENTS:, :].reshape(*lead, 3, 3, size * size)  # (..., colour, gem, cell)
+    num_cells = size * size
+    index_dtype = jnp.uint8 if num_cells <= 256 else jnp.int32
+    flat = flat.astype(index_dtype)
+    hits = flat[..., None] == jnp.arange(num_cells, dtype=index_dtype)  # (..., object, cell)
+    gems = hits[..., NUM_AGENTS:, :].reshape(*lead, 3, 3, num_cells)  # (..., colour, gem, cell)
     channels = jnp.concatenate([hits[..., :NUM_AGENTS, :], jnp.any(gems, axis=-2)], axis=-2)
     shape = (*lead, NUM_CHANNELS, size, size)
     return channels.astype(jnp.uint8).astype(jnp.float32).reshape(shape)

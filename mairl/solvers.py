@@ -228,11 +228,12 @@ def soft_bellman_operator(
     The next-state expectation is taken on the joint action first (one matrix
     product), then marginalized together with the reward.
     """
+    xp = _xp(q, transitions, rewards)
     num_agents, num_states = q.shape[:2]
     pi = boltzmann_policy(q, alpha)
     v = soft_value(q, alpha)  # (N, S')
     if terminal is not None:
-        v = jnp.where(terminal[None, :], 0.0, v)
+        v = xp.where(terminal[None, :], 0.0, v)
     flat = transitions.reshape(-1, num_states)  # (S * A^N, S')
     ev = (flat @ v.T).T.reshape(num_agents, *transitions.shape[:-1])  # (N, S, A, ..., A)
     return marginalize(rewards + gamma * ev, pi)
@@ -343,71 +344,12 @@ def _assemble(q, transitions, rewards, initial, terminal, alpha, gamma, residual
 _iterate_jit = jax.jit(iterate_soft_bellman)
 
 
-def newton_soft_bellman(
-    q0: jax.Array,
-    transitions: jax.Array,
-    rewards: jax.Array,
-    terminal: jax.Array,
-    alpha: float | jax.Array,
-    gamma: float | jax.Array,
-    tol: float | jax.Array,
-    max_steps: int | jax.Array,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Newton's method on ``F(q) = T(q) - q = 0`` from ``q0 (N, S, A)``.
-
-    Each step solves ``J dq = -F(q)`` with the dense Jacobian ``J`` of ``F``
-    (``N S A`` unknowns, so ``O((N S A)^3)`` per step) and backtracks along
-    ``dq`` until ``|F|^2`` decreases (Armijo). Unlike the damped iteration it
-    also converges to equilibria that are unstable under best responses. Stops
-    when ``max |F| <= tol``, after ``max_steps`` steps, or when the line search
-    fails.
-
-    Returns:
-        ``q (N, S, A)``, its residual ``max |F(q)|`` and the number of steps.
-    """
-    shape = q0.shape
-
-    def fn(x):
-        q = x.reshape(shape)
-        return (soft_bellman_operator(q, transitions, rewards, alpha, gamma, terminal) - q).ravel()
-
-    def cond(carry):
-        _, f, it, ok = carry
-        return ok & (jnp.max(jnp.abs(f)) > tol) & (it < max_steps)
-
-    def body(carry):
-        x, f, it, _ = carry
-        dx = jnp.linalg.solve(jax.jacfwd(fn)(x), -f)
-        merit = f @ f
-
-        def ls_cond(ls):
-            t, f_new = ls
-            worse = ~(f_new @ f_new <= (1.0 - 1e-4 * t) * merit)  # NaN counts as worse
-            return worse & (t > 1e-10)
-
-        def ls_body(ls):
-            t = 0.5 * ls[0]
-            return t, fn(x + t * dx)
-
-        t, f_new = jax.lax.while_loop(ls_cond, ls_body, (jnp.ones((), x.dtype), fn(x + dx)))
-        ok = jnp.all(jnp.isfinite(dx)) & (t > 1e-10)
-        x_new = jnp.where(ok, x + t * dx, x)
-        return x_new, jnp.where(ok, f_new, f), it + 1, ok
-
-    x0 = q0.ravel()
-    x, f, steps, _ = jax.lax.while_loop(cond, body, (x0, fn(x0), jnp.zeros((), jnp.int32), True))
-    return x.reshape(shape), jnp.max(jnp.abs(f)), steps
-
-
-_newton_jit = jax.jit(newton_soft_bellman)
-
-
 def _homotopy_residual(y, transitions, rewards, terminal, gamma, shape):
-    """``H(x, lam) = T_lam(x) - x`` in scaled units ``x = q / alpha``, ``lam = 1 / alpha``.
+    """``H(x, lam) = T(x) - x`` in scaled units ``x = q / alpha``, ``lam = 1 / alpha``.
 
     ``y = (x.ravel(), lam)``. Since ``T(q) / alpha = lam r^pi + gamma P^pi logsumexp(x)``,
-    ``H`` is the Bellman residual at temperature 1 with rewards ``lam R``; it
-    stays bounded as ``lam -> 0`` where ``q`` itself grows like ``alpha``.
+    ``H`` is the Bellman residual at temperature 1 with rewards ``lam R``, and
+    it stays bounded as ``lam -> 0`` where ``q`` grows like ``alpha``.
     """
     x = y[:-1].reshape(shape)
     tx = soft_bellman_operator(x, transitions, y[-1] * rewards, 1.0, gamma, terminal)
@@ -415,35 +357,38 @@ def _homotopy_residual(y, transitions, rewards, terminal, gamma, shape):
 
 
 def _arc_step(y, tangent, h, transitions, rewards, terminal, gamma, tol, max_newton, shape):
-    """One pseudo-arclength step along ``H(y) = 0``: predict ``y + h t``, correct, new tangent.
+    """One pseudo-arclength step along ``H(y) = 0`` (``N S A + 1`` unknowns).
 
-    The corrector is Newton on ``[H(y); t . (y - y_pred)] = 0``; the new tangent
-    solves ``[DH(y); t^T] t' = e_last`` (so it keeps the orientation of ``t``),
-    normalized. Returns ``y, t', residual, newton steps, ok``.
+    Predicts ``y_pred = y + h t`` and corrects with Newton on
+    ``[H(y); t . (y - y_pred)] = 0`` (at least one step, at most
+    ``max_newton``, failing if the residual grows). Each step also solves
+    ``[DH; t^T] t' = e_last`` for the next tangent, which keeps the orientation
+    of ``t``. With ``t = e_last`` this is plain Newton at ``lam = y[-1] + h``.
+    Dense Jacobian: ``O((N S A)^3)`` per step.
+
+    Returns:
+        ``y``, the normalized tangent ``t'``, ``max |H(y)|``, Newton steps, ok.
     """
     fn = lambda y: _homotopy_residual(y, transitions, rewards, terminal, gamma, shape)
     y_pred = y + h * tangent
     last = jnp.zeros_like(y).at[-1].set(1.0)
 
-    def augmented(y):
-        return jnp.concatenate([jax.jacfwd(fn)(y), tangent[None, :]], axis=0)
-
     def cond(carry):
-        _, res, it, ok = carry
-        return ok & (res > tol) & (it < max_newton)
+        _, _, res, it, ok = carry
+        return ok & ((res > tol) | (it == 0)) & (it < max_newton)
 
     def body(carry):
-        y, res, it, _ = carry
-        rhs = jnp.concatenate([fn(y), (tangent @ (y - y_pred))[None]])
-        y_new = y + jnp.linalg.solve(augmented(y), -rhs)
+        y, _, res, it, _ = carry
+        jac = jnp.concatenate([jax.jacfwd(fn)(y), tangent[None, :]], axis=0)
+        rhs = jnp.stack([jnp.concatenate([fn(y), (tangent @ (y - y_pred))[None]]), -last], 1)
+        sol = jnp.linalg.solve(jac, -rhs)  # columns: Newton step, tangent
+        y_new = y + sol[:, 0]
         res_new = jnp.max(jnp.abs(fn(y_new)))
         ok = jnp.isfinite(res_new) & ((it == 0) | (res_new < res))
-        return y_new, res_new, it + 1, ok
+        return y_new, sol[:, 1] / jnp.linalg.norm(sol[:, 1]), res_new, it + 1, ok
 
-    init = (y_pred, jnp.max(jnp.abs(fn(y_pred))), jnp.zeros((), jnp.int32), True)
-    y_new, res, steps, ok = jax.lax.while_loop(cond, body, init)
-    t_new = jnp.linalg.solve(augmented(y_new), last)
-    t_new = t_new / jnp.linalg.norm(t_new)
+    init = (y_pred, tangent, jnp.max(jnp.abs(fn(y_pred))), jnp.zeros((), jnp.int32), True)
+    y_new, t_new, res, steps, ok = jax.lax.while_loop(cond, body, init)
     ok = ok & (res <= tol) & jnp.all(jnp.isfinite(t_new))
     return y_new, t_new, res, steps, ok
 
@@ -454,69 +399,60 @@ _arc_step_jit = jax.jit(_arc_step, static_argnames=("shape",))
 NEWTON_MAX_UNKNOWNS = 1024
 #: Iteration budget of ``method="auto"`` before that fallback.
 AUTO_ITERATIONS = 5000
-
-
-_ARC_TOL = 1e-8
-_ARC_GROW = {0: 2.0, 1: 2.0, 2: 2.0, 3: 1.5, 4: 1.2}
+_ARC_TOL = 1e-8  # corrector tolerance on H along the path (units of q / alpha)
+_ARC_GROW = {1: 2.0, 2: 2.0, 3: 1.5, 4: 1.2}  # step-length factor by corrector steps
 
 
 def _trace_branch(P, R, term, alpha, gamma, tol, max_steps):
     """Follow the principal branch of logit equilibria from ``1 / alpha = 0`` to ``alpha``.
 
     Homotopy in the rationality ``lam = 1 / alpha`` (McKelvey and Palfrey,
-    1995; for stochastic games Eibelshaeuser and Poensgen, 2019): at
-    ``lam = 0`` the rewards vanish and the solution is found by the iteration;
-    pseudo-arclength continuation then follows the branch, through folds where
-    ``lam`` turns back, with an adaptive step length, until it reaches
-    ``1 / alpha``, where ``newton_soft_bellman`` polishes ``q`` to ``tol``.
-    Runs in float64 under ``jax.enable_x64``.
+    1995; for stochastic games Eibelshaeuser and Poensgen, 2019). At ``lam = 0``
+    the rewards vanish and the iteration finds the solution; pseudo-arclength
+    continuation (``_arc_step``) then follows the branch with an adaptive step
+    length, through folds where ``lam`` turns back, until ``lam = 1 / alpha``,
+    where Newton at fixed ``lam`` polishes the solution to ``tol``. Runs in
+    float64 under ``jax.enable_x64``.
 
     Returns:
-        ``q`` (NumPy), its residual at ``alpha`` and the number of Newton steps.
+        ``q`` (NumPy) at ``alpha``, its residual and the number of Newton steps.
     """
     shape = (R.shape[0], R.shape[1], P.shape[1])
     lam_star = 1.0 / alpha
-    corr_tol = _ARC_TOL
     with jax.enable_x64(True):
         f64 = lambda x: jnp.asarray(x, jnp.float64)
         Pj, Rj, g = f64(P), f64(R), f64(gamma)
         mask = jnp.asarray(np.zeros(P.shape[0], bool) if term is None else term)
-        x0, res0, used = _iterate_jit(
+        last = jnp.zeros(np.prod(shape) + 1).at[-1].set(1.0)
+
+        def arc(y, tangent, h, tol):
+            out = _arc_step_jit(y, tangent, f64(h), Pj, Rj, mask, g, f64(tol), 8, shape)
+            return out[0], out[1], float(out[2]), int(out[3]), bool(out[4])
+
+        x0, res0, _ = _iterate_jit(
             f64(np.zeros(shape)), Pj, 0.0 * Rj, mask, f64(1.0), g, f64(0.5),
-            f64(corr_tol), jnp.asarray(AUTO_ITERATIONS, jnp.int32), jnp.asarray(True),
+            f64(_ARC_TOL), jnp.asarray(AUTO_ITERATIONS, jnp.int32), jnp.asarray(True),
         )  # fmt: skip
-        y = jnp.concatenate([jnp.ravel(x0), f64([0.0])])
-        # Initial tangent: the direction of increasing lam.
-        tangent = jnp.zeros_like(y).at[-1].set(1.0)
-        steps = 0
-        if float(res0) <= corr_tol:
-            y, tangent, _, _, _ = _arc_step_jit(
-                y, tangent, f64(0.0), Pj, Rj, mask, g, f64(corr_tol), 8, shape
-            )
-            h = 0.1
-            while steps < max_steps and h > 1e-9:
-                lam, t_lam = float(y[-1]), float(tangent[-1])
-                step = h
-                if t_lam > 0 and lam + h * t_lam >= lam_star:
-                    step = (lam_star - lam) / t_lam
-                y_new, t_new, _, its, ok = _arc_step_jit(
-                    y, tangent, f64(step), Pj, Rj, mask, g, f64(corr_tol), 8, shape
-                )
-                steps += int(its)
-                if not bool(ok):
-                    h *= 0.5
-                    continue
-                y, tangent = y_new, t_new
-                if step < h or abs(float(y[-1]) - lam_star) <= 1e-9 * lam_star:
-                    break
-                h *= _ARC_GROW.get(int(its), 1.0)
-        # Polish at lam_star in the original units q = alpha x.
-        q0 = f64(alpha * np.asarray(y[:-1]).reshape(shape))
-        q, residual, its = _newton_jit(
-            q0, Pj, Rj, mask, f64(alpha), g, f64(tol), jnp.asarray(50, jnp.int32)
-        )
-        steps += int(its)
-        return np.array(q, np.float64), float(residual), steps
+        y, tangent, h, steps = jnp.append(jnp.ravel(x0), 0.0), last, 0.1, 0
+        while float(res0) <= _ARC_TOL and steps < max_steps and h > 1e-9:
+            lam, t_lam = float(y[-1]), float(tangent[-1])
+            arrive = t_lam > 0 and lam + h * t_lam >= lam_star
+            step = (lam_star - lam) / t_lam if arrive else h
+            y_new, t_new, _, its, ok = arc(y, tangent, step, _ARC_TOL)
+            steps += its
+            if not ok:
+                h *= 0.5
+                continue
+            y, tangent = y_new, t_new
+            if arrive:
+                break
+            h *= _ARC_GROW.get(its, 1.0)
+        # Newton at fixed lam = 1 / alpha; H is q's residual divided by alpha.
+        y, _, _, its, _ = arc(y, last, lam_star - float(y[-1]), tol / alpha)
+        steps += its
+    q = alpha * np.array(y[:-1], np.float64).reshape(shape)
+    residual = float(np.max(np.abs(soft_bellman_operator(q, P, R, alpha, gamma, term) - q)))
+    return q, residual, steps
 
 
 # -- host-side entry points ---------------------------------------------------------------------
@@ -577,13 +513,15 @@ def soft_value_iteration_from_tensors(
 
     - ``"iteration"``: the damped fixed-point iteration of
       ``iterate_soft_bellman``, from ``init`` (zeros by default).
-    - ``"newton"``: temperature continuation with Newton corrections
-      (``newton_soft_bellman``), from near-uniform policies at a high
-      temperature down to ``alpha``; it follows the principal branch of the
-      logit equilibrium and also reaches equilibria at which the iteration
-      cycles. Each step costs ``O((N S A)^3)``. ``init`` is not used.
+    - ``"homotopy"``: continuation in the rationality ``1 / alpha`` with
+      Newton corrections (``_trace_branch``): from the reward-free game, where
+      the equilibrium is unique, along the principal branch of logit
+      equilibria to ``alpha``. It reaches equilibria at which the iteration
+      cycles, at a cost of ``O((N S A)^3)`` per Newton step (seconds for a few
+      hundred unknowns, a minute or more near ``NEWTON_MAX_UNKNOWNS``).
+      ``init`` and ``damping`` are not used.
     - ``"auto"``: the iteration for at most ``AUTO_ITERATIONS`` updates; if it
-      has not converged, Newton continuation when ``N S A`` is at most
+      has not converged, the homotopy when ``N S A`` is at most
       ``NEWTON_MAX_UNKNOWNS``, else more iteration.
 
     Where a game has several logit equilibria, the methods may find different ones.
@@ -595,7 +533,7 @@ def soft_value_iteration_from_tensors(
         alpha: temperature ``> 0``.
         gamma: discount in ``[0, 1)``.
         terminal: optional bool ``(S,)``; no bootstrap from terminal next states.
-        method: ``"auto"``, ``"iteration"`` or ``"newton"``.
+        method: ``"auto"``, ``"iteration"`` or ``"homotopy"``.
         damping: weight in ``[0, 1)`` kept from the previous iterate.
         tol: converged once ``max |T(q) - q| <= tol``.
         max_iters: most Bellman updates and Newton steps, together.
@@ -610,11 +548,11 @@ def soft_value_iteration_from_tensors(
     Raises:
         ValueError: inconsistent shapes, unequal action counts, bad parameters.
         SolverDidNotConverge: ``residual > tol`` once ``max_iters`` is spent or
-            Newton continuation gave up.
+            the homotopy gave up.
     """
     P, R, rho, term, q0 = _validate(transitions, rewards, initial, terminal, init)
-    if method not in ("auto", "iteration", "newton"):
-        raise ValueError(f"method: expected 'auto', 'iteration' or 'newton', got {method!r}")
+    if method not in ("auto", "iteration", "homotopy"):
+        raise ValueError(f"method: expected 'auto', 'iteration' or 'homotopy', got {method!r}")
     if not alpha > 0:
         raise ValueError(f"alpha: expected a positive temperature, got {alpha}")
     if not 0.0 <= gamma < 1.0:
@@ -649,11 +587,11 @@ def soft_value_iteration_from_tensors(
             )
             return np.array(out[0], np.float64), float(out[1]), int(out[2])
 
-    if method != "newton":
+    if method != "homotopy":
         budget = min(max_iters, AUTO_ITERATIONS) if method == "auto" and small else max_iters
         q, residual, iterations = iterate(q, budget)
     if residual > tol and iterations < max_iters:
-        if method == "newton" or (method == "auto" and small):
+        if method == "homotopy" or (method == "auto" and small):
             q_n, res_n, steps = _trace_branch(P, R, term, alpha, gamma, tol, max_iters - iterations)
             iterations += steps
             if res_n < residual:
@@ -669,7 +607,7 @@ def soft_value_iteration_from_tensors(
         raise SolverDidNotConverge(
             f"soft value iteration did not converge: residual {residual:.3e} > tol {tol:.1e} "
             f"after {iterations} iterations (method={method!r}, alpha={alpha}, gamma={gamma}, "
-            f"damping={damping}); try more iterations, more damping or method='newton'",
+            f"damping={damping}); try more iterations, more damping or method='homotopy'",
             residual,
             iterations,
             result,

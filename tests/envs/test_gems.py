@@ -79,6 +79,7 @@ def port_map(agents, gems, size=15):
 
 
 def port_compact(agents, gems, size=15):
+    """Coordinates ``x, y`` of agents then gems, over ``size - 1``."""
     return np.asarray([c for p in [*agents, *gems] for c in p], np.float32) / (size - 1)
 
 
@@ -100,12 +101,26 @@ def as_lists(state: GemsState):
 CANDIDATES = [[1 + g, 14 - g] for g in range(9)]
 FAR = [13, 1]  # a cell the scripted agents never reach
 
+ENV = Gems()
+TRANSITION = jax.jit(ENV.transition)
+
+
+@jax.jit
+def step_both_ways(key, state, actions):
+    """``step`` and ``step_env`` from the same key, and that key's randomness."""
+    return (
+        ENV.step(key, state, actions),
+        ENV.step_env(key, state, actions),
+        ENV.step_randomness(key),
+    )
+
 
 def scripted(agents, gems, actions, collected=0, env=None):
     """Run the JAX transition and the port on one hand-made state; check they agree."""
-    env = env or Gems()
+    env = env or ENV
+    transition = TRANSITION if env is ENV else jax.jit(env.transition)
     state = make_state(agents, gems, collected)
-    nxt, reward, terminated = env.transition(
+    nxt, reward, terminated = transition(
         state, jnp.asarray(actions), jnp.asarray(CANDIDATES, jnp.int32)
     )
     p_agents, p_gems, p_collected, p_reward, p_term = port_step(
@@ -240,48 +255,45 @@ def test_gems_to_end_is_configurable():
 
 # -- step: truncation, termination, auto-reset -------------------------------------------
 def test_step_truncates_at_max_steps_and_resets():
-    env = Gems()
-    key = jax.random.key(3)
     state = make_state([[7, 7], [8, 8]], [FAR] * 9, collected=2, time=44)
-    obs, out, reward, term, trunc, info = env.step(key, state, jnp.array([0, 0]))
+    stepped, _, (_, reset_cells) = step_both_ways(jax.random.key(3), state, jnp.array([0, 0]))
+    obs, out, reward, term, trunc, info = stepped
     assert bool(trunc) and not bool(term)
-    _, reset_cells = env.step_randomness(key)
-    fresh = state_from_cells(reset_cells)
-    assert as_lists(out) == as_lists(fresh) and int(out.time) == 0
-    np.testing.assert_array_equal(obs, env.get_obs(fresh))
+    cells = np.asarray(reset_cells).tolist()
+    assert as_lists(out) == (cells[:2], cells[2:], 0) and int(out.time) == 0
+    for row in np.asarray(obs):
+        np.testing.assert_array_equal(row, port_map(cells[:2], cells[2:]))
     np.testing.assert_array_equal(info["next_obs"][0], port_map([[7, 8], [8, 9]], [FAR] * 9))
     np.testing.assert_array_equal(reward, [0.0, 0.0])
 
 
 def test_step_terminates_not_truncates_at_the_cap():
-    env = Gems()
     gems = [[5, 6]] + [FAR] * 8
     for time in (44, 10):
         state = make_state([[5, 5], [9, 9]], gems, collected=6, time=time)
-        _, out, reward, term, trunc, _ = env.step(jax.random.key(1), state, jnp.array([0, 4]))
+        stepped, _, _ = step_both_ways(jax.random.key(1), state, jnp.array([0, 4]))
+        _, out, reward, term, trunc, _ = stepped
         assert bool(term) and not bool(trunc)
         assert int(out.time) == 0 and int(out.collected) == 0
         np.testing.assert_array_equal(reward, [1.0, 0.0])
 
 
 def test_step_matches_step_env_when_not_done():
-    env = Gems()
-    key = jax.random.key(5)
-    _, state = env.reset(jax.random.key(4))
-    actions = jnp.array([1, 2])
-    obs_a, state_a, r_a, t_a, _ = env.step_env(key, state, actions)
-    obs_b, state_b, r_b, t_b, trunc, info = env.step(key, state, actions)
-    assert not bool(trunc) and not bool(t_a)
-    a, b = (obs_a, state_a, r_a, t_a), (obs_b, state_b, r_b, t_b)
-    jax.tree.map(np.testing.assert_array_equal, a, b)
-    np.testing.assert_array_equal(info["next_obs"], obs_a)
+    state = make_state([[3, 4], [5, 6]], [[g, g + 1] for g in range(9)], collected=1, time=5)
+    stepped, raw, (candidates, _) = step_both_ways(jax.random.key(5), state, jnp.array([1, 2]))
+    obs, out, reward, term, trunc, info = stepped
+    assert not bool(trunc) and not bool(term)
+    jax.tree.map(np.testing.assert_array_equal, (obs, out, reward, term), raw[:4])
+    np.testing.assert_array_equal(info["next_obs"], obs)
+    expected = TRANSITION(state, jnp.array([1, 2]), candidates)
+    jax.tree.map(np.testing.assert_array_equal, (out, reward, term), expected)
 
 
 # -- rollouts against the port ---------------------------------------------------------
 ROLLOUT_ENVS, ROLLOUT_STEPS = 6, 100
 
 
-def rollout(env, seed, auto_reset):
+def rollout(env, seed):
     """Random-action rollout of ``ROLLOUT_ENVS`` envs; records each step's inputs.
 
     Initial cells and actions come from NumPy and the step keys from one split,
@@ -297,12 +309,7 @@ def rollout(env, seed, auto_reset):
         def body(state, inputs):
             actions, keys = inputs
             candidates, reset_cells = jax.vmap(env.step_randomness)(keys)
-            if auto_reset:
-                obs, nxt, reward, term, trunc, info = jax.vmap(env.step)(keys, state, actions)
-                next_obs = info["next_obs"]
-            else:
-                next_obs, nxt, reward, term, _ = jax.vmap(env.step_env)(keys, state, actions)
-                obs, trunc = next_obs, jnp.zeros_like(term)
+            obs, nxt, reward, term, trunc, info = jax.vmap(env.step)(keys, state, actions)
             record = dict(
                 state=state,
                 actions=actions,
@@ -312,7 +319,7 @@ def rollout(env, seed, auto_reset):
                 term=term,
                 trunc=trunc,
                 obs=obs,
-                next_obs=next_obs,
+                next_obs=info["next_obs"],
             )
             return nxt, record
 
@@ -322,12 +329,12 @@ def rollout(env, seed, auto_reset):
 
 
 @pytest.mark.parametrize(
-    "obs_mode, size, auto_reset",
-    [("map", 4, False), ("map", 15, True), ("compact", 4, True)],
+    "obs_mode, size",
+    [("map", 4), ("compact", 15)],
 )
-def test_rollouts_match_port(obs_mode, size, auto_reset):
+def test_rollouts_match_port(obs_mode, size):
     env = Gems(obs_mode=obs_mode, size=size)
-    out = rollout(env, size, auto_reset)
+    out = rollout(env, size)
     encode = port_map if obs_mode == "map" else port_compact
     events = dict(own=0, purple=0, term=0, trunc=0)
     for e in range(ROLLOUT_ENVS):
@@ -344,34 +351,42 @@ def test_rollouts_match_port(obs_mode, size, auto_reset):
                 agents, gems, collected, actions, candidates, size
             )
             time += 1
-            trunc = auto_reset and time >= env.max_steps and not term
+            trunc = time >= env.max_steps and not term
             assert out["reward"][t, e].tolist() == reward, (e, t)
             assert bool(out["term"][t, e]) == term and bool(out["trunc"][t, e]) == trunc
             for row in out["next_obs"][t, e]:
-                np.testing.assert_array_equal(row, encode(agents, gems, size))
+                np.testing.assert_allclose(row, encode(agents, gems, size), rtol=1e-6)
             events["own"] += int(reward[0] % 6 + reward[1] % 6)
             events["purple"] += reward[0] >= 6
             events["term"] += term
             events["trunc"] += trunc
-            if auto_reset and (term or trunc):
+            if term or trunc:
                 cells = out["reset_cells"][t, e].tolist()
                 agents, gems, collected, time = cells[:2], cells[2:], 0, 0
             for row in out["obs"][t, e]:
-                np.testing.assert_array_equal(row, encode(agents, gems, size))
+                np.testing.assert_allclose(row, encode(agents, gems, size), rtol=1e-6)
     assert events["own"] > 0
     if size < 15:
-        assert events["purple"] > 0
-        assert events["term"] > 0 or not auto_reset
+        assert events["purple"] > 0 and events["term"] > 0
     else:
         assert events["trunc"] > 0
 
 
 # -- randomness --------------------------------------------------------------------------
 def test_reset_and_respawn_cells_are_uniform():
-    env = Gems()
+    env = ENV
     keys = jax.random.split(jax.random.key(0), 4000)
-    draw = jax.jit(lambda k: (jax.vmap(env.reset)(k)[1], jax.vmap(env.step_randomness)(k)))
-    states, (candidates, reset_cells) = draw(keys)
+
+    @jax.jit
+    def draw(keys):
+        obs, states = jax.vmap(env.reset)(keys)
+        return obs[:4], states, jax.vmap(env.step_randomness)(keys)
+
+    obs, states, (candidates, reset_cells) = draw(keys)
+    for e in range(4):
+        agents, gems = np.asarray(states.agents[e]).tolist(), np.asarray(states.gems[e]).tolist()
+        for row in np.asarray(obs[e]):
+            np.testing.assert_array_equal(row, port_map(agents, gems))
     cells = np.concatenate([np.asarray(states.agents), np.asarray(states.gems)], axis=1)
     assert cells.min() == 0 and cells.max() == 14
     counts = np.bincount((cells[..., 0] * 15 + cells[..., 1]).ravel(), minlength=225)
@@ -386,24 +401,14 @@ def test_reset_and_respawn_cells_are_uniform():
     # 36,000 draws over 196 cells: mean 183.7, sd 13.5.
     assert counts.shape == (196,) and counts.min() > 100 and counts.max() < 270
     assert np.asarray(reset_cells).shape == (4000, 11, 2)
-    np.testing.assert_array_equal(env.respawn_candidates(keys[0]), candidates[0])
 
 
 # -- observations ----------------------------------------------------------------------
-def test_reset_observation():
-    env = Gems()
-    obs, state = env.reset(jax.random.key(11))
-    agents, gems, collected = as_lists(state)
-    assert (collected, int(state.time)) == (0, 0)
-    for row in np.asarray(obs):
-        np.testing.assert_array_equal(row, port_map(agents, gems))
-
-
 def test_map_layout_is_channel_x_y():
     agents = [[1, 2], [14, 0]]
     gems = [[3, 4], [3, 4], [0, 14], [5, 6], [7, 8], [9, 10], [11, 12], [11, 12], [11, 12]]
     env = envs.make("gems")
-    obs = np.asarray(env.get_obs(make_state(agents, gems)))
+    obs = np.asarray(jax.jit(env.get_obs)(make_state(agents, gems)))
     assert obs.shape == (2, 5, 15, 15) and obs.dtype == np.float32
     np.testing.assert_array_equal(obs[0], obs[1])
     m = obs[0]
@@ -413,7 +418,7 @@ def test_map_layout_is_channel_x_y():
     assert m[3, 5, 6] == m[3, 7, 8] == m[3, 9, 10] == 1 and m[3].sum() == 3
     assert m[4, 11, 12] == 1 and m[4].sum() == 1
     np.testing.assert_array_equal(m, port_map(agents, gems))
-    np.testing.assert_array_equal(encode_map(make_state(agents, gems)), m)
+    np.testing.assert_array_equal(jax.jit(encode_map)(make_state(agents, gems)), m)
 
 
 def test_compact_observation():
@@ -421,7 +426,7 @@ def test_compact_observation():
     gems = [[g, 14 - g] for g in range(9)]
     env = envs.make("gems-compact")
     assert env.obs_shape == (22,)
-    obs = np.asarray(env.get_obs(make_state(agents, gems)))
+    obs = np.asarray(jax.jit(env.get_obs)(make_state(agents, gems)))
     assert obs.shape == (2, 22) and obs.dtype == np.float32
     np.testing.assert_allclose(obs[1], port_compact(agents, gems))
     assert obs.min() == 0.0 and obs.max() == 1.0
