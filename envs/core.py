@@ -112,6 +112,8 @@ class Environment:
     @property
     def action_shape(self) -> tuple[int, ...]:
         """Shape of ``actions``: ``(N,)`` for discrete games, ``(N, dim)`` else."""
+        if self.discrete:
+            return (self.num_agents,)
         space = self.action_space
         if isinstance(space, Box):
             return (self.num_agents, *space.shape)
@@ -124,7 +126,7 @@ class Environment:
     def sample_actions(self, key: jax.Array) -> jax.Array:
         """Uniformly random joint action, stacked on the agent axis."""
         keys = jax.random.split(key, self.num_agents)
-        return jnp.stack([sp.sample(k) for sp, k in zip(self.action_spaces, keys)])
+        return jnp.stack([sp.sample(k) for sp, k in zip(self.action_spaces, keys, strict=True)])
 
     def __repr__(self) -> str:
         return (

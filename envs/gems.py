@@ -61,6 +61,7 @@ from flax import struct
 
 from envs.core import Environment, EnvState
 from envs.spaces import Discrete
+from envs.views import egocentric_map
 
 NUM_AGENTS = 2
 NUM_GEMS = 9
@@ -71,6 +72,10 @@ OBS_MODES = ("map", "compact")
 
 #: Displacement ``(dx, dy)`` of actions 0..4: y+1, x+1, y-1, x-1, stay.
 MOVES = np.array([[0, 1], [1, 0], [0, -1], [-1, 0], [0, 0]], np.int32)
+
+
+#: Channel order of each agent's view: self, other agent, own gems, other's gems, purple.
+_VIEW_ORDER = np.array([[0, 1, 2, 3, 4], [1, 0, 3, 2, 4]])
 
 
 @struct.dataclass
@@ -236,6 +241,18 @@ class Gems(Environment):
     def render(self, state: GemsState) -> str:
         """ASCII picture of one unbatched state (see the module-level ``render``)."""
         return render(state, self.size)
+
+    def agent_view(self, obs: jax.Array, agent: jax.Array) -> jax.Array:
+        """Agent ``agent``'s egocentric view of one map observation ``(5, X, Y)``.
+
+        Channels reordered to (self, other agent, own gems, other's gems, purple),
+        plus a channel marking the grid, on a ``(6, 2X - 1, 2Y - 1)`` canvas centred
+        on the agent (``envs.views.egocentric_map``). Critics that read it learn
+        "a gem up and to the left" once for every cell. Map observations only.
+        """
+        if self.obs_mode != "map":
+            raise ValueError("Gems.agent_view needs obs_mode='map'")
+        return egocentric_map(obs, agent, _VIEW_ORDER)
 
 
 def words_for_cells(num: int, span: int) -> int:

@@ -212,10 +212,13 @@ class SoftQ(NamedTuple):
     """The learner: pure functions over :class:`SoftQState`.
 
     Attributes:
-        init: ``init(key) -> state`` (fresh critics, reset envs, empty buffer).
+        init: ``init(key, params=None) -> state``: reset envs, empty buffer, fresh
+            critics or the given stacked ``params`` (a curriculum, a fine-tuning).
         update: ``update(state, key) -> (state, metrics)``: one env step of every
             environment, one gradient step; jittable, no host sync.
         collect: ``collect(state, key) -> state``: one env step, stored, no learning.
+        init_params: ``init_params(key) -> params``: fresh critics stacked on the
+            agent axis (``jax.eval_shape`` of it is the template of a parameter file).
         q_values: ``q_values(params, obs) -> Q``: ``obs (agent, *obs_shape)`` or
             ``(agent, batch, *obs_shape)`` (raw observations) to ``(agent, [batch,]
             action)``.
@@ -227,9 +230,10 @@ class SoftQ(NamedTuple):
         config: the :class:`SoftQConfig`.
     """
 
-    init: Callable[[jax.Array], SoftQState]
+    init: Callable[..., SoftQState]
     update: Callable[[SoftQState, jax.Array], tuple[SoftQState, dict]]
     collect: Callable[[SoftQState, jax.Array], SoftQState]
+    init_params: Callable[[jax.Array], Any]
     q_values: Callable[[Any, jax.Array], jax.Array]
     policy: Callable[..., PolicyFn]
     net: Any
@@ -347,11 +351,15 @@ def make_soft_q(
 
         return policy_fn
 
-    def init(key: jax.Array) -> SoftQState:
+    def init_params(key: jax.Array) -> Any:
+        return init_stacked(net, key, num_agents, jnp.zeros(feature_shape, jnp.float32))
+
+    def init(key: jax.Array, params: Any = None) -> SoftQState:
         key_net, key_env = jax.random.split(key)
         env_obs, env_state = jax.vmap(env.reset)(jax.random.split(key_env, config.num_envs))
         feats = features(env_obs)  # (env, agent, *feature)
-        params = init_stacked(net, key_net, num_agents, feats[0, 0].astype(jnp.float32))
+        if params is None:
+            params = init_params(key_net)
         item = Experience(
             obs=feats[0],
             actions=jnp.zeros((num_agents,), jnp.int32),
@@ -420,6 +428,7 @@ def make_soft_q(
         init=init,
         update=update,
         collect=collect,
+        init_params=init_params,
         q_values=q_values,
         policy=policy,
         net=net,
@@ -434,8 +443,11 @@ def make_train(
     env: Any,
     obs_transform: ObsTransform | None = None,
     progress: ProgressFn | None = None,
-) -> Callable[[jax.Array], SoftQResult]:
-    """``train(key) -> SoftQResult``: a whole run as one pure, jittable function.
+) -> Callable[..., SoftQResult]:
+    """``train(key, params=None) -> SoftQResult``: a whole run as one pure, jittable function.
+
+    ``params`` (stacked on the agent axis) start the critics instead of a fresh
+    initialization, e.g. to go on from a run on an easier game.
 
     ``warmup_steps`` collection steps, then ``num_evals`` chunks, each a
     ``lax.scan`` of ``eval_every`` updates followed by an evaluation of the
@@ -464,9 +476,9 @@ def make_train(
             jax.debug.callback(_report, progress, out["update"], out["eval_return"], out["loss"])
         return state, out
 
-    def train(key: jax.Array) -> SoftQResult:
+    def train(key: jax.Array, params: Any = None) -> SoftQResult:
         key_init, key_warmup, key_run = jax.random.split(key, 3)
-        state = learner.init(key_init)
+        state = learner.init(key_init, params)
         if config.warmup_steps:
             state, _ = jax.lax.scan(
                 lambda s, k: (learner.collect(s, k), None),

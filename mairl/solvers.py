@@ -20,27 +20,38 @@ and the equilibrium satisfies, for every agent ``i``,
     V_i(s)      = alpha * logsumexp_a Q_i(s, a) / alpha
     pi_i(a|s)   = exp((Q_i(s, a) - V_i(s)) / alpha).
 
-``soft_value_iteration`` finds it by damped fixed-point iteration
-``Q <- Q + (1 - damping) (T(Q) - Q)`` in a jit-compiled ``lax.while_loop``, with
-the per-agent constant part of the update extrapolated to its limit
-(McQueen-Porteus, see ``iterate_soft_bellman``), which cuts the iteration count
-from thousands to tens at ``gamma = 0.99`` without moving the fixed point. It
-runs in float64 (inside a ``jax.enable_x64`` context, which leaves the caller's
-precision setting alone) so that the equations hold to well below ``1e-6`` even
-where values are of order ``1 / (1 - gamma)``; the derived quantities
-(marginals, occupancy) are then computed in NumPy float64 from the final ``Q``,
-and the result holds read-only float64 NumPy arrays.
-``solve_logit_equilibrium`` is the same computation as a pure JAX function, in
-the dtype of its inputs, for use inside other jitted code. The building blocks
-(``marginalize``, ``state_occupancy``, ...) take NumPy arrays to NumPy and JAX
-arrays to JAX.
+``soft_value_iteration`` (for a game object) and
+``soft_value_iteration_from_tensors`` find it in float64, inside a
+``jax.enable_x64`` context that leaves the caller's precision setting alone, so
+that the equations hold to well below ``1e-6`` even where values are of order
+``1 / (1 - gamma)``. Two methods:
 
-For one agent this is ordinary soft (maximum-entropy) value iteration. For
-several agents the iteration is not a contraction in general: undamped, it
-cycles on games such as chicken or the battle of the sexes, hence the default
-``damping=0.5``. A game may have several logit equilibria; the one found
-depends on ``init`` (zeros, i.e. uniform policies, by default) and on the
-damping. ``SolverDidNotConverge`` reports failure.
+- the damped fixed-point iteration ``Q <- Q + (1 - damping) (T(Q) - Q)`` in a
+  jit-compiled ``lax.while_loop`` (``iterate_soft_bellman``), with the
+  per-agent constant part of each update extrapolated to its limit
+  (McQueen-Porteus), which cuts the iteration count at ``gamma = 0.99`` from
+  thousands to tens without moving the fixed point. Cheap per step and
+  scalable, but for several agents the iteration is not a contraction in
+  general: at low temperatures, or with large rewards, it can cycle (e.g.
+  chicken at ``alpha = 0.3``).
+- homotopy continuation in ``1 / alpha`` with Newton corrections
+  (``_trace_branch``), which follows the principal branch of logit
+  equilibria (McKelvey and Palfrey, 1995) from the reward-free game, where the
+  equilibrium is unique. Robust, but each Newton step solves a dense system in
+  ``N S A`` unknowns.
+
+``method="auto"`` (the default) runs the iteration and falls back to the
+homotopy on small games. A game may have several logit equilibria; the one
+found depends on the method, on ``init`` and on the damping.
+``SolverDidNotConverge`` reports failure. The derived quantities (marginals,
+occupancy) are computed in NumPy float64 from the final ``Q``, and the result
+holds read-only float64 NumPy arrays.
+
+``solve_logit_equilibrium`` is the iteration as a pure JAX function, in the
+dtype of its inputs, for use inside other jitted code. The building blocks
+(``marginalize``, ``state_occupancy``, ...) take NumPy arrays to NumPy and JAX
+arrays to JAX. For one agent all of this is ordinary soft (maximum-entropy)
+value iteration.
 
 Axes: agent first, ``N`` agents, ``S`` states, ``A`` actions per agent (equal
 for all agents), ``S'`` next states.
@@ -72,7 +83,7 @@ class SoftVIResult(NamedTuple):
             joint policy (episodes stop on entering a terminal state).
         occupancy: ``(N, S, A)`` ``state_occupancy[s] * policy[i, s, a]``.
         residual: ``max |T(q) - q|``, the largest change an undamped step would make.
-        iterations: number of Bellman updates evaluated.
+        iterations: Bellman updates (plus Newton steps of the homotopy) taken.
     """
 
     q: Any
@@ -87,7 +98,7 @@ class SoftVIResult(NamedTuple):
 
 
 class SolverDidNotConverge(RuntimeError):
-    """The fixed-point iteration stopped at ``max_iters`` above ``tol``.
+    """The solver stopped with a residual above ``tol``.
 
     ``residual`` and ``iterations`` say where it stopped; ``result`` holds the
     last iterate.

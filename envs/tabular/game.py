@@ -87,8 +87,8 @@ class TabularGame(Environment):
             terminates the episode.
 
     Probability vectors must be non-negative and sum to one within ``PROB_ATOL``;
-    they are then renormalized to sum to one exactly. Actions outside
-    ``0 .. A_i - 1`` are clipped into range by ``step``.
+    those off by more than rounding are then rescaled to sum to one. Actions
+    outside ``0 .. A_i - 1`` are clipped into range by ``step``.
 
     Raises:
         ValueError: naming the offending tensor or argument.

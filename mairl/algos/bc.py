@@ -15,7 +15,14 @@ import jax.numpy as jnp
 from flax import struct
 
 from mairl.algos.base import Algo, Batch
-from mairl.algos.common import init_stacked, l2_penalty, log_policy, make_optimizer
+from mairl.algos.common import (
+    init_stacked,
+    l2_penalty,
+    log_policy,
+    make_optimizer,
+    make_stacked_apply,
+    view_shape,
+)
 
 
 @dataclass(frozen=True)
@@ -55,15 +62,14 @@ def bc_loss(q: jax.Array, actions: jax.Array, alpha: float) -> jax.Array:
 
 
 def make_bc(config: BCConfig, *, num_agents: int, obs_shape: tuple[int, ...],
-            num_actions: int, env=None) -> Algo:
+            num_actions: int, env=None, obs_transform=None) -> Algo:
     from mairl.networks import make_critic
 
     kwargs = {"hidden": config.hidden} if config.critic == "mlp" else {}
-    net = make_critic(config.critic, num_actions, obs_shape, **kwargs)
+    critic_shape = view_shape(obs_shape, obs_transform)
+    net = make_critic(config.critic, num_actions, critic_shape, **kwargs)
     tx = make_optimizer(config.learning_rate, config.max_grad_norm)
-
-    def q_values(params, obs):
-        return jax.vmap(net.apply)(params, obs)
+    q_values = make_stacked_apply(net, obs_shape, obs_transform)
 
     def loss_fn(params, batch: Batch):
         q = q_values(params, batch.expert.obs)
@@ -74,7 +80,7 @@ def make_bc(config: BCConfig, *, num_agents: int, obs_shape: tuple[int, ...],
         return total, {"loss": losses}
 
     def init(key, example: Batch) -> BCState:
-        params = init_stacked(net, key, num_agents, example.expert.obs[0, 0])
+        params = init_stacked(net, key, num_agents, jnp.zeros(critic_shape, jnp.float32))
         return BCState(params, jax.vmap(tx.init)(params), jnp.int32(0))
 
     def update(state: BCState, batch: Batch, key):

@@ -72,3 +72,38 @@ def l2_penalty(params: Any) -> jax.Array:
 def polyak(target: Any, online: Any, tau: float) -> Any:
     """``target <- (1 - tau) target + tau online``."""
     return optax.incremental_update(online, target, tau)
+
+
+ObsTransform = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def view_shape(obs_shape: tuple[int, ...], obs_transform: ObsTransform | None) -> tuple:
+    """Shape of one agent's observation after ``obs_transform(obs, agent)``."""
+    if obs_transform is None:
+        return tuple(obs_shape)
+    out = jax.eval_shape(obs_transform, jax.ShapeDtypeStruct(tuple(obs_shape), jnp.float32),
+                         jax.ShapeDtypeStruct((), jnp.int32))
+    return tuple(out.shape)
+
+
+def make_stacked_apply(net, obs_shape: tuple[int, ...], obs_transform: ObsTransform | None):
+    """``apply(params, obs (agent, ..., *obs_shape)) -> (agent, ..., outputs)``.
+
+    Agent ``i`` applies its own parameters to ``obs_transform(obs_i, i)`` (its
+    view of the observation; identity when ``None``).
+    """
+    ndim = len(obs_shape)
+
+    def one(params, obs, agent):
+        if obs_transform is not None:
+            lead = obs.shape[: obs.ndim - ndim]
+            flat = obs.reshape(-1, *obs.shape[obs.ndim - ndim:])
+            flat = jax.vmap(obs_transform, in_axes=(0, None))(flat, agent)
+            obs = flat.reshape(*lead, *flat.shape[1:])
+        return net.apply(params, obs)
+
+    def apply(params, obs):
+        num_agents = obs.shape[0]
+        return jax.vmap(one)(params, obs, jnp.arange(num_agents))
+
+    return apply

@@ -36,13 +36,16 @@ from flax import struct
 
 from mairl.algos.base import Algo, Batch, Transition
 from mairl.algos.common import (
+    ObsTransform,
     chi2_phi,
     init_stacked,
     l2_penalty,
     make_optimizer,
+    make_stacked_apply,
     polyak,
     sample_actions,
     soft_value,
+    view_shape,
 )
 from mairl.buffers import ReplayBuffer, buffer_add, buffer_init, buffer_sample
 from mairl.networks import make_critic
@@ -175,8 +178,11 @@ def make_iq(
     head: Literal["marginal", "joint"] = "marginal",
     env: Any = None,
     name: str = "mamql",
+    obs_transform: ObsTransform | None = None,
 ) -> Algo:
-    """Build the learner. ``env`` (a jittable mairl env) is required for ``online``."""
+    """Build the learner. ``env`` (a jittable mairl env) is required for ``online``;
+    ``obs_transform(obs, agent)`` gives each agent's view of its observation to
+    its critic (e.g. ``Gems.agent_view``)."""
     if config.mode == "online":
         if env is None:
             raise ValueError(f"{name}: mode 'online' needs an environment (env=...)")
@@ -184,14 +190,13 @@ def make_iq(
             raise ValueError(f"{name}: online mode inside jit needs a jittable environment")
     outputs = num_actions if head == "marginal" else num_actions**num_agents
     kwargs = {"hidden": config.hidden} if config.critic == "mlp" else {}
-    net = make_critic(config.critic, outputs, obs_shape, **kwargs)
+    critic_shape = view_shape(obs_shape, obs_transform)
+    net = make_critic(config.critic, outputs, critic_shape, **kwargs)
+    raw = make_stacked_apply(net, obs_shape, obs_transform)
     tx = make_optimizer(config.learning_rate, config.max_grad_norm)
     alpha, gamma = config.alpha, config.gamma
     masks = jnp.asarray(joint_marginal_masks(num_agents, num_actions)) if head == "joint" else None
     agent_ids = jnp.arange(num_agents)
-
-    def raw(params, obs):  # (agent, ..., *obs_shape) -> (agent, ..., outputs)
-        return jax.vmap(net.apply)(params, obs)
 
     def marginal_q(out, agent):  # one agent: (..., outputs) -> (..., num_actions)
         if head == "marginal":
@@ -262,7 +267,7 @@ def make_iq(
 
     def init(key: jax.Array, example: Batch) -> IQState:
         key_net, key_env = jax.random.split(key)
-        params = init_stacked(net, key_net, num_agents, example.expert.obs[0, 0])
+        params = init_stacked(net, key_net, num_agents, jnp.zeros(critic_shape, jnp.float32))
         state = IQState(params=params, target_params=params,
                         opt_state=jax.vmap(tx.init)(params), step=jnp.int32(0))
         if config.mode == "online":

@@ -22,6 +22,8 @@ def make_iq_joint(
     obs_shape: tuple[int, ...],
     num_actions: int,
     env: Any = None,
+    obs_transform: Any = None,
 ) -> Algo:
     return make_iq(config, num_agents=num_agents, obs_shape=obs_shape,
-                   num_actions=num_actions, head="joint", env=env, name="iq-joint")
+                   num_actions=num_actions, head="joint", env=env, name="iq-joint",
+                   obs_transform=obs_transform)

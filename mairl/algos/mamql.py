@@ -28,11 +28,14 @@ def make_mamql(
     obs_shape: tuple[int, ...],
     num_actions: int,
     env: Any = None,
+    obs_transform: Any = None,
 ) -> Algo:
-    """MAMQL with marginal critics; ``env`` is needed for ``mode="online"``."""
+    """MAMQL with marginal critics; ``env`` is needed for ``mode="online"``;
+    ``obs_transform(obs, agent)``: each agent's view of its observation."""
     name = "mamql" if config.mode == "online" else f"mamql-{config.mode}"
     return make_iq(config, num_agents=num_agents, obs_shape=obs_shape,
-                   num_actions=num_actions, head="marginal", env=env, name=name)
+                   num_actions=num_actions, head="marginal", env=env, name=name,
+                   obs_transform=obs_transform)
 
 
 __all__ = ["MAMQLConfig", "MAMQLState", "iq_chi2_loss", "make_mamql"]

@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 from tyro.conf import Positional
 
-Expert = Literal["soft-vi", "random"]
+Expert = Literal["soft-vi", "soft-q", "random"]
 
 
 def list_envs(family: str | None = None) -> None:
@@ -41,21 +41,26 @@ def demos(
     expert: Expert = "soft-vi",
     episodes: int = 100,
     seed: int = 0,
-    alpha: float = 1.0,
+    alpha: float | None = None,
     gamma: float = 0.99,
     num_envs: int = 64,
+    expert_params: Path | None = None,
 ) -> None:
     """Record expert demonstrations and save them as ``.npz``.
 
     Args:
         env: environment name (``mairl envs`` lists them) or ``tabular:PATH.npz``.
         out: output file (``.npz``).
-        expert: ``soft-vi`` (exact logit equilibrium, tabular games) or ``random``.
+        expert: ``soft-vi`` (exact logit equilibrium, tabular games), ``soft-q``
+            (trained soft-Q critics, e.g. the shipped Gems expert) or ``random``.
         episodes: number of complete episodes to record.
         seed: random seed.
-        alpha: Boltzmann temperature of the soft-vi expert.
+        alpha: Boltzmann temperature of the expert (soft-vi: 1 by default;
+            soft-q: the temperature its parameter file was trained at).
         gamma: discount of the soft-vi expert.
         num_envs: environments run side by side.
+        expert_params: parameter file of the soft-q expert (default: the shipped
+            Gems expert, ``mairl/assets/gems_soft_q.npz``).
     """
     import jax
 
@@ -66,8 +71,14 @@ def demos(
         raise SystemExit(f"error: --episodes must be >= 1, got {episodes}")
     if num_envs < 1:
         raise SystemExit(f"error: --num-envs must be >= 1, got {num_envs}")
+    if alpha is not None and alpha <= 0:
+        raise SystemExit(f"error: --alpha must be > 0, got {alpha}")
+    if expert_params is not None and expert != "soft-q":
+        raise SystemExit(f"error: --expert-params needs --expert soft-q, got --expert {expert}")
     game = _make_env(env)
-    policy_fn = make_expert(game, expert, alpha=alpha, gamma=gamma)
+    policy_fn = make_expert(
+        game, expert, alpha=alpha, gamma=gamma, params_path=expert_params
+    )
     key = jax.random.key(seed)
     t0 = time.perf_counter()
     with progress_bar(episodes, "episodes") as update:

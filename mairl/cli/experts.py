@@ -1,20 +1,55 @@
-"""Expert policies for recording demonstrations: ``policy_fn(key, obs) -> actions``."""
+"""Expert policies for recording demonstrations: ``policy_fn(key, obs) -> actions``.
+
+Kinds (``make_expert``):
+
+- ``soft-vi``: the exact logit equilibrium of a tabular game.
+- ``soft-q``: a deep soft-Q expert (``mairl.forward``) loaded from a parameter
+  file; the shipped one, ``mairl/assets/gems_soft_q.npz``, plays Gems on its map
+  observations (see :func:`gems_features` and ``experiments/train_gems_expert.py``).
+- ``random``: uniform actions.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
 PolicyFn = Callable[[jax.Array, jax.Array], jax.Array]
 
+#: The shipped Gems soft-Q expert (written by ``experiments/train_gems_expert.py``).
+GEMS_SOFT_Q_PARAMS = Path(__file__).resolve().parent.parent / "assets" / "gems_soft_q.npz"
+#: ``format`` metadata entry of a soft-Q expert file.
+SOFT_Q_FORMAT = "mairl-soft-q-expert"
 
-def make_expert(env, kind: str, *, alpha: float = 1.0, gamma: float = 0.99) -> PolicyFn:
+#: Gem cells read per colour, and the scale of offsets: cells are divided by
+#: ``GEMS_REACH`` (the largest offset on the 15 x 15 grid) on every grid size,
+#: so features mean the same distances on smaller training grids.
+GEMS_SLOTS = 3
+GEMS_REACH = 14.0
+#: Length of one agent's feature vector (see :func:`gems_features`).
+GEMS_NUM_FEATURES = 2 + 7 * GEMS_SLOTS + 4 * GEMS_SLOTS
+
+
+def make_expert(
+    env,
+    kind: str,
+    *,
+    alpha: float | None = None,
+    gamma: float = 0.99,
+    params_path: str | os.PathLike | None = None,
+) -> PolicyFn:
     """Build an expert for ``env``.
 
     ``soft-vi``: the exact logit equilibrium of a tabular game, each agent sampling
-    from its Boltzmann policy ``pi_i(a_i | s)``. ``random``: uniform actions.
+    from its Boltzmann policy ``pi_i(a_i | s)`` at ``alpha`` (default 1) and
+    discount ``gamma``. ``soft-q``: the soft-Q critics of ``params_path`` (default
+    :data:`GEMS_SOFT_Q_PARAMS`), each agent sampling ``pi_i ∝ exp(Q_i / alpha)``
+    at ``alpha`` (default: the temperature the file was trained at).
+    ``random``: uniform actions.
     """
     if kind == "random":
         return lambda key, obs: env.sample_actions(key)
@@ -26,8 +61,14 @@ def make_expert(env, kind: str, *, alpha: float = 1.0, gamma: float = 0.99) -> P
             )
         from mairl.solvers import soft_value_iteration
 
-        solution = soft_value_iteration(env, alpha=alpha, gamma=gamma)
+        solution = soft_value_iteration(env, alpha=1.0 if alpha is None else alpha, gamma=gamma)
         return tabular_policy_fn(env, solution.policy)
+    if kind == "soft-q":
+        path = GEMS_SOFT_Q_PARAMS if params_path is None else Path(params_path)
+        try:
+            return load_soft_q_expert(path, env, alpha=alpha)
+        except (FileNotFoundError, ValueError) as err:
+            raise SystemExit(f"error: --expert soft-q: {err}") from None
     raise SystemExit(f"error: unknown --expert {kind!r}")
 
 
@@ -40,3 +81,139 @@ def tabular_policy_fn(env, policy: jax.Array) -> PolicyFn:
         return jax.random.categorical(key, logits[:, s]).astype(jnp.int32)
 
     return policy_fn
+
+
+# -- Gems features --------------------------------------------------------------------------------
+def _cells(channel: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The first ``GEMS_SLOTS`` occupied cells of a ``(x, y)`` map, row-major.
+
+    Returns ``cells (slot, xy)`` float32 and ``valid (slot,)`` bool; a slot is
+    invalid where fewer cells are occupied (gems sharing a cell show as one).
+    """
+    size = channel.shape[-1]
+    value, flat = jax.lax.top_k(channel.reshape(-1), GEMS_SLOTS)
+    cells = jnp.stack([flat // size, flat % size], axis=-1).astype(jnp.float32)
+    return cells, value > 0
+
+
+def _agent_features(row: jax.Array, agent: jax.Array) -> jax.Array:
+    """One agent's features from its map ``row (channel=5, x, y)``; ``agent`` 0 or 1."""
+    size = row.shape[-1]
+    flat = jnp.argmax(row[:2].reshape(2, -1), axis=-1)  # (agent,)
+    positions = jnp.stack([flat // size, flat % size], axis=-1).astype(jnp.float32)
+    me, other = positions[agent], positions[1 - agent]  # (xy,)
+    purple, purple_ok = _cells(row[4])
+    own, own_ok = _cells(jnp.take(row, 2 + agent, axis=0))
+
+    to_me = purple - me  # (slot, xy)
+    to_other = purple - other
+    d_me = jnp.abs(to_me).sum(-1)  # (slot,)
+    d_other = jnp.abs(to_other).sum(-1)
+    purple_rows = jnp.concatenate(
+        [purple_ok[:, None], to_me / GEMS_REACH, to_other / GEMS_REACH,
+         d_me[:, None] / (2 * GEMS_REACH), d_other[:, None] / (2 * GEMS_REACH)],
+        axis=-1,
+    ) * purple_ok[:, None]  # (slot, 7)
+    order = jnp.argsort(jnp.where(purple_ok, jnp.maximum(d_me, d_other), jnp.inf), stable=True)
+
+    own_to_me = own - me
+    own_d = jnp.abs(own_to_me).sum(-1)
+    own_rows = jnp.concatenate(
+        [own_ok[:, None], own_to_me / GEMS_REACH, own_d[:, None] / (2 * GEMS_REACH)], axis=-1
+    ) * own_ok[:, None]  # (slot, 4)
+    own_order = jnp.argsort(jnp.where(own_ok, own_d, jnp.inf), stable=True)
+    return jnp.concatenate(
+        [(other - me) / GEMS_REACH, purple_rows[order].reshape(-1), own_rows[own_order].reshape(-1)]
+    )
+
+
+def gems_features(obs: jax.Array) -> jax.Array:
+    """Exact features of Gems map observations, for soft-Q critics.
+
+    Args:
+        obs: float ``(agent=2, channel=5, x=size, y=size)``, one env's map
+            observation (channels agent 0, agent 1, blue, red, purple gems).
+
+    Returns:
+        float32 ``(agent=2, GEMS_NUM_FEATURES=35)``. Agent ``i`` reads its own
+        row; with ``p`` its cell (argmax of channel ``i``), ``q`` the other
+        agent's, ``R = 14`` and distances in the L1 norm:
+
+        - ``(q - p) / R`` (2);
+        - 3 purple slots, each ``valid, (g - p) / R, (g - q) / R, |g - p| / 2R,
+          |g - q| / 2R`` (7), ordered by ``max(|g - p|, |g - q|)``;
+        - 3 slots of its own gems (channel ``2 + i``), each ``valid, (g - p) / R,
+          |g - p| / 2R`` (4), ordered by ``|g - p|``.
+
+        Gem cells are the occupied cells of the channel (``lax.top_k``); empty
+        slots, where gems share a cell, are zeros and come last. The other
+        agent's gems are left out.
+    """
+    obs = jnp.asarray(obs, jnp.float32)
+    if obs.ndim != 4 or obs.shape[:2] != (2, 5) or obs.shape[2] != obs.shape[3]:
+        raise ValueError(
+            f"gems_features: expected a Gems map observation (2, 5, size, size), got {obs.shape}"
+        )
+    return jax.vmap(_agent_features)(obs, jnp.arange(2))
+
+
+#: Observation transforms a soft-Q expert file may name in its ``features`` entry.
+FEATURES: dict[str, Callable[[jax.Array], jax.Array]] = {"gems": gems_features}
+
+
+# -- soft-Q experts from files ------------------------------------------------------------------
+def soft_q_expert_config(metadata: dict, alpha: float | None = None):
+    """The ``SoftQConfig`` whose critics a file's metadata describes."""
+    from mairl.forward import SoftQConfig
+
+    hidden = tuple(int(h) for h in str(metadata["hidden"]).split(",") if h)
+    return SoftQConfig(
+        alpha=float(metadata["alpha"]) if alpha is None else float(alpha),
+        gamma=float(metadata["gamma"]),
+        critic=str(metadata["critic"]),
+        hidden=hidden,
+    )
+
+
+def load_soft_q_expert(
+    path: str | os.PathLike, env, *, alpha: float | None = None, greedy: bool = False
+) -> PolicyFn:
+    """The Boltzmann policy of the soft-Q critics saved at ``path``, for ``env``.
+
+    The file (``mairl.forward.save_params``) names its observation transform
+    (``features``, a key of :data:`FEATURES`), critic and temperature; its
+    parameter shapes are checked against the critics that ``env`` needs.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: naming ``path``, for a file of another kind, another game,
+            or parameters of the wrong shapes.
+    """
+    from mairl.forward import check_params, load_params, make_soft_q
+
+    path = Path(path)
+    params, metadata = load_params(path)
+    if metadata.get("format") != SOFT_Q_FORMAT:
+        raise ValueError(f"{path}: not a soft-Q expert file (format {metadata.get('format')!r})")
+    missing = [k for k in ("features", "critic", "hidden", "alpha", "gamma") if k not in metadata]
+    if missing:
+        raise ValueError(f"{path}: metadata entries missing: {missing}")
+    name = str(metadata["features"])
+    if name not in FEATURES:
+        raise ValueError(f"{path}: unknown features {name!r}; expected one of {sorted(FEATURES)}")
+    num_agents = int(metadata.get("num_agents", env.num_agents))
+    if num_agents != env.num_agents:
+        raise ValueError(
+            f"{path}: trained for {num_agents} agents, {env.name} has {env.num_agents}"
+        )
+    try:
+        learner = make_soft_q(soft_q_expert_config(metadata, alpha), env, FEATURES[name])
+    except ValueError as err:
+        raise ValueError(f"{path}: features {name!r} do not fit {env.name}: {err}") from None
+    template = jax.eval_shape(learner.init_params, jax.random.key(0))
+    try:
+        check_params(params, template)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    params = jax.tree.map(jnp.asarray, params)
+    return learner.policy(params, greedy=greedy)

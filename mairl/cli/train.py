@@ -21,6 +21,7 @@ import numpy as np
 
 AlgoName = Literal["mamql", "mamql-offline", "bc", "iq-joint"]
 OfflineMode = Literal["value_expert", "v0"]
+ViewName = Literal["agent", "global"]
 CONFIG_VERSION = 1
 
 
@@ -50,6 +51,7 @@ class RunConfig:
     final_episodes: int = 1000
     heldout_fraction: float = 0.1
     max_demo_episodes: int | None = None
+    view: ViewName = "agent"
     version: int = field(default=CONFIG_VERSION)
 
     def __post_init__(self):
@@ -72,8 +74,9 @@ class RunConfig:
 def build_algo(cfg: RunConfig, env):
     from mairl.algos import BCConfig, MAMQLConfig, make_bc, make_iq_joint, make_mamql
 
+    transform = getattr(env, "agent_view", None) if cfg.view == "agent" else None
     dims = dict(num_agents=env.num_agents, obs_shape=tuple(env.obs_shape),
-                num_actions=env.num_actions)
+                num_actions=env.num_actions, obs_transform=transform)
     if cfg.algo == "bc":
         bc = BCConfig(alpha=cfg.alpha, gamma=cfg.gamma, learning_rate=cfg.learning_rate,
                       batch_size=cfg.batch_size, l2=cfg.l2, critic=cfg.critic, hidden=cfg.hidden)
@@ -327,6 +330,7 @@ def train(
     final_episodes: int = 1000,
     heldout_fraction: float = 0.1,
     max_demo_episodes: int | None = None,
+    view: ViewName = "agent",
 ) -> None:
     """Train an IRL algorithm on demonstrations, several seeds at once.
 
@@ -354,6 +358,9 @@ def train(
         final_episodes: episodes per seed in the final evaluation.
         heldout_fraction: share of demonstrated episodes held out for evaluation.
         max_demo_episodes: use only the first episodes of the demonstrations.
+        view: ``agent``: each critic sees the env's per-agent view of the
+            observation where the env defines one (``env.agent_view``; Gems:
+            egocentric maps); ``global``: the raw observation.
     """
     try:
         cfg = RunConfig(algo=algo, env=env, demos=str(demos), seeds=seeds, updates=updates,
@@ -362,7 +369,8 @@ def train(
                         hidden=tuple(hidden), chi2_coef=chi2_coef, l2=l2, target_tau=target_tau,
                         offline_mode=offline_mode, num_envs=num_envs,
                         eval_episodes=eval_episodes, final_episodes=final_episodes,
-                        heldout_fraction=heldout_fraction, max_demo_episodes=max_demo_episodes)
+                        heldout_fraction=heldout_fraction, max_demo_episodes=max_demo_episodes,
+                        view=view)
         summary = run(cfg, Path(out))
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None

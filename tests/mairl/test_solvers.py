@@ -225,6 +225,55 @@ def test_occupancy_with_terminal_states_is_normalized_flow():
     np.testing.assert_allclose(res.q, r + gamma * np.einsum("nsat,nt->nsa", p, v), atol=1e-6)
 
 
+# -- methods ---------------------------------------------------------------------------------------
+def assert_equilibrium(res, transitions, rewards, alpha, gamma, terminal=None):
+    """The fixed-point equations, recomputed in NumPy from the returned q."""
+    v = alpha * np_logsumexp(res.q / alpha)
+    pi = np.exp((res.q - v[..., None]) / alpha)
+    r, p = np_marginals(transitions, rewards, pi)
+    if terminal is not None:
+        v = np.where(terminal[None, :], 0.0, v)
+    np.testing.assert_allclose(res.policy, pi, atol=1e-9)
+    np.testing.assert_allclose(res.q, r + gamma * np.einsum("nsat,nt->nsa", p, v), atol=1e-6)
+
+
+CHICKEN = np.array([[[0.0, -1.0], [1.0, -10.0]], [[0.0, 1.0], [-1.0, -10.0]]])
+
+
+def test_homotopy_converges_where_iteration_cycles():
+    # Chicken at alpha = 0.3: the damped best-response iteration falls into a cycle.
+    game = one_state_game(CHICKEN)
+    kwargs = dict(alpha=0.3, gamma=0.9)
+    with pytest.raises(SolverDidNotConverge):
+        soft_value_iteration(game, method="iteration", max_iters=3000, **kwargs)
+    res = soft_value_iteration(game, method="homotopy", **kwargs)
+    assert_equilibrium(res, game.transitions, game.rewards, **kwargs)
+    # The principal branch of a symmetric game is symmetric.
+    np.testing.assert_allclose(res.policy[0], res.policy[1], atol=1e-9)
+    auto = soft_value_iteration(game, **kwargs)
+    np.testing.assert_allclose(auto.q, res.q, atol=1e-7)
+
+
+def test_homotopy_on_a_hard_random_game_with_terminal_states():
+    transitions, rewards, initial = random_tensors(12, 4, 2, 2, reward_scale=5.0)
+    terminal = np.array([False, True, False, False])
+    kwargs = dict(alpha=0.3, gamma=0.95, terminal=terminal)
+    res = soft_value_iteration_from_tensors(
+        transitions, rewards, initial, method="homotopy", **kwargs
+    )
+    assert res.residual <= 1e-8
+    assert_equilibrium(res, transitions, rewards, **kwargs)
+
+
+def test_methods_agree_where_the_equilibrium_is_unique():
+    # Small rewards at alpha = 1: the best-response map is a contraction.
+    transitions, rewards, initial = random_tensors(13, 4, 2, 2, reward_scale=0.5)
+    a = soft_value_iteration_from_tensors(transitions, rewards, initial, method="iteration")
+    b = soft_value_iteration_from_tensors(transitions, rewards, initial, method="homotopy")
+    np.testing.assert_allclose(a.q, b.q, atol=1e-6)
+    np.testing.assert_allclose(a.state_occupancy, b.state_occupancy, atol=1e-9)
+
+
 # -- errors and interfaces ------------------------------------------------------------------------
 def test_non_convergence_raises_with_residual():
     transitions, rewards, initial = random_tensors(8, 5, 2, 2)
@@ -252,6 +301,7 @@ def test_unequal_action_counts_raise():
         (dict(damping=1.0), "damping"),
         (dict(tol=0.0), "tol"),
         (dict(max_iters=0), "max_iters"),
+        (dict(method="simplex"), "method"),
         (dict(init=np.zeros((1, 2, 2))), "init"),
     ],
 )
