@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import envs
     from mairl import data as mdata
-    from mairl.cli.bench import env_steps_per_second, machine
+    from mairl.cli.benchmarks import env_steps_per_second, machine
     from mairl.cli.commands import episode_returns
     from mairl.cli.experts import tabular_policy_fn
     from mairl.solvers import soft_value_iteration

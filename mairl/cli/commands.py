@@ -130,9 +130,9 @@ def bench(what: Positional[Literal["envs"]] = "envs", quick: bool = False) -> No
         what: which benchmark.
         quick: fewer repetitions (for smoke tests).
     """
-    from mairl.cli import bench as bench_mod
+    from mairl.cli.benchmarks import run
 
-    bench_mod.run(what, quick=quick)
+    run(what, quick=quick)
 
 
 def _make_env(name: str):

@@ -61,3 +61,11 @@ def test_demos_soft_vi_needs_tabular(tmp_path):
 def test_typo_in_flag_is_an_error():
     with pytest.raises(SystemExit):
         main(["demos", "--env", "stag-hunt", "--episods", "3", "--out", "x.npz"])
+
+
+def test_bench_envs_quick(capsys):
+    main(["bench", "envs", "--quick"])
+    out = capsys.readouterr().out
+    assert "machine:" in out
+    assert out.count("steps/s") == 3
+    assert "soft value iteration, 100 states x 3 agents" in out

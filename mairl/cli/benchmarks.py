@@ -73,7 +73,7 @@ def bench_envs(quick: bool = False) -> dict[str, float]:
     gems = envs.make("gems")
     budget = 2e5 if quick else 2e6  # env steps per timed rollout
     for num_envs in (1, 64, 4096):
-        num_steps = max(int(budget // num_envs), 20)
+        num_steps = max(min(int(budget // num_envs), 100_000), 20)
         sps = env_steps_per_second(gems, num_envs, num_steps, repeats=1 if quick else 5)
         results[f"gems_steps_per_s_{num_envs}"] = sps
         print(f"gems, {num_envs:>5} envs x {num_steps:>6} steps: {sps:>14,.0f} steps/s")
