@@ -284,7 +284,7 @@ def make_runs(args: Args, num_agents: int) -> Runs:
     one_hot = jnp.broadcast_to(jnp.eye(args.states), (num_agents, args.states, args.states))
 
     def eval_fn(oracle):
-        def evaluate(state, key):
+        def evaluate(state, key, held=None):  # make_train may pass held-out data; unused
             q = algo.q_values(state.params, one_hot)  # (N, S, A)
             return oracle_metrics(q, oracle, algo.alpha, algo.gamma)
 

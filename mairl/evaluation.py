@@ -1,7 +1,8 @@
 """Evaluation of a learner inside the jitted run: returns, behaviour, reward recovery.
 
-``make_eval_fn(algo, env, heldout=..., oracle=...)`` returns ``eval_fn(state, key)
--> dict`` of per-agent arrays ``(agent,)``, traced into the training program:
+``make_eval_fn(algo, env, oracle=...)`` returns ``eval_fn(state, key, held) -> dict``
+of per-agent arrays ``(agent,)``, traced into the training program (``held`` =
+``heldout_batch(heldout_demos)``):
 
 - ``return``: mean true return of the learned Boltzmann policies over
   ``episodes`` vmapped episodes (jittable envs only);
@@ -61,30 +62,33 @@ def tabular_reward(algo: Algo, params: Any, oracle, num_agents: int):
     return q, expected, transition_form
 
 
+def heldout_batch(heldout: Demonstrations, max_transitions: int = 2048):
+    """The first ``max_transitions`` held-out transitions, agent axis first, with their
+    true rewards (read by evaluation only). Passed to ``eval_fn`` as an argument,
+    not closed over, so the compiler does not fold it into the program."""
+    if heldout.rewards is None:
+        raise ValueError("held-out demonstrations need true rewards for evaluation")
+    n = min(heldout.num_transitions, max_transitions)
+    return to_agent_major(jax.tree.map(lambda x: x[:n], heldout), with_rewards=True)
+
+
 def make_eval_fn(
     algo: Algo,
     env: Any,
     *,
-    heldout: Demonstrations | None = None,
     oracle: Any = None,
     episodes: int = 64,
-    max_heldout: int = 2048,
 ):
-    """See the module docstring. ``oracle`` must hold float32-convertible arrays."""
-    held = None
-    if heldout is not None:
-        if heldout.rewards is None:
-            raise ValueError("held-out demonstrations need true rewards for evaluation")
-        n = min(heldout.num_transitions, max_heldout)
-        held = jax.tree.map(lambda x: x[:n], heldout)
-        held = to_agent_major(held, with_rewards=True)
+    """``eval_fn(state, key, held)`` (see the module docstring); ``held`` is
+    ``heldout_batch(...)`` or ``None``. ``oracle`` must hold float32-convertible
+    arrays."""
     orc = None
     if oracle is not None:
         orc = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), oracle)
     jittable = getattr(env, "jittable", True) if env is not None else False
     num_agents = env.num_agents if env is not None else None
 
-    def eval_fn(state, key) -> dict:
+    def eval_fn(state, key, held=None) -> dict:
         params = state.params
         out = {}
         if jittable:

@@ -48,16 +48,20 @@ class TrainConfig:
 
 
 class TrainData(NamedTuple):
-    """What a run reads: the demonstrations without their true rewards, and the
-    first observation of every episode ``init_obs (episode, agent, *obs_shape)``."""
+    """What a run reads: the demonstrations without their true rewards, the first
+    observation of every episode ``init_obs (episode, agent, *obs_shape)``, and
+    optionally held-out transitions for evaluation only (``eval_fn``'s third
+    argument)."""
 
     demos: Demonstrations
     init_obs: jax.Array
+    heldout: Any = None
 
 
-def train_data(demos: Demonstrations) -> TrainData:
-    """Strip the true rewards (no IRL algorithm may learn from them)."""
-    return TrainData(demos.replace(rewards=None), demos.initial_obs())
+def train_data(demos: Demonstrations, heldout: Any = None) -> TrainData:
+    """Strip the true rewards (no IRL algorithm may learn from them); ``heldout``
+    (e.g. ``mairl.evaluation.heldout_batch``) reaches only the evaluation."""
+    return TrainData(demos.replace(rewards=None), demos.initial_obs(), heldout)
 
 
 def sample_batch(key: jax.Array, data: TrainData, batch_size: int, with_init: bool) -> Batch:
@@ -80,7 +84,7 @@ class TrainResult(NamedTuple):
     updates: jax.Array
 
 
-EvalFn = Callable[[Any, jax.Array], dict]
+EvalFn = Callable[[Any, jax.Array, Any], dict]
 
 
 def make_train(
@@ -91,7 +95,7 @@ def make_train(
 ) -> Callable[[jax.Array, TrainData], TrainResult]:
     """``train(key, data) -> TrainResult``, pure and jittable.
 
-    ``eval_fn(state, key) -> dict`` of arrays is run after every chunk;
+    ``eval_fn(state, key, data.heldout) -> dict`` of arrays is run after every chunk;
     ``progress(chunks_done)`` is called on the host through ``jax.debug.callback``.
     """
     batch_size = algo.config.batch_size
@@ -115,7 +119,7 @@ def make_train(
             )
             curves = {f"train/{k}": jnp.mean(v, axis=0) for k, v in metrics.items()}
             if eval_fn is not None:
-                curves.update(eval_fn(state, key_eval))
+                curves.update(eval_fn(state, key_eval, data.heldout))
             if progress is not None:
                 jax.debug.callback(progress, index + 1)
             return state, curves

@@ -8,6 +8,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def machine() -> str:
@@ -97,7 +98,201 @@ def bench_envs(quick: bool = False) -> dict[str, float]:
     return results
 
 
+# -- mamql ---------------------------------------------------------------------------------
+
+
+def timed_calls(fn, *args, repeats: int) -> list[float]:
+    """Wall times of ``repeats`` calls of ``fn(*args)``, each waited for."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def matmul_flops_per_second(n: int = 2048, repeats: int = 10) -> float:
+    """Float32 ``a @ b`` of two ``(n, n)`` matrices, best of ``repeats`` (``2 n^3`` FLOPs)."""
+    key_a, key_b = jax.random.split(jax.random.key(0))
+    a = jax.random.normal(key_a, (n, n), jnp.float32)
+    b = jax.random.normal(key_b, (n, n), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    matmul(a, b).block_until_ready()
+    return 2 * n**3 / min(timed_calls(matmul, a, b, repeats=repeats))
+
+
+def flops_of(fn, *args) -> float:
+    """FLOPs of one call of ``fn`` by XLA's cost analysis of the compiled program
+    (loop bodies count once, whatever their trip count)."""
+    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+    if isinstance(cost, list | tuple):  # older JAX: one dict per computation
+        cost = cost[0]
+    return float(cost["flops"])
+
+
+def critic_forward_flops(critic: str, view: tuple[int, ...], num_actions: int,
+                         hidden: tuple[int, ...] = (256, 256)) -> float:
+    """Hand count of the multiply-adds (times 2) of one critic forward pass on one sample:
+    convolutions and dense layers only (biases, activations and the input view left out)."""
+    if critic == "mlp":
+        widths = [int(np.prod(view)), *hidden, num_actions]
+        return 2.0 * sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    if critic == "gems-paper":  # conv 5 valid, conv 3 valid, dense 1024, 1024
+        channels, x, y = view
+        x1, y1 = x - 4, y - 4
+        x2, y2 = x1 - 2, y1 - 2
+        conv = x1 * y1 * 64 * channels * 25 + x2 * y2 * 64 * 64 * 9
+        dense = x2 * y2 * 64 * 1024 + 1024 * 1024 + 1024 * num_actions
+        return 2.0 * (conv + dense)
+    raise ValueError(f"no hand count for critic {critic!r}")
+
+
+def random_demos(env, num_episodes: int, key: jax.Array):
+    """Demonstrations of uniformly random actions (their content does not change the
+    cost of an update)."""
+    from mairl.data import collect
+    from mairl.train import train_data
+
+    num_agents, num_actions = env.num_agents, env.num_actions
+
+    def policy_fn(key, obs):
+        return jax.random.randint(key, (num_agents,), 0, num_actions)
+
+    return train_data(collect(key, env, policy_fn, num_episodes, num_envs=num_episodes))
+
+
+def make_update_loop(algo, data):
+    """``one_update(state, key)`` (one sampled batch, one update) and the jitted
+    ``loop(state, key, num_updates)`` running it ``num_updates`` times in one
+    ``lax.fori_loop``, so that dispatch costs nothing and one compiled program
+    serves every count."""
+    from mairl.train import sample_batch
+
+    batch_size = algo.config.batch_size
+    with_init = algo.config.mode == "v0"
+
+    def one_update(state, key):
+        key_batch, key_update = jax.random.split(key)
+        batch = sample_batch(key_batch, data, batch_size, with_init)
+        return algo.update(state, batch, key_update)[0]
+
+    def loop(state, key, num_updates):
+        body = lambda i, state: one_update(state, jax.random.fold_in(key, i))  # noqa: E731
+        return jax.lax.fori_loop(0, num_updates, body, state)
+
+    return one_update, jax.jit(loop)
+
+
+def time_updates(algo, data, key: jax.Array, *, target_s: float, repeats: int) -> dict:
+    """Seconds per update of ``algo`` (best and median of ``repeats`` timed loops of
+    about ``target_s`` seconds each, compile and the first run excluded) and its
+    FLOPs by XLA's cost analysis."""
+    from mairl.train import sample_batch
+
+    key_init, key_batch, key_run = jax.random.split(key, 3)
+    example = sample_batch(key_batch, data, algo.config.batch_size, algo.config.mode == "v0")
+    state = algo.init(key_init, example)
+    one_update, loop = make_update_loop(algo, data)
+    flops = flops_of(one_update, state, key_run)
+    t0 = time.perf_counter()
+    compiled = loop.lower(state, key_run, 1).compile()
+    compile_s = time.perf_counter() - t0
+    first_s = min(timed_calls(compiled, state, key_run, 1, repeats=1))
+    num_updates = max(1, round(target_s / first_s))
+    repeats = max(1, min(repeats, round(8 * target_s / (num_updates * first_s))))
+    times = np.array(timed_calls(compiled, state, key_run, num_updates, repeats=repeats))
+    times /= num_updates
+    return {"flops": flops, "best_s": float(times.min()), "median_s": float(np.median(times)),
+            "compile_s": compile_s, "num_updates": num_updates, "repeats": repeats}
+
+
+def _report_update(label: str, r: dict, peak: float, hand: float | None = None) -> None:
+    hand_str = "" if hand is None else f" (hand count {hand / 1e9:.1f})"
+    rate = r["flops"] / r["best_s"]
+    print(f"{label}: {r['best_s'] * 1e3:,.1f} ms/update (best; median {r['median_s'] * 1e3:,.1f}) "
+          f"of {r['repeats']} x {r['num_updates']} updates in one loop, compile "
+          f"{r['compile_s']:.1f} s")
+    print(f"  {r['flops'] / 1e9:.2f} GFLOP/update by XLA cost analysis{hand_str}: "
+          f"{rate / 1e9:.1f} GFLOP/s = {rate / peak:.0%} of the matmul peak")
+
+
+def seed_updates_per_second(algo, data, key: jax.Array, num_seeds: int, num_updates: int,
+                            repeats: int) -> float:
+    """Seed-updates per second of ``make_train`` vmapped over ``num_seeds`` keys (best
+    of ``repeats``, compile excluded)."""
+    from mairl.train import TrainConfig, make_train
+
+    train = make_train(algo, TrainConfig(num_updates=num_updates, eval_every=num_updates))
+    keys = jax.random.split(key, num_seeds)
+    compiled = jax.jit(jax.vmap(train, in_axes=(0, None))).lower(keys, data).compile()
+    jax.block_until_ready(compiled(keys, data))
+    return num_seeds * num_updates / min(timed_calls(compiled, keys, data, repeats=repeats))
+
+
+def bench_mamql(quick: bool = False) -> dict[str, float]:
+    import envs
+    from mairl.algos import MAMQLConfig, make_mamql
+    from mairl.algos.common import view_shape
+
+    print(f"machine: {machine()}")
+    results: dict[str, float] = {}
+    peak = matmul_flops_per_second(repeats=3 if quick else 10)
+    results["matmul_flops_per_s"] = peak
+    print(f"float32 matmul peak, 2048 x 2048 a @ b: {peak / 1e9:.1f} GFLOP/s")
+
+    gems = envs.make("gems")
+    num_agents, num_actions = gems.num_agents, gems.num_actions
+    data = random_demos(gems, 4 if quick else 16, jax.random.key(0))
+    target_s, repeats = (0.2, 2) if quick else (3.0, 5)
+    cases = [  # (critic, observation view, modes)
+        ("gems-paper", None, ("value_expert",) if quick else ("value_expert", "online")),
+        ("mlp", gems.agent_view, ("value_expert", "online")),
+    ]
+    # The paper critic is costly to run before a fast convolution path: a small batch
+    # keeps --quick a smoke test.
+    for critic, transform, modes in cases:
+        batch = 16 if quick and critic == "gems-paper" else 256
+        view = view_shape(gems.obs_shape, transform)
+        forward = critic_forward_flops(critic, view, num_actions)
+        obs = f"({num_agents}, {', '.join(map(str, view))})"
+        for mode in modes:
+            config = MAMQLConfig(mode=mode, critic=critic, batch_size=batch)
+            algo = make_mamql(config, num_agents=num_agents, obs_shape=gems.obs_shape,
+                              num_actions=num_actions, env=gems, obs_transform=transform)
+            r = time_updates(algo, data, jax.random.key(1), target_s=target_s, repeats=repeats)
+            # forward and backward (about 2x) on s and s' for every agent; online adds
+            # the policy batch and one forward pass to act in num_envs environments
+            samples = num_agents * 2 * batch * (2 if mode == "online" else 1)
+            hand = 3 * forward * samples
+            if mode == "online":
+                hand += forward * num_agents * config.num_envs
+            name = f"mamql_{mode}_{critic}"
+            results[f"{name}_s_per_update"] = r["best_s"]
+            results[f"{name}_flops_per_s"] = r["flops"] / r["best_s"]
+            _report_update(f"mamql {mode}, critic {critic}, batch {batch}, obs {obs}", r, peak,
+                           hand)
+
+    config = MAMQLConfig(mode="value_expert", critic="mlp", batch_size=256)
+    algo = make_mamql(config, num_agents=num_agents, obs_shape=gems.obs_shape,
+                      num_actions=num_actions, obs_transform=gems.agent_view)
+    per_update = results["mamql_value_expert_mlp_s_per_update"]
+    num_updates = max(2, round((0.3 if quick else 2.0) / per_update))
+    rates = {}
+    for num_seeds in (1, 8):
+        rates[num_seeds] = seed_updates_per_second(
+            algo, data, jax.random.key(2), num_seeds, num_updates, repeats=1 if quick else 3
+        )
+        results[f"seed_updates_per_s_{num_seeds}"] = rates[num_seeds]
+    results["seed_scaling_8_over_1"] = rates[8] / rates[1]
+    print(f"seed scaling, mamql value_expert, critic mlp, batch 256, make_train of "
+          f"{num_updates} updates vmapped over seeds: 1 seed {rates[1]:,.1f}, 8 seeds "
+          f"{rates[8]:,.1f} seed-updates/s: {rates[8] / rates[1]:.2f}x")
+    return results
+
+
 def run(what: str, quick: bool = False) -> dict[str, float]:
     if what == "envs":
         return bench_envs(quick=quick)
+    if what == "mamql":
+        return bench_mamql(quick=quick)
     raise SystemExit(f"error: unknown benchmark {what!r}")

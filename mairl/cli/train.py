@@ -128,7 +128,7 @@ def run(cfg: RunConfig, out: Path, *, quiet: bool = False) -> dict:
     """Train ``cfg.seeds`` seeds at once, evaluate, and write the run directory."""
     from mairl import data
     from mairl.cli.commands import _make_env, progress_bar
-    from mairl.evaluation import make_eval_fn
+    from mairl.evaluation import heldout_batch, make_eval_fn
     from mairl.train import TrainConfig, make_train, train_data
 
     env = _make_env(cfg.env)
@@ -140,8 +140,8 @@ def run(cfg: RunConfig, out: Path, *, quiet: bool = False) -> dict:
     )
     oracle = oracle_for(env, cfg.alpha, cfg.gamma)
     algo = build_algo(cfg, env)
-    eval_fn = make_eval_fn(algo, env, heldout=heldout, oracle=oracle,
-                           episodes=cfg.eval_episodes)
+    eval_fn = make_eval_fn(algo, env, oracle=oracle, episodes=cfg.eval_episodes)
+    held = heldout_batch(heldout)
     tcfg = TrainConfig(num_updates=cfg.updates, eval_every=cfg.eval_every)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
@@ -155,7 +155,7 @@ def run(cfg: RunConfig, out: Path, *, quiet: bool = False) -> dict:
 
         train_fn = make_train(algo, tcfg, eval_fn, progress=None if quiet else progress)
         keys = jax.random.split(jax.random.key(cfg.seed), cfg.seeds)
-        tdata = train_data(train_demos)
+        tdata = train_data(train_demos, held)
         t0 = time.perf_counter()
         compiled = jax.jit(jax.vmap(train_fn, in_axes=(0, None))).lower(keys, tdata).compile()
         compile_s = time.perf_counter() - t0
@@ -164,7 +164,7 @@ def run(cfg: RunConfig, out: Path, *, quiet: bool = False) -> dict:
         jax.block_until_ready(result)
         run_s = time.perf_counter() - t1
 
-    final = final_evaluation(cfg, env, algo, result.state.params, eval_fn)
+    final = final_evaluation(cfg, env, algo, result.state.params, eval_fn, held)
     curves = jax.tree.map(np.asarray, result.curves)
     summary = summarize(cfg, final, curves, compile_s, run_s, train_demos, demos)
     (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -183,7 +183,7 @@ def run(cfg: RunConfig, out: Path, *, quiet: bool = False) -> dict:
     return summary
 
 
-def final_evaluation(cfg: RunConfig, env, algo, params, eval_fn) -> dict:
+def final_evaluation(cfg: RunConfig, env, algo, params, eval_fn, held) -> dict:
     """Final metrics per seed: ``eval_fn`` plus returns over ``final_episodes`` episodes."""
     from mairl import metrics
     from mairl.evaluation import policy_fn_of
@@ -194,15 +194,16 @@ def final_evaluation(cfg: RunConfig, env, algo, params, eval_fn) -> dict:
         def __init__(self, params):
             self.params = params
 
-    def one(params, key):
+    def one(params, key, held):
         key_eval, key_ret = jax.random.split(key)
-        out = eval_fn(_S(params), key_eval)
+        out = eval_fn(_S(params), key_eval, held)
         if getattr(env, "jittable", True):
             out["returns"] = metrics.evaluate_returns(key_ret, env, policy_fn_of(algo, params),
                                                       cfg.final_episodes)
         return out
 
-    return jax.tree.map(np.asarray, jax.jit(jax.vmap(one))(params, keys))
+    return jax.tree.map(np.asarray, jax.jit(jax.vmap(one, in_axes=(0, 0, None)))(params, keys,
+                                                                                 held))
 
 
 def _mean_ci(x: np.ndarray) -> tuple[float, float]:
@@ -401,7 +402,7 @@ def evaluate_run(run: Path, episodes: int | None = None) -> None:
     """
     from mairl import data
     from mairl.cli.commands import _make_env
-    from mairl.evaluation import make_eval_fn
+    from mairl.evaluation import heldout_batch, make_eval_fn
     from mairl.train import sample_batch, train_data
 
     config_path = run / "config.json"
@@ -430,10 +431,9 @@ def evaluate_run(run: Path, episodes: int | None = None) -> None:
         params = load_params(run / "params.npz", like)
     except (ValueError, OSError) as err:
         raise SystemExit(f"error: {err}") from None
-    eval_fn = make_eval_fn(algo, env, heldout=heldout,
-                           oracle=oracle_for(env, cfg.alpha, cfg.gamma),
+    eval_fn = make_eval_fn(algo, env, oracle=oracle_for(env, cfg.alpha, cfg.gamma),
                            episodes=cfg.eval_episodes)
-    final = final_evaluation(cfg, env, algo, params, eval_fn)
+    final = final_evaluation(cfg, env, algo, params, eval_fn, heldout_batch(heldout))
     old = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
     summary = summarize(cfg, final, {}, old.get("compile_time_s", 0.0),
                         old.get("run_time_s", float("nan")), train_demos, demos)
