@@ -104,6 +104,8 @@ class Gems(Environment):
         size: side of the square grid.
         gems_to_end: the episode terminates once more than this many gems
             were collected.
+        view_radius: half-width of the egocentric window of ``agent_view``
+            (``size - 1`` sees the whole grid).
     """
 
     def __init__(
@@ -112,6 +114,7 @@ class Gems(Environment):
         max_steps: int = 45,
         size: int = 15,
         gems_to_end: int = 6,
+        view_radius: int = 7,
     ):
         if obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
@@ -121,6 +124,7 @@ class Gems(Environment):
         self.max_steps = int(max_steps)
         self.size = int(size)
         self.gems_to_end = int(gems_to_end)
+        self.view_radius = int(view_radius)
         self.num_agents = NUM_AGENTS
         self.agents = ("agent_0", "agent_1")
         self.action_spaces = (Discrete(5), Discrete(5))
@@ -246,13 +250,14 @@ class Gems(Environment):
         """Agent ``agent``'s egocentric view of one map observation ``(5, X, Y)``.
 
         Channels reordered to (self, other agent, own gems, other's gems, purple),
-        plus a channel marking the grid, on a ``(6, 2X - 1, 2Y - 1)`` canvas centred
-        on the agent (``envs.views.egocentric_map``). Critics that read it learn
-        "a gem up and to the left" once for every cell. Map observations only.
+        plus a channel marking the grid, in a ``(6, 2r + 1, 2r + 1)`` window centred
+        on the agent, ``r = view_radius`` (``envs.views.egocentric_map``). Critics
+        that read it learn "a gem up and to the left" once for every cell. Map
+        observations only.
         """
         if self.obs_mode != "map":
             raise ValueError("Gems.agent_view needs obs_mode='map'")
-        return egocentric_map(obs, agent, _VIEW_ORDER)
+        return egocentric_map(obs, agent, _VIEW_ORDER, self.view_radius)
 
 
 def words_for_cells(num: int, span: int) -> int:

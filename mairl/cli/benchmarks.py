@@ -111,14 +111,22 @@ def timed_calls(fn, *args, repeats: int) -> list[float]:
     return times
 
 
-def matmul_flops_per_second(n: int = 2048, repeats: int = 10) -> float:
-    """Float32 ``a @ b`` of two ``(n, n)`` matrices, best of ``repeats`` (``2 n^3`` FLOPs)."""
+def make_matmul_peak(n: int = 2048, repeats: int = 3):
+    """``sample()``: time ``repeats`` float32 ``a @ b`` of two ``(n, n)`` matrices
+    (``2 n^3`` FLOPs) and return the best FLOP/s seen so far. Sampled between the
+    timings it is compared with, so that both see the same load on the machine."""
     key_a, key_b = jax.random.split(jax.random.key(0))
     a = jax.random.normal(key_a, (n, n), jnp.float32)
     b = jax.random.normal(key_b, (n, n), jnp.float32)
     matmul = jax.jit(jnp.matmul)
     matmul(a, b).block_until_ready()
-    return 2 * n**3 / min(timed_calls(matmul, a, b, repeats=repeats))
+    best = [0.0]
+
+    def sample() -> float:
+        best[0] = max(best[0], 2 * n**3 / min(timed_calls(matmul, a, b, repeats=repeats)))
+        return best[0]
+
+    return sample
 
 
 def flops_of(fn, *args) -> float:
@@ -130,21 +138,26 @@ def flops_of(fn, *args) -> float:
     return float(cost["flops"])
 
 
-def critic_forward_flops(critic: str, view: tuple[int, ...], num_actions: int,
-                         hidden: tuple[int, ...] = (256, 256)) -> float:
-    """Hand count of the multiply-adds (times 2) of one critic forward pass on one sample:
-    convolutions and dense layers only (biases, activations and the input view left out)."""
+def critic_layer_flops(critic: str, view: tuple[int, ...], num_actions: int,
+                       hidden: tuple[int, ...] = (256, 256)) -> list[float]:
+    """Hand count of the FLOPs (2 per multiply-add) of every layer of one critic
+    forward pass on one sample; biases and activations left out."""
     if critic == "mlp":
         widths = [int(np.prod(view)), *hidden, num_actions]
-        return 2.0 * sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
-    if critic == "gems-paper":  # conv 5 valid, conv 3 valid, dense 1024, 1024
+        return [2.0 * a * b for a, b in zip(widths[:-1], widths[1:], strict=True)]
+    if critic == "gems-paper":  # conv 64 kernel 5, conv 64 kernel 3 (valid), dense 1024, 1024
         channels, x, y = view
-        x1, y1 = x - 4, y - 4
-        x2, y2 = x1 - 2, y1 - 2
-        conv = x1 * y1 * 64 * channels * 25 + x2 * y2 * 64 * 64 * 9
-        dense = x2 * y2 * 64 * 1024 + 1024 * 1024 + 1024 * num_actions
-        return 2.0 * (conv + dense)
+        x1, y1, x2, y2 = x - 4, y - 4, x - 6, y - 6
+        macs = [x1 * y1 * 64 * channels * 25, x2 * y2 * 64 * 64 * 9, x2 * y2 * 64 * 1024,
+                1024 * 1024, 1024 * num_actions]
+        return [2.0 * m for m in macs]
     raise ValueError(f"no hand count for critic {critic!r}")
+
+
+def training_flops(layers: list[float]) -> float:
+    """Forward, weight gradients (as much again) and input gradients (as much again,
+    but none for the first layer: its input is data) of one sample."""
+    return 3 * sum(layers) - layers[0]
 
 
 def random_demos(env, num_episodes: int, key: jax.Array):
@@ -165,7 +178,7 @@ def make_update_loop(algo, data):
     """``one_update(state, key)`` (one sampled batch, one update) and the jitted
     ``loop(state, key, num_updates)`` running it ``num_updates`` times in one
     ``lax.fori_loop``, so that dispatch costs nothing and one compiled program
-    serves every count."""
+    serves every count. ``loop`` consumes (donates) ``state``."""
     from mairl.train import sample_batch
 
     batch_size = algo.config.batch_size
@@ -180,40 +193,40 @@ def make_update_loop(algo, data):
         body = lambda i, state: one_update(state, jax.random.fold_in(key, i))  # noqa: E731
         return jax.lax.fori_loop(0, num_updates, body, state)
 
-    return one_update, jax.jit(loop)
+    return one_update, jax.jit(loop, donate_argnums=0)
 
 
-def time_updates(algo, data, key: jax.Array, *, target_s: float, repeats: int) -> dict:
-    """Seconds per update of ``algo`` (best and median of ``repeats`` timed loops of
-    about ``target_s`` seconds each, compile and the first run excluded) and its
-    FLOPs by XLA's cost analysis."""
+def time_updates(algo, data, key: jax.Array, *, target_s: float, repeats: int,
+                 between=None) -> dict:
+    """Seconds per update of ``algo``: best and median of ``repeats`` timed loops of
+    about ``target_s`` seconds each, compile and the first run excluded, each loop
+    going on from the state the last one left. ``between()`` runs before every
+    timed loop. Also the FLOPs of one update by XLA's cost analysis."""
     from mairl.train import sample_batch
 
     key_init, key_batch, key_run = jax.random.split(key, 3)
     example = sample_batch(key_batch, data, algo.config.batch_size, algo.config.mode == "v0")
-    state = algo.init(key_init, example)
+    # distinct buffers: the loop donates its state, where params may be target_params
+    state = jax.tree.map(jnp.copy, algo.init(key_init, example))
     one_update, loop = make_update_loop(algo, data)
     flops = flops_of(one_update, state, key_run)
     t0 = time.perf_counter()
     compiled = loop.lower(state, key_run, 1).compile()
     compile_s = time.perf_counter() - t0
-    first_s = min(timed_calls(compiled, state, key_run, 1, repeats=1))
+    t0 = time.perf_counter()
+    state = jax.block_until_ready(compiled(state, key_run, 1))
+    first_s = time.perf_counter() - t0
     num_updates = max(1, round(target_s / first_s))
     repeats = max(1, min(repeats, round(8 * target_s / (num_updates * first_s))))
-    times = np.array(timed_calls(compiled, state, key_run, num_updates, repeats=repeats))
-    times /= num_updates
-    return {"flops": flops, "best_s": float(times.min()), "median_s": float(np.median(times)),
+    times = []
+    for i in range(repeats):
+        if between is not None:
+            between()
+        t0 = time.perf_counter()
+        state = jax.block_until_ready(compiled(state, jax.random.fold_in(key_run, i), num_updates))
+        times.append((time.perf_counter() - t0) / num_updates)
+    return {"flops": flops, "best_s": min(times), "median_s": float(np.median(times)),
             "compile_s": compile_s, "num_updates": num_updates, "repeats": repeats}
-
-
-def _report_update(label: str, r: dict, peak: float, hand: float | None = None) -> None:
-    hand_str = "" if hand is None else f" (hand count {hand / 1e9:.1f})"
-    rate = r["flops"] / r["best_s"]
-    print(f"{label}: {r['best_s'] * 1e3:,.1f} ms/update (best; median {r['median_s'] * 1e3:,.1f}) "
-          f"of {r['repeats']} x {r['num_updates']} updates in one loop, compile "
-          f"{r['compile_s']:.1f} s")
-    print(f"  {r['flops'] / 1e9:.2f} GFLOP/update by XLA cost analysis{hand_str}: "
-          f"{rate / 1e9:.1f} GFLOP/s = {rate / peak:.0%} of the matmul peak")
 
 
 def seed_updates_per_second(algo, data, key: jax.Array, num_seeds: int, num_updates: int,
@@ -236,9 +249,9 @@ def bench_mamql(quick: bool = False) -> dict[str, float]:
 
     print(f"machine: {machine()}")
     results: dict[str, float] = {}
-    peak = matmul_flops_per_second(repeats=3 if quick else 10)
-    results["matmul_flops_per_s"] = peak
-    print(f"float32 matmul peak, 2048 x 2048 a @ b: {peak / 1e9:.1f} GFLOP/s")
+    peak = make_matmul_peak()
+    print(f"float32 matmul peak, 2048 x 2048 a @ b: {peak() / 1e9:.1f} GFLOP/s (sampled again "
+          f"before every timed loop below; fractions are of the best so far)")
 
     gems = envs.make("gems")
     num_agents, num_actions = gems.num_agents, gems.num_actions
@@ -246,31 +259,38 @@ def bench_mamql(quick: bool = False) -> dict[str, float]:
     target_s, repeats = (0.2, 2) if quick else (3.0, 5)
     cases = [  # (critic, observation view, modes)
         ("gems-paper", None, ("value_expert",) if quick else ("value_expert", "online")),
-        ("mlp", gems.agent_view, ("value_expert", "online")),
+        ("mlp", gems.agent_view, ("value_expert",) if quick else ("value_expert", "online")),
     ]
-    # The paper critic is costly to run before a fast convolution path: a small batch
-    # keeps --quick a smoke test.
     for critic, transform, modes in cases:
+        # the paper critic at batch 256 takes seconds per update: --quick is a smoke test
         batch = 16 if quick and critic == "gems-paper" else 256
         view = view_shape(gems.obs_shape, transform)
-        forward = critic_forward_flops(critic, view, num_actions)
+        layers = critic_layer_flops(critic, view, num_actions)
         obs = f"({num_agents}, {', '.join(map(str, view))})"
         for mode in modes:
             config = MAMQLConfig(mode=mode, critic=critic, batch_size=batch)
             algo = make_mamql(config, num_agents=num_agents, obs_shape=gems.obs_shape,
                               num_actions=num_actions, env=gems, obs_transform=transform)
-            r = time_updates(algo, data, jax.random.key(1), target_s=target_s, repeats=repeats)
-            # forward and backward (about 2x) on s and s' for every agent; online adds
-            # the policy batch and one forward pass to act in num_envs environments
+            r = time_updates(algo, data, jax.random.key(1), target_s=target_s, repeats=repeats,
+                             between=peak)
+            # s and s' of every agent; online adds as many policy samples, and one
+            # forward pass to act in num_envs environments
             samples = num_agents * 2 * batch * (2 if mode == "online" else 1)
-            hand = 3 * forward * samples
+            hand = samples * training_flops(layers)
             if mode == "online":
-                hand += forward * num_agents * config.num_envs
+                hand += num_agents * config.num_envs * sum(layers)
+            rate = r["flops"] / r["best_s"]
             name = f"mamql_{mode}_{critic}"
             results[f"{name}_s_per_update"] = r["best_s"]
-            results[f"{name}_flops_per_s"] = r["flops"] / r["best_s"]
-            _report_update(f"mamql {mode}, critic {critic}, batch {batch}, obs {obs}", r, peak,
-                           hand)
+            results[f"{name}_flops_per_s"] = rate
+            print(f"mamql {mode}, critic {critic}, batch {batch}, obs {obs}: "
+                  f"{r['best_s'] * 1e3:,.1f} ms/update (best; median {r['median_s'] * 1e3:,.1f})"
+                  f" of {r['repeats']} x {r['num_updates']} updates in one loop, compile "
+                  f"{r['compile_s']:.1f} s")
+            print(f"  {r['flops'] / 1e9:.2f} GFLOP/update by XLA cost analysis (hand count "
+                  f"{hand / 1e9:.2f}): {rate / 1e9:.1f} GFLOP/s = {rate / peak():.0%} of the "
+                  f"matmul peak ({peak() / 1e9:.1f} GFLOP/s)")
+    results["matmul_flops_per_s"] = peak()
 
     config = MAMQLConfig(mode="value_expert", critic="mlp", batch_size=256)
     algo = make_mamql(config, num_agents=num_agents, obs_shape=gems.obs_shape,

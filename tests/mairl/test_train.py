@@ -97,7 +97,7 @@ def test_train_errors_are_clear(stag_demos, tmp_path):
 
 
 def test_gems_agent_view_is_egocentric():
-    env = envs.make("gems")
+    env = envs.make("gems", view_radius=14)
     obs = np.zeros(env.obs_shape, np.float32)
     obs[0, 2, 3] = 1  # agent 0
     obs[1, 10, 10] = 1  # agent 1
@@ -112,3 +112,8 @@ def test_gems_agent_view_is_egocentric():
     # Agent 0 at (2, 3): the grid spans x in [-2, 12], y in [-3, 11] around it.
     view = np.asarray(env.agent_view(jnp.asarray(obs), 0))
     assert view[5, 12, 11] == 1 and view[5, 11, 11] == 0 and view[5, 12, 10] == 0
+    # A radius-2 window around agent 0 at (2, 3): x in [0, 4] inside, y in [1, 5].
+    small = np.asarray(envs.make("gems", view_radius=2).agent_view(jnp.asarray(obs), 0))
+    assert small.shape == (6, 5, 5)
+    assert small[0, 2, 2] == 1 and small[2, 2, 3] == 1
+    np.testing.assert_array_equal(small[5].sum(axis=1), [5, 5, 5, 5, 5])
