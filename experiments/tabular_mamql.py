@@ -277,6 +277,7 @@ class Runs(NamedTuple):
 
 
 def make_runs(args: Args, num_agents: int) -> Runs:
+    """The fits of ``num_agents``-agent games, compiled once for all of them."""
     config = MAMQLConfig(
         mode="value_expert", critic="tabular", alpha=1.0, gamma=args.gamma,
         learning_rate=args.learning_rate, batch_size=args.batch_size,

@@ -1,0 +1,52 @@
+"""``mairl bench mamql``: the FLOP counts it divides by, and the printed figures."""
+
+import jax
+import pytest
+
+import envs
+from mairl.algos import MAMQLConfig, make_mamql
+from mairl.algos.common import view_shape
+from mairl.cli import main
+from mairl.cli.benchmarks import (
+    critic_layer_flops,
+    flops_of,
+    make_update_loop,
+    random_demos,
+    training_flops,
+)
+from mairl.train import sample_batch
+
+
+def test_hand_count_of_the_paper_critic():
+    # (5, 15, 15) -> conv 5x5 valid (11, 11, 64) -> conv 3x3 valid (9, 9, 64) -> 5184
+    # -> 1024 -> 1024 -> 5: multiply-adds per output element times outputs.
+    layers = critic_layer_flops("gems-paper", (5, 15, 15), 5)
+    macs = [11 * 11 * 64 * 5 * 25, 9 * 9 * 64 * 64 * 9, 5184 * 1024, 1024 * 1024, 1024 * 5]
+    assert layers == [2.0 * m for m in macs]
+    assert training_flops([1.0, 2.0]) == 3 * 3.0 - 1.0  # no input gradient for the first layer
+
+
+def test_xla_cost_analysis_agrees_with_the_hand_count():
+    gems = envs.make("gems")
+    batch = 32
+    algo = make_mamql(MAMQLConfig(mode="value_expert", batch_size=batch), num_agents=2,
+                      obs_shape=gems.obs_shape, num_actions=5, obs_transform=gems.agent_view)
+    data = random_demos(gems, 1, jax.random.key(0))
+    state = algo.init(jax.random.key(1), sample_batch(jax.random.key(2), data, batch, False))
+    one_update, _ = make_update_loop(algo, data)
+    layers = critic_layer_flops("mlp", view_shape(gems.obs_shape, gems.agent_view), 5)
+    hand = 2 * 2 * batch * training_flops(layers)  # agents x (s, s') x batch
+    assert flops_of(one_update, state, jax.random.key(3)) == pytest.approx(hand, rel=0.1)
+
+
+@pytest.mark.slow
+def test_bench_mamql_quick_prints_every_figure(capsys):
+    main(["bench", "mamql", "--quick"])
+    out = capsys.readouterr().out
+    assert "machine:" in out
+    assert "float32 matmul peak" in out
+    for critic in ("gems-paper", "mlp"):
+        assert f"mamql value_expert, critic {critic}, batch" in out
+    assert out.count("GFLOP/update by XLA cost analysis") == 2
+    assert out.count("of the matmul peak") == 2
+    assert "seed scaling" in out and "seed-updates/s" in out
