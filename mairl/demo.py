@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg = RunConfig(algo=algo, env="gems", demos=str(demos_path), seeds=args.seeds,
                         updates=args.updates, eval_every=max(args.updates // 4, 1),
                         learning_rate=5e-4, hidden=(128, 128), eval_episodes=32,
-                        final_episodes=500)
+                        final_episodes=300)
         print(f"\n== {algo}: {args.seeds} seeds x {args.updates} updates")
         summary = run(cfg, args.out / algo)
         rows.append(summary)
@@ -108,7 +108,7 @@ def print_table(expert_returns: np.ndarray, rows: list[dict]) -> None:
         acc = np.mean(r["action_accuracy"]["mean"])
         print(f"{r['algo']:<15}{a0[0]:>10.2f} ± {a0[1]:<5.2f}{a1[0]:>10.2f} ± {a1[1]:<5.2f}"
               f"{corr:>14.3f}{pear:>9.3f}{acc:>12.3f}{r['wall_time_s']:>8.0f}")
-    print("return: mean over seeds (500 episodes each) ± 95% t-interval over seeds; expert: "
+    print("return: mean over seeds (300 episodes each) ± 95% t-interval over seeds; expert: "
           "over demonstrated episodes. Reward columns: held-out demonstrations, "
           "shaping-aware (linear potential on the map) and plain Pearson, mean over agents.")
 
