@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -112,30 +113,33 @@ def timed_calls(fn, *args, repeats: int) -> list[float]:
 
 
 def make_matmul_peak(n: int = 2048, repeats: int = 3):
-    """``sample()``: time ``repeats`` float32 ``a @ b`` of two ``(n, n)`` matrices
-    (``2 n^3`` FLOPs) and return the best FLOP/s seen so far. Sampled between the
-    timings it is compared with, so that both see the same load on the machine."""
+    """``sample()``: the float32 FLOP/s of ``a @ b`` for two ``(n, n)`` matrices
+    (``2 n^3`` FLOPs), best of ``repeats`` calls. Taken between the timings it is
+    compared with, so that both see the same load on the machine."""
     key_a, key_b = jax.random.split(jax.random.key(0))
     a = jax.random.normal(key_a, (n, n), jnp.float32)
     b = jax.random.normal(key_b, (n, n), jnp.float32)
     matmul = jax.jit(jnp.matmul)
     matmul(a, b).block_until_ready()
-    best = [0.0]
 
     def sample() -> float:
-        best[0] = max(best[0], 2 * n**3 / min(timed_calls(matmul, a, b, repeats=repeats)))
-        return best[0]
+        return 2 * n**3 / min(timed_calls(matmul, a, b, repeats=repeats))
 
     return sample
 
 
-def flops_of(fn, *args) -> float:
-    """FLOPs of one call of ``fn`` by XLA's cost analysis of the compiled program
-    (loop bodies count once, whatever their trip count)."""
-    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+def cost_flops(compiled) -> float:
+    """FLOPs of a compiled program by XLA's cost analysis; the body of a loop whose
+    trip count is not known at compile time counts once."""
+    cost = compiled.cost_analysis()
     if isinstance(cost, list | tuple):  # older JAX: one dict per computation
         cost = cost[0]
     return float(cost["flops"])
+
+
+def flops_of(fn, *args) -> float:
+    """FLOPs of one call of ``fn(*args)`` by XLA's cost analysis."""
+    return cost_flops(jax.jit(fn).lower(*args).compile())
 
 
 def critic_layer_flops(critic: str, view: tuple[int, ...], num_actions: int,
@@ -174,140 +178,191 @@ def random_demos(env, num_episodes: int, key: jax.Array):
     return train_data(collect(key, env, policy_fn, num_episodes, num_envs=num_episodes))
 
 
-def make_update_loop(algo, data):
-    """``one_update(state, key)`` (one sampled batch, one update) and the jitted
-    ``loop(state, key, num_updates)`` running it ``num_updates`` times in one
+def make_update_loop(algo):
+    """``one_update(state, data, key)`` (one sampled batch, one update) and
+    ``loop(state, data, key, num_updates)`` running it ``num_updates`` times in one
     ``lax.fori_loop``, so that dispatch costs nothing and one compiled program
-    serves every count. ``loop`` consumes (donates) ``state``."""
+    serves every count (the training loop of ``mairl.train.make_train`` without its
+    evaluations). ``data`` (``mairl.train.TrainData``) is an argument, never a
+    constant the compiler could fold."""
     from mairl.train import sample_batch
 
     batch_size = algo.config.batch_size
     with_init = algo.config.mode == "v0"
 
-    def one_update(state, key):
+    def one_update(state, data, key):
         key_batch, key_update = jax.random.split(key)
         batch = sample_batch(key_batch, data, batch_size, with_init)
         return algo.update(state, batch, key_update)[0]
 
-    def loop(state, key, num_updates):
-        body = lambda i, state: one_update(state, jax.random.fold_in(key, i))  # noqa: E731
+    def loop(state, data, key, num_updates):
+        body = lambda i, state: one_update(state, data, jax.random.fold_in(key, i))  # noqa: E731
         return jax.lax.fori_loop(0, num_updates, body, state)
 
-    return one_update, jax.jit(loop, donate_argnums=0)
+    return one_update, loop
 
 
 def time_updates(algo, data, key: jax.Array, *, target_s: float, repeats: int,
-                 between=None) -> dict:
+                 peak: Callable[[], float]) -> dict:
     """Seconds per update of ``algo``: best and median of ``repeats`` timed loops of
     about ``target_s`` seconds each, compile and the first run excluded, each loop
-    going on from the state the last one left. ``between()`` runs before every
-    timed loop. Also the FLOPs of one update by XLA's cost analysis."""
+    going on from the state the last one left; the FLOPs of one update by XLA's cost
+    analysis; and the best of ``peak()`` sampled before every loop and after the last."""
     from mairl.train import sample_batch
 
     key_init, key_batch, key_run = jax.random.split(key, 3)
     example = sample_batch(key_batch, data, algo.config.batch_size, algo.config.mode == "v0")
     # distinct buffers: the loop donates its state, where params may be target_params
-    state = jax.tree.map(jnp.copy, algo.init(key_init, example))
-    one_update, loop = make_update_loop(algo, data)
-    flops = flops_of(one_update, state, key_run)
+    state = jax.tree.map(jnp.copy, jax.jit(algo.init)(key_init, example))
+    _, loop = make_update_loop(algo)
     t0 = time.perf_counter()
-    compiled = loop.lower(state, key_run, 1).compile()
+    compiled = jax.jit(loop, donate_argnums=0).lower(state, data, key_run, 1).compile()
     compile_s = time.perf_counter() - t0
+    flops = cost_flops(compiled)  # the trip count is an argument: the body counts once
     t0 = time.perf_counter()
-    state = jax.block_until_ready(compiled(state, key_run, 1))
+    state = jax.block_until_ready(compiled(state, data, key_run, 1))
     first_s = time.perf_counter() - t0
     num_updates = max(1, round(target_s / first_s))
     repeats = max(1, min(repeats, round(8 * target_s / (num_updates * first_s))))
-    times = []
+    times, peaks = [], []
     for i in range(repeats):
-        if between is not None:
-            between()
+        peaks.append(peak())
         t0 = time.perf_counter()
-        state = jax.block_until_ready(compiled(state, jax.random.fold_in(key_run, i), num_updates))
+        key_loop = jax.random.fold_in(key_run, i)
+        state = jax.block_until_ready(compiled(state, data, key_loop, num_updates))
         times.append((time.perf_counter() - t0) / num_updates)
+    peaks.append(peak())
     return {"flops": flops, "best_s": min(times), "median_s": float(np.median(times)),
-            "compile_s": compile_s, "num_updates": num_updates, "repeats": repeats}
+            "compile_s": compile_s, "num_updates": num_updates, "repeats": repeats,
+            "peak": max(peaks)}
 
 
-def seed_updates_per_second(algo, data, key: jax.Array, num_seeds: int, num_updates: int,
-                            repeats: int) -> float:
-    """Seed-updates per second of ``make_train`` vmapped over ``num_seeds`` keys (best
-    of ``repeats``, compile excluded)."""
-    from mairl.train import TrainConfig, make_train
+def seed_updates_per_second(algo, data, key: jax.Array, seeds: tuple[int, ...],
+                            num_updates: int, repeats: int,
+                            peak: Callable[[], float]) -> tuple[dict[int, float], float]:
+    """Seed-updates per second of the update loop (``make_update_loop``) vmapped over
+    the states and keys of several seeds, for every seed count in ``seeds``: best of
+    ``repeats`` loops of ``num_updates`` updates, compile and the first run excluded,
+    the counts taking turns so that all see the same load; and the best of ``peak()``
+    sampled before every loop and after the last."""
+    from mairl.train import sample_batch
 
-    train = make_train(algo, TrainConfig(num_updates=num_updates, eval_every=num_updates))
-    keys = jax.random.split(key, num_seeds)
-    compiled = jax.jit(jax.vmap(train, in_axes=(0, None))).lower(keys, data).compile()
-    jax.block_until_ready(compiled(keys, data))
-    return num_seeds * num_updates / min(timed_calls(compiled, keys, data, repeats=repeats))
+    key_init, key_batch, key_run = jax.random.split(key, 3)
+    example = sample_batch(key_batch, data, algo.config.batch_size, algo.config.mode == "v0")
+    _, loop = make_update_loop(algo)
+    init = jax.jit(jax.vmap(algo.init, in_axes=(0, None)))
+    states = init(jax.random.split(key_init, max(seeds)), example)
+    runs = {}
+    for num_seeds in seeds:
+        state = jax.tree.map(lambda x, n=num_seeds: jnp.copy(x[:n]), states)
+        keys = jax.random.split(key_run, num_seeds)
+        compiled = jax.jit(jax.vmap(loop, in_axes=(0, None, 0, None)), donate_argnums=0).lower(
+            state, data, keys, num_updates).compile()
+        runs[num_seeds] = [compiled, jax.block_until_ready(compiled(state, data, keys, 1)), keys]
+    best = dict.fromkeys(seeds, float("inf"))
+    peaks = []
+    for _ in range(repeats):
+        for num_seeds, run in runs.items():
+            compiled, state, keys = run
+            peaks.append(peak())
+            t0 = time.perf_counter()
+            run[1] = jax.block_until_ready(compiled(state, data, keys, num_updates))
+            best[num_seeds] = min(best[num_seeds], time.perf_counter() - t0)
+    peaks.append(peak())
+    return {n: n * num_updates / t for n, t in best.items()}, max(peaks)
 
 
 def bench_mamql(quick: bool = False) -> dict[str, float]:
+    """MAMQL updates on Gems (2 agents, map observations): time, FLOP/s and fraction
+    of the matmul peak for the paper critic and for the default MLP critic on the
+    egocentric view, then seeds trained at once.
+
+    The machine may be shared: every fraction is of the best matmul peak sampled
+    between that case's own timed loops."""
     import envs
+
+    print(f"machine: {machine()}")
+    sample = make_matmul_peak()
+    samples = [sample()]
+
+    def peak() -> float:
+        samples.append(sample())
+        return samples[-1]
+
+    print(f"float32 matmul peak, 2048 x 2048 a @ b: {samples[0] / 1e9:.1f} GFLOP/s (sampled "
+          f"again between the timed loops of every case below)")
+    gems = envs.make("gems")
+    data = random_demos(gems, 4 if quick else 16, jax.random.key(0))
+    results: dict[str, float] = {}
+    # the paper critic takes seconds per update at batch 256: --quick is a smoke test
+    modes = ("value_expert",) if quick else ("value_expert", "online")
+    for critic, transform, batch in (("gems-paper", None, 8 if quick else 256),
+                                     ("mlp", gems.agent_view, 256)):
+        for mode in modes:
+            results.update(_bench_update(gems, data, peak, critic, transform, mode, batch, quick))
+    results.update(_bench_seeds(gems, data, peak, results, quick))
+    results["matmul_flops_per_s"] = max(samples)
+    print(f"matmul peak over the run: best {max(samples) / 1e9:.1f}, median "
+          f"{np.median(samples) / 1e9:.1f}, worst {min(samples) / 1e9:.1f} GFLOP/s "
+          f"({len(samples)} samples)")
+    return results
+
+
+def _bench_update(env, data, peak, critic: str, transform, mode: str, batch: int,
+                  quick: bool) -> dict[str, float]:
     from mairl.algos import MAMQLConfig, make_mamql
     from mairl.algos.common import view_shape
 
-    print(f"machine: {machine()}")
-    results: dict[str, float] = {}
-    peak = make_matmul_peak()
-    print(f"float32 matmul peak, 2048 x 2048 a @ b: {peak() / 1e9:.1f} GFLOP/s (sampled again "
-          f"before every timed loop below; fractions are of the best so far)")
-
-    gems = envs.make("gems")
-    num_agents, num_actions = gems.num_agents, gems.num_actions
-    data = random_demos(gems, 4 if quick else 16, jax.random.key(0))
+    config = MAMQLConfig(mode=mode, critic=critic, batch_size=batch)
+    algo = make_mamql(config, num_agents=env.num_agents, obs_shape=env.obs_shape,
+                      num_actions=env.num_actions, env=env, obs_transform=transform)
     target_s, repeats = (0.2, 2) if quick else (3.0, 5)
-    cases = [  # (critic, observation view, modes)
-        ("gems-paper", None, ("value_expert",) if quick else ("value_expert", "online")),
-        ("mlp", gems.agent_view, ("value_expert",) if quick else ("value_expert", "online")),
-    ]
-    for critic, transform, modes in cases:
-        # the paper critic at batch 256 takes seconds per update: --quick is a smoke test
-        batch = 16 if quick and critic == "gems-paper" else 256
-        view = view_shape(gems.obs_shape, transform)
-        layers = critic_layer_flops(critic, view, num_actions)
-        obs = f"({num_agents}, {', '.join(map(str, view))})"
-        for mode in modes:
-            config = MAMQLConfig(mode=mode, critic=critic, batch_size=batch)
-            algo = make_mamql(config, num_agents=num_agents, obs_shape=gems.obs_shape,
-                              num_actions=num_actions, env=gems, obs_transform=transform)
-            r = time_updates(algo, data, jax.random.key(1), target_s=target_s, repeats=repeats,
-                             between=peak)
-            # s and s' of every agent; online adds as many policy samples, and one
-            # forward pass to act in num_envs environments
-            samples = num_agents * 2 * batch * (2 if mode == "online" else 1)
-            hand = samples * training_flops(layers)
-            if mode == "online":
-                hand += num_agents * config.num_envs * sum(layers)
-            rate = r["flops"] / r["best_s"]
-            name = f"mamql_{mode}_{critic}"
-            results[f"{name}_s_per_update"] = r["best_s"]
-            results[f"{name}_flops_per_s"] = rate
-            print(f"mamql {mode}, critic {critic}, batch {batch}, obs {obs}: "
-                  f"{r['best_s'] * 1e3:,.1f} ms/update (best; median {r['median_s'] * 1e3:,.1f})"
-                  f" of {r['repeats']} x {r['num_updates']} updates in one loop, compile "
-                  f"{r['compile_s']:.1f} s")
-            print(f"  {r['flops'] / 1e9:.2f} GFLOP/update by XLA cost analysis (hand count "
-                  f"{hand / 1e9:.2f}): {rate / 1e9:.1f} GFLOP/s = {rate / peak():.0%} of the "
-                  f"matmul peak ({peak() / 1e9:.1f} GFLOP/s)")
-    results["matmul_flops_per_s"] = peak()
+    r = time_updates(algo, data, jax.random.key(1), target_s=target_s, repeats=repeats,
+                     peak=peak)
+    view = view_shape(env.obs_shape, transform)
+    layers = critic_layer_flops(critic, view, env.num_actions, config.hidden)
+    # s and s' of every agent; online adds as many policy samples, and one forward
+    # pass to act in num_envs environments
+    samples = env.num_agents * 2 * batch * (2 if mode == "online" else 1)
+    hand = samples * training_flops(layers)
+    if mode == "online":
+        hand += env.num_agents * config.num_envs * sum(layers)
+    rate = r["flops"] / r["best_s"]
+    obs = ", ".join(map(str, (env.num_agents, *view)))
+    print(f"mamql {mode}, critic {critic}, batch {batch}, obs ({obs}): "
+          f"{r['best_s'] * 1e3:,.1f} ms/update (best; median {r['median_s'] * 1e3:,.1f}) of "
+          f"{r['repeats']} x {r['num_updates']} updates in one loop, compile "
+          f"{r['compile_s']:.1f} s")
+    print(f"  {r['flops'] / 1e9:.2f} GFLOP/update by XLA cost analysis (hand count "
+          f"{hand / 1e9:.2f}): {rate / 1e9:.1f} GFLOP/s = {rate / r['peak']:.0%} of the matmul "
+          f"peak ({r['peak'] / 1e9:.1f} GFLOP/s)")
+    name = f"mamql_{mode}_{critic}"
+    return {f"{name}_s_per_update": r["best_s"], f"{name}_flops_per_update": r["flops"],
+            f"{name}_flops_per_s": rate, f"{name}_peak_fraction": rate / r["peak"]}
+
+
+def _bench_seeds(env, data, peak, results: dict[str, float], quick: bool) -> dict[str, float]:
+    from mairl.algos import MAMQLConfig, make_mamql
 
     config = MAMQLConfig(mode="value_expert", critic="mlp", batch_size=256)
-    algo = make_mamql(config, num_agents=num_agents, obs_shape=gems.obs_shape,
-                      num_actions=num_actions, obs_transform=gems.agent_view)
+    algo = make_mamql(config, num_agents=env.num_agents, obs_shape=env.obs_shape,
+                      num_actions=env.num_actions, obs_transform=env.agent_view)
     per_update = results["mamql_value_expert_mlp_s_per_update"]
-    num_updates = max(2, round((0.3 if quick else 2.0) / per_update))
-    rates = {}
-    for num_seeds in (1, 8):
-        rates[num_seeds] = seed_updates_per_second(
-            algo, data, jax.random.key(2), num_seeds, num_updates, repeats=1 if quick else 3
-        )
-        results[f"seed_updates_per_s_{num_seeds}"] = rates[num_seeds]
-    results["seed_scaling_8_over_1"] = rates[8] / rates[1]
-    print(f"seed scaling, mamql value_expert, critic mlp, batch 256, make_train of "
-          f"{num_updates} updates vmapped over seeds: 1 seed {rates[1]:,.1f}, 8 seeds "
-          f"{rates[8]:,.1f} seed-updates/s: {rates[8] / rates[1]:.2f}x")
-    return results
+    flops = results["mamql_value_expert_mlp_flops_per_update"]
+    num_updates = max(2, round((0.05 if quick else 1.0) / per_update))
+    repeats = 1 if quick else 4
+    rates, best = seed_updates_per_second(algo, data, jax.random.key(2), (1, 8), num_updates,
+                                          repeats=repeats, peak=peak)
+    print(f"seeds, mamql value_expert, critic mlp, batch 256: loops of {num_updates} updates "
+          f"vmapped over seeds, best of {repeats} (taking turns)")
+    for num_seeds, rate in rates.items():
+        print(f"  {num_seeds} seed{'s' if num_seeds > 1 else ' '}: {rate:7,.1f} seed-updates/s, "
+              f"{rate * flops / 1e9:.1f} GFLOP/s = {rate * flops / best:.0%} of the matmul peak")
+    ceiling = best / (rates[1] * flops)
+    print(f"  8 seeds / 1 seed: {rates[8] / rates[1]:.2f}x (at most {ceiling:.1f}x: the matmul "
+          f"peak, {best / 1e9:.1f} GFLOP/s, over 1 seed's rate)")
+    return {"seed_updates_per_s_1": rates[1], "seed_updates_per_s_8": rates[8],
+            "seed_scaling_8_over_1": rates[8] / rates[1]}
 
 
 def run(what: str, quick: bool = False) -> dict[str, float]:
