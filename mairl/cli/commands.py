@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 from tyro.conf import Positional
 
-Expert = Literal["soft-vi", "soft-q", "random"]
+Expert = Literal["soft-vi", "soft-q", "random", "scripted"]
 
 
 def list_envs(family: str | None = None) -> None:
@@ -52,7 +52,8 @@ def demos(
         env: environment name (``mairl envs`` lists them) or ``tabular:PATH.npz``.
         out: output file (``.npz``).
         expert: ``soft-vi`` (exact logit equilibrium, tabular games), ``soft-q``
-            (trained soft-Q critics, e.g. the shipped Gems expert) or ``random``.
+            (trained soft-Q critics, e.g. the shipped Gems expert), ``scripted`` (the
+            game's hand-written expert, where it has one) or ``random``.
         episodes: number of complete episodes to record.
         seed: random seed.
         alpha: Boltzmann temperature of the expert (soft-vi: 1 by default;

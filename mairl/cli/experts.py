@@ -6,6 +6,8 @@ Kinds (``make_expert``):
 - ``soft-q``: a deep soft-Q expert (``mairl.forward``) loaded from a parameter
   file; the shipped one, ``mairl/assets/gems_soft_q.npz``, plays Gems on its map
   observations (see :func:`gems_features` and ``experiments/train_gems_expert.py``).
+- ``scripted``: the game's own hand-written expert, where it has one
+  (``env.scripted_policy()``, e.g. the mpe2 particle games and the intersection).
 - ``random``: uniform actions.
 """
 
@@ -53,6 +55,10 @@ def make_expert(
     """
     if kind == "random":
         return lambda key, obs: env.sample_actions(key)
+    if kind == "scripted":
+        if not hasattr(env, "scripted_policy"):
+            raise SystemExit(f"error: --expert scripted: {env.name} has no scripted expert")
+        return env.scripted_policy()
     if kind == "soft-vi":
         if not hasattr(env, "transitions"):
             raise SystemExit(

@@ -221,7 +221,9 @@ def _collect_host(
     progress: ProgressFn | None,
 ) -> list[dict[str, np.ndarray]]:
     key_reset, key_steps = _stream_keys(key, len(quotas))
-    policy = jax.jit(policy_fn)
+    # host policies (``policy_fn.host = True``) run as plain Python, e.g. scripted
+    # experts written in NumPy; all others are jitted
+    policy = policy_fn if getattr(policy_fn, "host", False) else jax.jit(policy_fn)
     step_keys = jax.jit(_step_keys)
     streams = []
     finished_before = 0
