@@ -49,3 +49,20 @@ for _name, _fn, _doc in [
 ]:
     register(_name, f"{_TABULAR}:{_fn}", family="tabular", description=_doc)
 register_prefix("tabular", "envs.tabular.game:load_game")
+
+# -- highway-env: the MAMQL multi-agent intersection (envs/intersection.py) ---------------
+register(
+    "intersection",
+    "envs.intersection:Intersection",
+    family="highway",
+    jittable=False,
+    description="highway-env intersection, 4 vehicles, 3x7 kinematics, slower/idle/faster",
+)
+register(
+    "intersection-speed",
+    "envs.intersection:Intersection",
+    family="highway",
+    jittable=False,
+    description="intersection with informative velocity features (vx, vy over [-20, 20] m/s)",
+    speed_range=(-20.0, 20.0),
+)
