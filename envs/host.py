@@ -26,6 +26,7 @@ Subclasses set the static facts (``num_agents``, ``agents``, ``obs_shape``,
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,4 +141,68 @@ class HostEnvironment(Environment):
         """Release the game's resources (windows, simulators)."""
 
 
-__all__ = ["Box", "Discrete", "HostEnvironment", "HostState", "seed_from_key"]
+class AsHost(Environment):
+    """A jittable env behind the host-side interface (NumPy out, ``jittable`` false).
+
+    Steps are the game's own jitted ``reset`` / ``step`` with the same keys, so a
+    run through the host paths (collection, evaluation, online training) can be
+    compared number for number with the jitted paths. Build with :func:`as_host`.
+    """
+
+    jittable = False
+
+    def __init__(self, env: Environment):
+        if not getattr(env, "jittable", True):
+            raise ValueError(f"as_host: {env.name} is already host-side")
+        self.inner = env
+        self.env_id = env.env_id
+        for fact in ("num_agents", "agents", "obs_shape", "action_spaces", "max_steps"):
+            setattr(self, fact, getattr(env, fact))
+
+    def reset(self, key: jax.Array):
+        return jax.device_get(_jit_reset(self.inner, key))
+
+    def step(self, key: jax.Array, state: Any, actions: Any):
+        return jax.device_get(_jit_step(self.inner, key, state, np.asarray(actions)))
+
+    def __getattr__(self, name: str) -> Any:  # game-specific extras (agent_view, ...)
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+# compiled once per game instance (the env is a static argument), however many
+# AsHost views share it
+_jit_reset = jax.jit(lambda env, key: env.reset(key), static_argnums=0)
+_jit_step = jax.jit(lambda env, key, state, actions: env.step(key, state, actions),
+                    static_argnums=0)
+
+
+def as_host(env: Environment) -> AsHost:
+    """``env`` seen as a host-side environment (see :class:`AsHost`)."""
+    return AsHost(env)
+
+
+def make_host(name: str, **kwargs: Any) -> AsHost:
+    """``envs.make("host:NAME")``: the registered jittable game ``NAME`` as a host env."""
+    items = tuple(sorted(kwargs.items()))
+    try:
+        hash(items)
+    except TypeError:  # unhashable arguments: a game of its own
+        from envs.registry import make
+
+        return as_host(make(name, **kwargs))
+    return as_host(_shared_game(name, items))
+
+
+@functools.lru_cache(maxsize=32)
+def _shared_game(name: str, kwargs: tuple) -> Environment:
+    """One instance per registered game and arguments: the games are stateless, and
+    sharing one keeps its compiled steps shared by every host view of it."""
+    from envs.registry import make
+
+    return make(name, **dict(kwargs))
+
+
+__all__ = ["AsHost", "Box", "Discrete", "HostEnvironment", "HostState", "as_host",
+           "seed_from_key"]

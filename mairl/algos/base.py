@@ -42,3 +42,8 @@ class Algo(NamedTuple):
     alpha: float
     gamma: float
     config: Any
+    #: online learners on host-side envs: ``act(state, obs, key) -> actions (env,
+    #: agent)`` and ``store(state, transitions) -> state``, called by the host loop
+    #: of ``mairl.train.train_host``; ``None`` otherwise
+    act: Callable[[Any, jax.Array, jax.Array], jax.Array] | None = None
+    store: Callable[[Any, Any], Any] | None = None

@@ -183,11 +183,11 @@ def make_iq(
     """Build the learner. ``env`` (a jittable mairl env) is required for ``online``;
     ``obs_transform(obs, agent)`` gives each agent's view of its observation to
     its critic (e.g. ``Gems.agent_view``)."""
-    if config.mode == "online":
-        if env is None:
-            raise ValueError(f"{name}: mode 'online' needs an environment (env=...)")
-        if not getattr(env, "jittable", True):
-            raise ValueError(f"{name}: online mode inside jit needs a jittable environment")
+    if config.mode == "online" and env is None:
+        raise ValueError(f"{name}: mode 'online' needs an environment (env=...)")
+    # host-side envs (PettingZoo, highway-env) are stepped by a host loop
+    # (``mairl.train.train_host``) through ``algo.act`` and ``algo.store``
+    host = config.mode == "online" and not getattr(env, "jittable", True)
     outputs = num_actions if head == "marginal" else num_actions**num_agents
     kwargs = {"hidden": config.hidden} if config.critic == "mlp" else {}
     critic_shape = view_shape(obs_shape, obs_transform)
@@ -276,20 +276,32 @@ def make_iq(
         state = IQState(params=params, target_params=params,
                         opt_state=jax.vmap(tx.init)(params), step=jnp.int32(0))
         if config.mode == "online":
-            env_obs, env_state = jax.vmap(env.reset)(jax.random.split(key_env, config.num_envs))
+            example = jnp.zeros((num_agents, *obs_shape), jnp.float32)
+            if not host:
+                env_obs, env_state = jax.vmap(env.reset)(
+                    jax.random.split(key_env, config.num_envs)
+                )
+                state = state.replace(env_state=env_state, env_obs=env_obs)
+                example = env_obs[0]
             item = Transition(
-                obs=env_obs[0], actions=jnp.zeros((num_agents,), jnp.int32),
-                next_obs=env_obs[0], terminated=jnp.bool_(False), truncated=jnp.bool_(False),
+                obs=example, actions=jnp.zeros((num_agents,), jnp.int32),
+                next_obs=example, terminated=jnp.bool_(False), truncated=jnp.bool_(False),
             )
-            state = state.replace(env_state=env_state, env_obs=env_obs,
-                                  buffer=buffer_init(item, config.buffer_size))
+            state = state.replace(buffer=buffer_init(item, config.buffer_size))
         return state
+
+    def act(state: IQState, obs: jax.Array, key: jax.Array) -> jax.Array:
+        """Boltzmann actions ``(env, agent)`` for observations ``(env, agent, *obs_shape)``."""
+        q = q_values(state.params, jnp.swapaxes(obs, 0, 1))  # (agent, env, action)
+        return sample_actions(key, q, alpha).T
+
+    def store(state: IQState, items: Transition) -> IQState:
+        """Add transitions (env first: ``obs (env, agent, *obs_shape)``) to the replay."""
+        return state.replace(buffer=buffer_add(state.buffer, items))
 
     def act_and_store(state: IQState, key: jax.Array) -> IQState:
         key_act, key_step = jax.random.split(key)
-        obs = jnp.swapaxes(state.env_obs, 0, 1)  # (agent, env, *obs_shape)
-        actions = sample_actions(key_act, q_values(state.params, obs), alpha)  # (agent, env)
-        actions = actions.T
+        actions = act(state, state.env_obs, key_act)  # (env, agent)
         env_obs, env_state, _, terminated, truncated, info = jax.vmap(env.step)(
             jax.random.split(key_step, config.num_envs), state.env_state, actions
         )
@@ -301,7 +313,8 @@ def make_iq(
         policy = None
         if config.mode == "online":
             key_env, key_sample = jax.random.split(key)
-            state = act_and_store(state, key_env)
+            if not host:
+                state = act_and_store(state, key_env)
             sample = buffer_sample(state.buffer, key_sample, config.batch_size)
             policy = Transition(
                 obs=jnp.swapaxes(sample.obs, 0, 1), actions=sample.actions.T,
@@ -311,4 +324,5 @@ def make_iq(
         return gradient_step(state, batch, policy)
 
     return Algo(name=name, init=init, update=update, q_values=q_values, alpha=alpha,
-                gamma=gamma, config=config)
+                gamma=gamma, config=config, act=act if host else None,
+                store=store if host else None)

@@ -83,9 +83,6 @@ def build_algo(cfg: RunConfig, env):
         return make_bc(bc, **dims)
     mode = cfg.offline_mode if cfg.algo == "mamql-offline" else "online"
     online_env = env if mode == "online" else None
-    if mode == "online" and not getattr(env, "jittable", True):
-        raise SystemExit(f"error: --algo {cfg.algo} trains online inside jit and needs a "
-                         f"jittable env; {env.name} is host-side (use mamql-offline or bc)")
     iq = MAMQLConfig(mode=mode, alpha=cfg.alpha, gamma=cfg.gamma,
                      learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
                      chi2_coef=cfg.chi2_coef, l2=cfg.l2, target_tau=cfg.target_tau,
@@ -129,7 +126,7 @@ def run(cfg: RunConfig, out: Path, *, quiet: bool = False) -> dict:
     from mairl import data
     from mairl.cli.commands import _make_env, progress_bar
     from mairl.evaluation import heldout_batch, make_eval_fn
-    from mairl.train import TrainConfig, make_train, train_data
+    from mairl.train import TrainConfig, make_train, train_data, train_host
 
     env = _make_env(cfg.env)
     demos = load_demos(cfg.demos, env)
@@ -153,16 +150,24 @@ def run(cfg: RunConfig, out: Path, *, quiet: bool = False) -> dict:
             seen[0] = max(seen[0], int(np.max(done)))
             update(seen[0])
 
-        train_fn = make_train(algo, tcfg, eval_fn, progress=None if quiet else progress)
         keys = jax.random.split(jax.random.key(cfg.seed), cfg.seeds)
         tdata = train_data(train_demos, held)
-        t0 = time.perf_counter()
-        compiled = jax.jit(jax.vmap(train_fn, in_axes=(0, None))).lower(keys, tdata).compile()
-        compile_s = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        result = compiled(keys, tdata)
-        jax.block_until_ready(result)
-        run_s = time.perf_counter() - t1
+        if algo.act is not None:  # online on a host-side env: a host loop, compiled lazily
+            t1 = time.perf_counter()
+            result = train_host(algo, tcfg, lambda: _make_env(cfg.env), keys, tdata, eval_fn,
+                                progress=None if quiet else update)
+            jax.block_until_ready(result)
+            compile_s, run_s = 0.0, time.perf_counter() - t1
+        else:
+            train_fn = make_train(algo, tcfg, eval_fn, progress=None if quiet else progress)
+            t0 = time.perf_counter()
+            compiled = jax.jit(jax.vmap(train_fn, in_axes=(0, None))).lower(keys, tdata)
+            compiled = compiled.compile()
+            compile_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            result = compiled(keys, tdata)
+            jax.block_until_ready(result)
+            run_s = time.perf_counter() - t1
 
     final = final_evaluation(cfg, env, algo, result.state.params, eval_fn, held)
     curves = jax.tree.map(np.asarray, result.curves)
@@ -194,16 +199,28 @@ def final_evaluation(cfg: RunConfig, env, algo, params, eval_fn, held) -> dict:
         def __init__(self, params):
             self.params = params
 
+    jittable = getattr(env, "jittable", True)
+
     def one(params, key, held):
         key_eval, key_ret = jax.random.split(key)
         out = eval_fn(_S(params), key_eval, held)
-        if getattr(env, "jittable", True):
+        if jittable:
             out["returns"] = metrics.evaluate_returns(key_ret, env, policy_fn_of(algo, params),
                                                       cfg.final_episodes)
         return out
 
-    return jax.tree.map(np.asarray, jax.jit(jax.vmap(one, in_axes=(0, 0, None)))(params, keys,
-                                                                                 held))
+    final = jax.tree.map(np.asarray, jax.jit(jax.vmap(one, in_axes=(0, 0, None)))(params, keys,
+                                                                                  held))
+    if not jittable:  # host-side env: the same episodes, one seed after another on the host
+        final["returns"] = np.stack([
+            np.asarray(metrics.evaluate_returns(
+                jax.random.split(keys[s])[1], env,
+                policy_fn_of(algo, jax.tree.map(lambda x, s=s: x[s], params)),
+                cfg.final_episodes,
+            ))
+            for s in range(cfg.seeds)
+        ])
+    return final
 
 
 def _mean_ci(x: np.ndarray) -> tuple[float, float]:

@@ -50,11 +50,13 @@ def evaluate_returns(
     Compiled once per ``(env, policy_fn, num_episodes, max_steps)``, which are
     static (hashable; an unhashable ``env`` or ``policy_fn`` runs uncompiled),
     and callable inside ``jax.jit`` with them closed over
-    (:func:`make_evaluate_returns`).
+    (:func:`make_evaluate_returns`). Host-side environments (``env.jittable``
+    false: PettingZoo, highway-env) run the same measurement in a Python loop,
+    one episode after another; that path cannot be called inside ``jit``.
 
     Args:
         key: a typed key, ``jax.random.key(seed)``.
-        env: a jittable environment (``env.reset(key)``,
+        env: a mairl environment (``env.reset(key)``,
             ``env.step(key, state, actions)``, ``env.max_steps``).
         policy_fn: ``policy_fn(key, obs) -> actions`` for one environment:
             ``obs (N, *obs_shape)`` to ``actions (N,)`` (or ``(N, action_dim)``);
@@ -66,15 +68,13 @@ def evaluate_returns(
         ``(num_episodes, N)`` float32 returns; average over axis 0 for the mean
         return per agent (:func:`mean_confidence_interval`).
     """
-    if not getattr(env, "jittable", True):
-        raise ValueError(
-            f"evaluate_returns needs a jittable environment, got host-side {type(env).__name__}"
-        )
     num_steps = int(env.max_steps if max_steps is None else max_steps)
     if num_steps < 1 or num_episodes < 1:
         raise ValueError(
             f"need max_steps >= 1 and num_episodes >= 1, got {num_steps} and {num_episodes}"
         )
+    if not getattr(env, "jittable", True):
+        return _evaluate_returns_host(key, env, policy_fn, num_episodes, num_steps)
     args = (env, policy_fn, num_episodes, num_steps)
     try:
         hash(args)
@@ -106,6 +106,39 @@ def _evaluate_returns(
         step, (obs, state, done, returns), jax.random.split(key_run, num_steps)
     )
     return returns
+
+
+def _evaluate_returns_host(
+    key: jax.Array, env: Any, policy_fn: PolicyFn, num_episodes: int, num_steps: int
+) -> jax.Array:
+    """The same measurement on a host-side env: episodes one after another, each
+    step's action from the jitted ``policy_fn`` (plain Python where
+    ``policy_fn.host`` is true). Keys are split exactly as in the jitted path, so a
+    game gives the same returns through both."""
+    import numpy as np
+
+    policy = policy_fn if getattr(policy_fn, "host", False) else jax.jit(policy_fn)
+    key_reset, key_run = jax.random.split(key)
+    reset_keys = jax.random.split(key_reset, num_episodes)
+
+    @jax.jit
+    def keys_of(key_t):  # (episode, [act, env]), as the jitted path splits them
+        key_act, key_step = jax.random.split(key_t)
+        return jnp.stack([jax.random.split(key_act, num_episodes),
+                          jax.random.split(key_step, num_episodes)], axis=1)
+
+    step_keys = jax.vmap(keys_of)(jax.random.split(key_run, num_steps))  # (step, episode, 2)
+    returns = np.zeros((num_episodes, env.num_agents), np.float32)
+    for e in range(num_episodes):
+        obs, state = env.reset(reset_keys[e])
+        keys = step_keys[:, e]
+        for t in range(num_steps):
+            actions = np.asarray(policy(keys[t, 0], jnp.asarray(obs)))
+            obs, state, reward, terminated, truncated, _ = env.step(keys[t, 1], state, actions)
+            returns[e] += np.asarray(reward, np.float32)
+            if terminated or truncated:
+                break
+    return jnp.asarray(returns)
 
 
 _evaluate_returns_jit = jax.jit(_evaluate_returns, static_argnums=(1, 2, 3, 4))

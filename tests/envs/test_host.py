@@ -26,7 +26,8 @@ class Walk(HostEnvironment):
 
     def step_host(self, actions):
         self.count += int(actions.sum())
-        return self._obs(), actions.astype(np.float32), self.count >= 4, False, {"count": self.count}
+        reward = actions.astype(np.float32)
+        return self._obs(), reward, self.count >= 4, False, {"count": self.count}
 
 
 def test_auto_reset_keeps_last_observation_and_splits_terminated_truncated():
