@@ -51,12 +51,8 @@ This module does not import ``envs``: it sees only the environment protocol.
 
 from __future__ import annotations
 
-import math
-import os
-import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -75,6 +71,13 @@ from mairl.algos.common import (
 from mairl.buffers import ReplayBuffer, buffer_add, buffer_init, buffer_sample
 from mairl.metrics.returns import evaluate_returns
 from mairl.networks import CRITICS, make_critic
+from mairl.params import (  # noqa: F401  (re-exported: expert files are written here)
+    check_params,
+    flatten_params,
+    load_params,
+    save_params,
+    unflatten_params,
+)
 
 __all__ = [
     "Experience",
@@ -496,124 +499,3 @@ def _report(progress: ProgressFn, update, returns, loss) -> None:
 
 
 # -- parameter files ----------------------------------------------------------------------------
-_META_PREFIX = "__meta__/"
-Metadata = Mapping[str, str | int | float | bool]
-
-
-def _key_name(entry: Any) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(entry, attr):
-            return str(getattr(entry, attr))
-    return str(entry)
-
-
-def flatten_params(params: Any) -> dict[str, np.ndarray]:
-    """A nested parameter tree (dicts) as ``{"params/Dense_0/kernel": array, ...}``."""
-    flat = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        name = "/".join(_key_name(entry) for entry in path)
-        if not name or name.startswith(_META_PREFIX.rstrip("/")):
-            raise ValueError(f"flatten_params: unusable parameter path {name!r}")
-        flat[name] = np.asarray(leaf)
-    return flat
-
-
-def unflatten_params(flat: Mapping[str, Any]) -> dict:
-    """The inverse of :func:`flatten_params`: nested dicts from ``'/'``-joined keys."""
-    tree: dict = {}
-    for name, value in flat.items():
-        parts = name.split("/")
-        node = tree
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ValueError(f"unflatten_params: {name!r} conflicts with a leaf at {part!r}")
-            node = child
-        if parts[-1] in node:
-            raise ValueError(f"unflatten_params: duplicate or conflicting key {name!r}")
-        node[parts[-1]] = value
-    return tree
-
-
-def save_params(path: str | os.PathLike, params: Any, metadata: Metadata | None = None) -> Path:
-    """Write ``params`` (a nested dict of arrays) and scalar ``metadata`` as ``.npz``.
-
-    Parameters are stored under their ``'/'``-joined paths, metadata entries
-    under ``__meta__/<name>`` as 0-d arrays (strings as unicode, never objects).
-    The file is written as named (no ``.npz`` suffix is added).
-    """
-    path = Path(path)
-    arrays = flatten_params(params)
-    for name, value in (metadata or {}).items():
-        if not isinstance(value, str | int | float | bool) or "/" in name:
-            raise ValueError(f"save_params: metadata {name!r} must be a scalar under a plain name")
-        arrays[_META_PREFIX + name] = np.asarray(value)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    return path
-
-
-def load_params(
-    path: str | os.PathLike, template: Any = None
-) -> tuple[dict, dict[str, str | int | float | bool]]:
-    """Read a file written by :func:`save_params`: ``(params, metadata)``.
-
-    Loaded with ``allow_pickle=False``. With a ``template`` (a parameter tree
-    or its ``jax.eval_shape``), the tree is checked by :func:`check_params`.
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: naming ``path``: unreadable file, object arrays, non-finite
-            values, or a mismatch with ``template``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such parameter file")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise ValueError(f"{path}: not a readable parameter file ({err})") from None
-    metadata: dict[str, str | int | float | bool] = {}
-    flat = {}
-    for name, value in arrays.items():
-        if name.startswith(_META_PREFIX):
-            metadata[name[len(_META_PREFIX):]] = value.item()
-            continue
-        if value.dtype.kind not in "fiub":
-            raise ValueError(f"{path}: parameter {name!r} has dtype {value.dtype}")
-        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-            raise ValueError(f"{path}: parameter {name!r} has non-finite values")
-        flat[name] = value
-    if not flat:
-        raise ValueError(f"{path}: no parameters in the file")
-    try:
-        params = unflatten_params(flat)
-        if template is not None:
-            check_params(params, template)
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
-    return params, metadata
-
-
-def check_params(params: Any, template: Any) -> None:
-    """Raise ``ValueError`` naming the entry where ``params`` differ from ``template``.
-
-    Compares the ``'/'``-joined paths and the shapes of every leaf.
-    """
-    got = {k: np.shape(v) for k, v in flatten_params(params).items()}
-    want = {
-        "/".join(_key_name(e) for e in path): tuple(leaf.shape)
-        for path, leaf in jax.tree_util.tree_flatten_with_path(template)[0]
-    }
-    missing = sorted(set(want) - set(got))
-    extra = sorted(set(got) - set(want))
-    if missing or extra:
-        raise ValueError(f"parameter names differ: missing {missing}, unexpected {extra}")
-    for name, shape in want.items():
-        if got[name] != shape:
-            raise ValueError(
-                f"parameter {name!r}: expected shape {shape}, got {got[name]}"
-                f" ({math.prod(got[name])} values for {math.prod(shape)})"
-            )

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mairl.params import load_params, save_params
+
 AlgoName = Literal["mamql", "mamql-offline", "bc", "iq-joint"]
 OfflineMode = Literal["value_expert", "v0"]
 ViewName = Literal["agent", "global"]
@@ -301,29 +303,6 @@ def write_curves(path: Path, curves: dict, updates: np.ndarray, batch_size: int,
                                     agent, f"{float(v):.6g}"])
 
 
-def save_params(path: Path, params) -> None:
-    """Parameters as ``.npz``: '/'-joined tree paths, leaves ``(seed, agent, ...)``."""
-    flat = {"/".join(str(getattr(k, "key", k)) for k in p): np.asarray(v)
-            for p, v in jax.tree_util.tree_leaves_with_path(params)}
-    np.savez(path, **flat)
-
-
-def load_params(path: Path, like):
-    """Inverse of ``save_params`` against a template tree ``like``; clear errors."""
-    with np.load(path, allow_pickle=False) as f:
-        stored = dict(f)
-    leaves = []
-    for p, v in jax.tree_util.tree_leaves_with_path(like):
-        name = "/".join(str(getattr(k, "key", k)) for k in p)
-        if name not in stored:
-            raise ValueError(f"{path}: missing parameter {name!r}")
-        if stored[name].shape[-v.ndim:] != v.shape:
-            raise ValueError(f"{path}: parameter {name!r} has shape {stored[name].shape}, "
-                             f"expected (..., {', '.join(map(str, v.shape))})")
-        leaves.append(jnp.asarray(stored[name]))
-    return jax.tree.unflatten(jax.tree.structure(like), leaves)
-
-
 def train(
     algo: AlgoName,
     env: str,
@@ -445,7 +424,8 @@ def evaluate_run(run: Path, episodes: int | None = None) -> None:
                            cfg.offline_mode == "v0" and cfg.algo == "mamql-offline")
     like = algo.init(jax.random.key(0), example).params
     try:
-        params = load_params(run / "params.npz", like)
+        params, _ = load_params(run / "params.npz", like, leading=1)
+        params = jax.tree.map(jnp.asarray, params)
     except (ValueError, OSError) as err:
         raise SystemExit(f"error: {err}") from None
     eval_fn = make_eval_fn(algo, env, oracle=oracle_for(env, cfg.alpha, cfg.gamma),
