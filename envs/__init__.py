@@ -92,3 +92,16 @@ register(
     description="intersection with informative velocity features (vx, vy over [-20, 20] m/s)",
     speed_range=(-20.0, 20.0),
 )
+
+# -- mpe2: PettingZoo's particle games through envs.pettingzoo (envs/mpe2_games.py) -------
+for _name, _cls, _doc in [
+    ("mpe2-simple", "Simple", "mpe2 simple_v3: 1 agent reaches a landmark (scripted expert)"),
+    ("mpe2-simple-spread", "SimpleSpread",
+     "mpe2 simple_spread_v3: 3 agents cover 3 landmarks, 25 steps (scripted expert)"),
+    ("mpe2-simple-tag", "SimpleTag",
+     "mpe2 simple_tag_v3: 3 adversaries chase 1 prey, obs 16/14 padded (scripted expert)"),
+    ("mpe2-simple-adversary", "SimpleAdversary",
+     "mpe2 simple_adversary_v3: 2 agents hide the goal from 1 adversary (scripted expert)"),
+    ("mpe2-simple-push", "SimplePush", "mpe2 simple_push_v3: adversary pushes the agent away"),
+]:
+    register(_name, f"envs.mpe2_games:{_cls}", family="mpe2", jittable=False, description=_doc)
