@@ -32,7 +32,8 @@ def list_envs(family: str | None = None) -> None:
     for r in rows:
         jit = "yes" if r.jittable else "no"
         print(f"{r.name:<{width}}  {r.family:<10}  {jit:<3}  {r.description}")
-    print("\nAlso: tabular:PATH.npz loads a saved TabularGame (see envs.tabular.TabularGame.save).")
+    print("\nAlso: tabular:PATH.npz loads a saved TabularGame (see envs.tabular.TabularGame.save);"
+          "\n      host:NAME runs a jittable game through the host-side interface (as_host).")
 
 
 def demos(

@@ -49,6 +49,7 @@ class RunConfig:
     target_tau: float | None = None
     offline_mode: OfflineMode = "value_expert"
     num_envs: int = 8
+    buffer_size: int = 100_000
     eval_episodes: int = 64
     final_episodes: int = 1000
     heldout_fraction: float = 0.1
@@ -88,7 +89,8 @@ def build_algo(cfg: RunConfig, env):
     iq = MAMQLConfig(mode=mode, alpha=cfg.alpha, gamma=cfg.gamma,
                      learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
                      chi2_coef=cfg.chi2_coef, l2=cfg.l2, target_tau=cfg.target_tau,
-                     critic=cfg.critic, hidden=cfg.hidden, num_envs=cfg.num_envs)
+                     critic=cfg.critic, hidden=cfg.hidden, num_envs=cfg.num_envs,
+                     buffer_size=cfg.buffer_size)
     make = make_iq_joint if cfg.algo == "iq-joint" else make_mamql
     return make(iq, env=online_env, **dims)
 
@@ -323,6 +325,7 @@ def train(
     target_tau: float | None = None,
     offline_mode: OfflineMode = "value_expert",
     num_envs: int = 8,
+    buffer_size: int = 100_000,
     eval_episodes: int = 64,
     final_episodes: int = 1000,
     heldout_fraction: float = 0.1,
@@ -351,6 +354,7 @@ def train(
         target_tau: Polyak rate of a target critic (none by default).
         offline_mode: value term of ``mamql-offline``: expert states or initial states.
         num_envs: environments stepped per update in online training.
+        buffer_size: replay capacity (transitions) of online training.
         eval_episodes: episodes per evaluation during training.
         final_episodes: episodes per seed in the final evaluation.
         heldout_fraction: share of demonstrated episodes held out for evaluation.
@@ -364,7 +368,7 @@ def train(
                         eval_every=eval_every, seed=seed, alpha=alpha, gamma=gamma,
                         learning_rate=learning_rate, batch_size=batch_size, critic=critic,
                         hidden=tuple(hidden), chi2_coef=chi2_coef, l2=l2, target_tau=target_tau,
-                        offline_mode=offline_mode, num_envs=num_envs,
+                        offline_mode=offline_mode, num_envs=num_envs, buffer_size=buffer_size,
                         eval_episodes=eval_episodes, final_episodes=final_episodes,
                         heldout_fraction=heldout_fraction, max_demo_episodes=max_demo_episodes,
                         view=view)
