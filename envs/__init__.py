@@ -105,27 +105,3 @@ for _name, _cls, _doc in [
     ("mpe2-simple-push", "SimplePush", "mpe2 simple_push_v3: adversary pushes the agent away"),
 ]:
     register(_name, f"envs.mpe2_games:{_cls}", family="mpe2", jittable=False, description=_doc)
-
-# -- JaxMARL: Overcooked and the discrete MPE games (envs/jaxmarl.py) ---------------------
-register(
-    "overcooked",
-    "envs.jaxmarl:overcooked",
-    family="jaxmarl",
-    description="JaxMARL Overcooked, cramped_room, 2 cooks, 400 steps, sparse 20 per soup",
-)
-for _layout in ("cramped_room", "asymm_advantages", "coord_ring", "forced_coord",
-                "counter_circuit"):
-    register(f"overcooked-{_layout}", "envs.jaxmarl:overcooked", family="jaxmarl",
-             description=f"JaxMARL Overcooked, layout {_layout}", layout=_layout)
-for _scenario, _doc in [
-    ("simple", "1 agent reaches a landmark"),
-    ("simple_spread", "3 agents cover 3 landmarks, collisions cost"),
-    ("simple_tag", "3 predators chase 1 prey among obstacles"),
-    ("simple_push", "adversary pushes the agent off its landmark"),
-    ("simple_adversary", "2 agents guard the target landmark from 1 adversary"),
-    ("simple_crypto", "alice and bob talk past eve (4 actions)"),
-    ("simple_reference", "2 agents guide each other to landmarks (50 actions)"),
-]:
-    register(f"jaxmarl-mpe-{_scenario.replace('_', '-')}", "envs.jaxmarl:mpe",
-             family="jaxmarl", description=f"JaxMARL MPE {_scenario}: {_doc}",
-             scenario=_scenario)
