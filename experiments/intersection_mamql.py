@@ -92,7 +92,7 @@ def learned_policies(cfg, run_dir: Path, env, greedy: bool) -> list:
     import jax
 
     from mairl import data
-    from mairl.cli.train import build_algo, load_demos, load_params
+    from mairl.cli.train import build_algo, load_demos
     from mairl.evaluation import policy_fn_of
     from mairl.train import sample_batch, train_data
 
@@ -102,9 +102,26 @@ def learned_policies(cfg, run_dir: Path, env, greedy: bool) -> list:
     algo = build_algo(cfg, env)
     example = sample_batch(jax.random.key(0), train_data(train_demos), cfg.batch_size, False)
     like = algo.init(jax.random.key(0), example).params
-    params = load_params(run_dir / "params.npz", like)
+    params = _load_stacked(run_dir / "params.npz", like)
     return [policy_fn_of(algo, jax.tree.map(lambda x, s=s: x[s], params), greedy=greedy)
             for s in range(cfg.seeds)]
+
+
+def _load_stacked(path: Path, like):
+    """A run's ``params.npz`` (leaves ``(seed, agent, ...)``, ``'/'``-joined tree paths)
+    in the structure of the single-seed template ``like``."""
+    import jax
+
+    with np.load(path, allow_pickle=False) as f:
+        stored = dict(f)
+    leaves = []
+    for p, v in jax.tree_util.tree_leaves_with_path(like):
+        name = "/".join(str(getattr(k, "key", k)) for k in p)
+        if name not in stored or stored[name].shape[1:] != v.shape:
+            raise ValueError(f"{path}: parameter {name!r} missing or not of shape "
+                             f"(seed, {', '.join(map(str, v.shape))})")
+        leaves.append(stored[name])
+    return jax.tree.unflatten(jax.tree.structure(like), leaves)
 
 
 def _ci(x) -> tuple[float, float]:
