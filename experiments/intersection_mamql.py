@@ -19,7 +19,8 @@ Usage::
 
     .venv/bin/python experiments/intersection_mamql.py --out runs/intersection
 
-Defaults take about 10-15 minutes on two CPU cores.
+Defaults take about 10-15 minutes on two idle CPU cores (iq-joint, stepping the game
+online, takes most of it).
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
                         choices=("intersection", "intersection-speed"))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--updates", type=int, default=2000)
-    parser.add_argument("--online-updates", type=int, default=1000,
+    parser.add_argument("--online-updates", type=int, default=500,
                         help="updates of iq-joint, which learns online: each one steps "
                              "--online-envs games per seed on the host")
     parser.add_argument("--online-envs", type=int, default=1)
