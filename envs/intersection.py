@@ -43,7 +43,8 @@ Rewards, per agent: highway-env's per-vehicle ``_agent_reward``, returned in
 the step a vehicle crashes, ``arrived_reward`` (+2) on every step a vehicle
 has arrived (25 m into an exit lane), 0 otherwise; ``high_speed_reward`` is 0
 (highway-env's default of 1 would add up to 1 per step for speeds near 9 m/s),
-and a vehicle off the road gets 0. One step is 1 s (15 simulator frames).
+a vehicle that has arrived gets +2 even on the step it is hit, and a vehicle off
+the road gets 0. One step is 1 s (15 simulator frames).
 
 Episodes: ``terminated`` as highway-env says: when any vehicle crashes, or
 when every vehicle has arrived; truncated at ``duration`` (13 s, so
