@@ -9,12 +9,20 @@ import pytest
 import envs
 from envs.spaces import Box, Discrete
 
-NAMES = envs.registered()
+NAMES = [name for name in envs.registered() if envs.spec(name).jittable]
+HOST_NAMES = [name for name in envs.registered() if not envs.spec(name).jittable]
 
 
 @pytest.fixture(scope="module", params=NAMES)
 def env(request):
     return envs.make(request.param)
+
+
+@pytest.fixture(scope="module", params=HOST_NAMES)
+def host_env(request):
+    game = envs.make(request.param)
+    yield game
+    game.close()
 
 
 def _random_actions(env, key):
@@ -105,6 +113,48 @@ def test_deterministic_under_same_key(env):
     c = run(jax.random.key(8))
     leaves = zip(jax.tree.leaves(a), jax.tree.leaves(c), strict=True)
     assert not all(np.array_equal(x, y) for x, y in leaves)
+
+
+# -- host-side games (PettingZoo, highway-env): the same protocol on NumPy arrays ----------
+def _host_rollout(env, key, steps):
+    key_reset, key = jax.random.split(key)
+    obs, state = env.reset(key_reset)
+    out = [obs]
+    for key_t in jax.random.split(key, steps):
+        key_act, key_step = jax.random.split(key_t)
+        obs, state, reward, term, trunc, info = env.step(key_step, state,
+                                                         env.sample_actions(key_act))
+        out.append((obs, reward, term, trunc, info["next_obs"], state.time))
+    return out
+
+
+def test_host_env_protocol(host_env):
+    env = host_env
+    assert not env.jittable and env.num_agents == len(env.agents) == len(env.action_spaces)
+    assert isinstance(env.max_steps, int) and env.max_steps > 0
+    hash(env.action_spaces)
+    steps = env.max_steps + 2
+    rollout = _host_rollout(env, jax.random.key(3), steps)
+    assert rollout[0].shape == (env.num_agents, *env.obs_shape)
+    time_prev, saw_done = 0, False
+    for obs, reward, term, trunc, next_obs, time_now in rollout[1:]:
+        assert isinstance(obs, np.ndarray) and obs.dtype == np.float32
+        assert obs.shape == next_obs.shape == (env.num_agents, *env.obs_shape)
+        assert reward.shape == (env.num_agents,) and reward.dtype == np.float32
+        assert np.all(np.isfinite(obs)) and np.all(np.isfinite(reward))
+        assert not (term and trunc)
+        done = bool(term) or bool(trunc)
+        assert time_now == (0 if done else time_prev + 1)
+        assert bool(trunc) == (time_prev + 1 >= env.max_steps and not term)
+        saw_done |= done
+        time_prev = time_now
+    assert saw_done, "an episode must end within max_steps"
+
+
+def test_host_env_deterministic_under_same_key(host_env):
+    a = _host_rollout(host_env, jax.random.key(7), 4)
+    b = _host_rollout(host_env, jax.random.key(7), 4)
+    chex.assert_trees_all_equal(a, b)
 
 
 def test_make_unknown_name_is_clear():
