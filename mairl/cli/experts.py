@@ -6,6 +6,9 @@ Kinds (``make_expert``):
 - ``soft-q``: a deep soft-Q expert (``mairl.forward``) loaded from a parameter
   file; the shipped one, ``mairl/assets/gems_soft_q.npz``, plays Gems on its map
   observations (see :func:`gems_features` and ``experiments/train_gems_expert.py``).
+  ``mairl/assets/overcooked_cramped_room.npz`` plays Overcooked on the raw
+  observations (``features = "identity"``): a PPO policy whose logits are stored
+  as soft-Q values at ``alpha = 1`` (``experiments/train_overcooked_expert.py``).
 - ``scripted``: the game's own hand-written expert, where it has one
   (``env.scripted_policy()``, e.g. the mpe2 particle games and the intersection).
 - ``random``: uniform actions.
@@ -163,8 +166,16 @@ def gems_features(obs: jax.Array) -> jax.Array:
     return jax.vmap(_agent_features)(obs, jnp.arange(2))
 
 
+def identity_features(obs: jax.Array) -> jax.Array:
+    """The raw observation as float32: critics that read the env's own observations."""
+    return jnp.asarray(obs, jnp.float32)
+
+
 #: Observation transforms a soft-Q expert file may name in its ``features`` entry.
-FEATURES: dict[str, Callable[[jax.Array], jax.Array]] = {"gems": gems_features}
+FEATURES: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "gems": gems_features,
+    "identity": identity_features,
+}
 
 
 # -- soft-Q experts from files ------------------------------------------------------------------

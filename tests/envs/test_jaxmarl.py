@@ -232,3 +232,32 @@ def test_simple_spread_matches_mpe2_in_distribution():
         se = np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
         assert abs(a.mean() - b.mean()) < 4 * se, (i, a.mean(), b.mean(), se)
         assert abs(a.std() / b.std() - 1) < 0.15, (i, a.std(), b.std())
+
+
+# -- the shipped Overcooked expert ----------------------------------------------------------------
+def test_shipped_overcooked_expert_loads_as_soft_q_and_delivers():
+    from pathlib import Path
+
+    from mairl.cli.experts import make_expert
+
+    path = Path(__file__).resolve().parents[2] / "mairl" / "assets" / "overcooked_cramped_room.npz"
+    assert path.stat().st_size < 1_000_000
+    env = envs.make("overcooked")
+    expert = make_expert(env, "soft-q", params_path=path)
+
+    @jax.jit
+    def soups(key):
+        keys = jax.random.split(key, 2)
+        obs, state = jax.vmap(env.reset)(keys)
+
+        def body(carry, key):
+            obs, state = carry
+            key_act, key_step = jax.random.split(key)
+            actions = jax.vmap(expert)(jax.random.split(key_act, 2), obs)
+            obs, state, _, _, _, info = jax.vmap(env.step)(jax.random.split(key_step, 2), state,
+                                                           actions)
+            return (obs, state), info["delivery"]
+
+        return jax.lax.scan(body, (obs, state), jax.random.split(key, env.max_steps))[1].sum(0)
+
+    assert np.all(np.asarray(soups(jax.random.key(0))) >= 8)
