@@ -119,7 +119,11 @@ def to_pettingzoo(env: Any, seed: int | None = None, render_mode: str | None = N
             (``envs.make(name, render_mode=...)``).
 
     Returns:
-        A :class:`MairlParallelEnv`; see its docstring for the semantics.
+        A :class:`MairlParallelEnv`; see its docstring for the semantics. A
+        host game keeps its state in the game object: give each wrapper its
+        own game (``to_pettingzoo(envs.make(name))``); jittable games are
+        stateless and one env may back many wrappers, which share its
+        compiled steps.
     """
     return MairlParallelEnv(env, seed=seed, render_mode=render_mode)
 

@@ -3,21 +3,23 @@
 For each game (default: ``mpe2-simple-spread`` and ``mpe2-simple-tag``): times
 the env (random-action steps/s through ``envs.pettingzoo.from_pettingzoo``
 and of mpe2's own ``parallel_env``), measures the scripted expert against
-uniformly random actions, records demonstrations with the expert
-(``mairl.data.collect``), trains ``mamql-offline``, ``iq-joint`` and ``bc`` on
-them (several seeds each, one ``mairl.cli.train.run`` per algorithm, MLP
-critics on the raw observations, ``view="global"``; ``iq-joint`` learns
-online, stepping the game on the host between jitted updates, so it gets
-fewer updates, ``--online-updates``), and prints one table per game:
-per-agent undiscounted returns, mean ± 95% t-interval over seeds for learned
-policies (each seed's mean over ``--final-episodes`` episodes, Boltzmann
-sampling) and over episodes for the expert and random rows.
+uniformly random actions (all agents, and one agent at a time), records
+demonstrations with the expert (``mairl.data.collect``), trains
+``mamql-offline``, ``iq-joint`` and ``bc`` on them (several seeds each, one
+``mairl.cli.train.run`` per algorithm, MLP critics on the raw observations,
+``view="global"``; ``iq-joint`` learns online, stepping the game on the host
+between jitted updates, so it gets fewer updates, ``--online-updates``), and
+prints one table per game: per-agent undiscounted returns, mean ± 95%
+t-interval over seeds for learned policies (each seed's mean over
+``--final-episodes`` episodes, Boltzmann sampling) and over episodes for the
+expert and random rows.
 
 Usage::
 
     .venv/bin/python experiments/mpe2_mamql.py --out runs/mpe2
 
-Defaults take a few minutes per game on two CPU cores.
+Defaults take 5 to 10 minutes per game on two busy CPU cores, most of it
+``iq-joint``'s host loop; ``--algos`` with no names measures the expert only.
 """
 
 from __future__ import annotations
@@ -56,6 +58,28 @@ def steps_per_second(env, num_steps: int) -> tuple[float, float]:
             raw.reset(seed=t)
         raw.step({a: int(actions[t, i]) for i, a in enumerate(raw.possible_agents)})
     return adapter, num_steps / (time.perf_counter() - t0)
+
+
+def one_random_agent(env, expert, episodes: int) -> np.ndarray:
+    """Mean return per agent ``(row, agent)``: row ``i`` has agent ``i`` play uniformly at
+    random and the others follow ``expert``; the last row is everyone scripted."""
+    import jax
+
+    from mairl import metrics
+
+    rows = []
+    for i in range(env.num_agents + 1):
+        def policy_fn(key, obs, i=i):
+            actions = np.asarray(expert(key, obs)).copy()
+            if i < env.num_agents:
+                actions[i] = np.random.default_rng(np.asarray(jax.random.key_data(key))
+                                                   ).integers(env.num_actions)
+            return actions
+
+        policy_fn.host = True
+        rows.append(np.asarray(metrics.evaluate_returns(jax.random.key(30_000), env, policy_fn,
+                                                        episodes)).mean(0))
+    return np.stack(rows)
 
 
 def _ci(x) -> tuple[float, float]:
@@ -106,6 +130,17 @@ def run_game(game: str, args, out: Path) -> dict:
                                                       args.baseline_episodes))
         rows[name] = {"return_per_agent": [_ci(returns[:, a]) for a in range(env.num_agents)],
                       "over": f"{args.baseline_episodes} episodes"}
+    roles = one_random_agent(env, expert, args.role_episodes) if args.role_episodes else None
+    if roles is not None:
+        print(f"one agent random, the others scripted ({args.role_episodes} episodes each); "
+              "mean return per agent:")
+        for i, name in enumerate([*env.agents, "(none)"]):
+            print(f"   random {name:<12} " + "  ".join(f"{r:8.2f}" for r in roles[i]))
+    if not args.algos:
+        env.close()
+        print_table(game, rows, env.agents)
+        return {"steps_per_s": {"adapter": adapter, "raw_mpe2": raw}, "rows": rows,
+                "one_random_agent": roles.tolist() if roles is not None else None}
 
     demos_path = out / f"{game}_expert_demos.npz"
     t0 = time.perf_counter()
@@ -136,6 +171,7 @@ def run_game(game: str, args, out: Path) -> dict:
     env.close()
     print_table(game, rows, env.agents)
     return {"steps_per_s": {"adapter": adapter, "raw_mpe2": raw}, "rows": rows,
+            "one_random_agent": roles.tolist() if roles is not None else None,
             "runs": summaries}
 
 
@@ -146,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--games", nargs="+", default=list(GAMES[:2]), choices=GAMES)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--updates", type=int, default=2000)
-    parser.add_argument("--online-updates", type=int, default=500,
+    parser.add_argument("--online-updates", type=int, default=200,
                         help="updates of iq-joint, which learns online on the host")
     parser.add_argument("--learning-rate", type=float, default=5e-4)
     parser.add_argument("--gamma", type=float, default=0.95)
@@ -156,8 +192,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="episodes for the expert and random rows")
     parser.add_argument("--final-episodes", type=int, default=50,
                         help="episodes per seed for each learned policy")
+    parser.add_argument("--role-episodes", type=int, default=50,
+                        help="episodes per row of the one-random-agent comparison (0: skip)")
     parser.add_argument("--speed-steps", type=int, default=2000)
-    parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
+    parser.add_argument("--algos", nargs="*", default=list(ALGOS), choices=ALGOS,
+                        help="algorithms to train (none: only the expert measurements)")
     args = parser.parse_args(argv)
 
     from mairl.cli.benchmarks import machine

@@ -81,6 +81,17 @@ def test_parallel_seed(named_env):
             par.close()
 
 
+def test_host_envs_without_host_hooks_go_through_the_public_protocol():
+    """``host:NAME`` (a jittable game behind the host interface) has no ``step_host``."""
+    env = envs.make("host:grid-crossing")
+    par = to_pettingzoo(env, seed=0)
+    parallel_api_test(par, num_cycles=4)
+    parallel_seed_test(lambda: to_pettingzoo(envs.make("host:grid-crossing")), num_cycles=3)
+    obs, _ = par.reset(seed=2)
+    jit_obs, _ = to_pettingzoo(envs.make("grid-crossing")).reset(seed=2)
+    np.testing.assert_array_equal(obs["agent_0"], jit_obs["agent_0"])  # same reset key
+
+
 def test_observations_inside_their_spaces():
     env = envs.make("grid-crossing")
     par = to_pettingzoo(env, seed=1)
