@@ -56,7 +56,7 @@ def test_unstackable_scenarios_and_bad_arguments_are_clear():
 
 # -- the same transitions as JaxMARL ------------------------------------------------------------
 def _stack(env, obs_dict):
-    return np.asarray(env.batchify_obs(obs_dict))
+    return jax.vmap(env.batchify_obs)(obs_dict)
 
 
 def test_overcooked_matches_jaxmarl_step_including_autoreset():
@@ -68,30 +68,44 @@ def test_overcooked_matches_jaxmarl_step_including_autoreset():
     env = envs.make("overcooked", max_steps=10)
     jm = env.inner
     keys = jax.random.split(jax.random.key(0), 26)
-    actions = np.asarray(jax.random.randint(jax.random.key(1), (25, 2), 0, 6), np.int32)
-    obs, state = env.reset(keys[0])
-    jm_obs, jm_state = jm.reset(keys[0])
+    actions = jax.random.randint(jax.random.key(1), (25, 2), 0, 6, jnp.int32)
+
+    @jax.jit
+    def both():
+        obs, state = env.reset(keys[0])
+        jm_obs, jm_state = jm.reset(keys[0])
+
+        def body(carry, x):
+            state, jm_state = carry
+            key, action = x
+            out = env.step(key, state, action)
+            jm_out = jm.step(key, jm_state, env.unbatchify_actions(action))
+            return (out[1], jm_out[1]), (out, jm_out)
+
+        _, (out, jm_out) = jax.lax.scan(body, (state, jm_state), (keys[1:], actions))
+        return obs, jm_obs, out, jm_out
+
+    obs0, jm_obs0, out, jm_out = both()
+    obs, state, reward, terminated, truncated, info = out
+    jm_obs, jm_state, jm_rew, jm_dones, jm_info = jm_out
+    np.testing.assert_array_equal(obs0, env.batchify_obs(jm_obs0))
     np.testing.assert_array_equal(obs, _stack(env, jm_obs))
-    step = jax.jit(env.step)
-    jm_step = jax.jit(jm.step)
-    for t in range(25):
-        obs, state, reward, terminated, truncated, info = step(keys[t + 1], state, actions[t])
-        jm_obs, jm_state, jm_rew, jm_dones, jm_info = jm_step(
-            keys[t + 1], jm_state, env.unbatchify_actions(actions[t]))
-        np.testing.assert_array_equal(obs, _stack(env, jm_obs))
-        jax.tree.map(np.testing.assert_array_equal, state.inner, jm_state)
-        np.testing.assert_array_equal(reward, [jm_rew[a] for a in env.agents])
-        np.testing.assert_array_equal(info["shaped_reward"],
-                                      [jm_info["shaped_reward"][a] for a in env.agents])
-        assert not terminated
-        assert bool(truncated) == bool(jm_dones["__all__"]) == ((t + 1) % 10 == 0)
-        assert int(state.time) == int(jm_state.step) == (t + 1) % 10
+    jax.tree.map(np.testing.assert_array_equal, state.inner, jm_state)
+    np.testing.assert_array_equal(reward, np.stack([jm_rew[a] for a in env.agents], -1))
+    np.testing.assert_array_equal(
+        info["shaped_reward"], np.stack([jm_info["shaped_reward"][a] for a in env.agents], -1))
+    t = np.arange(1, 26)
+    assert not np.any(terminated)
+    np.testing.assert_array_equal(truncated, t % 10 == 0)
+    np.testing.assert_array_equal(jm_dones["__all__"], t % 10 == 0)
+    np.testing.assert_array_equal(state.time, t % 10)
+    np.testing.assert_array_equal(jm_state.step, t % 10)
 
 
 def test_overcooked_observation_layout():
     env = envs.make("overcooked-asymm_advantages")
-    obs, state = env.reset(jax.random.key(0))
-    jm_obs = env.inner.get_obs(state.inner)
+    obs, state = jax.jit(env.reset)(jax.random.key(0))
+    jm_obs = jax.jit(env.inner.get_obs)(state.inner)
     assert obs.shape == (2, 26, env.width, env.height) == (2, 26, 9, 5)
     # JaxMARL's (y, x, channel) -> (channel, x, y); channel 0 is the agent's own position.
     for i, a in enumerate(env.agents):
@@ -102,7 +116,7 @@ def test_overcooked_observation_layout():
 
 @pytest.mark.parametrize("name", ["jaxmarl-mpe-simple-spread", "jaxmarl-mpe-simple-tag"])
 def test_mpe_matches_jaxmarl_step_env(name):
-    """Against JaxMARL's raw ``step_env`` with a reset after 25 steps, as the wrapper does.
+    """Against JaxMARL's raw ``step_env``, reset after 25 steps with the second half of the key.
 
     JaxMARL's own ``done`` is still false after 25 steps (it compares the step
     count before incrementing it) and fires one step later.
@@ -110,51 +124,68 @@ def test_mpe_matches_jaxmarl_step_env(name):
     env = envs.make(name)
     jm = env.inner
     keys = jax.random.split(jax.random.key(2), 31)
-    actions = np.asarray(jax.random.randint(jax.random.key(3), (30, env.num_agents), 0, 5),
-                         np.int32)
-    obs, state = env.reset(keys[0])
-    jm_obs, jm_state = jm.reset(keys[0])
-    step = jax.jit(env.step)
-    jm_step_env, jm_reset = jax.jit(jm.step_env), jax.jit(jm.reset)
-    t_jm = 0
-    for t in range(30):
-        obs, state, reward, terminated, truncated, info = step(keys[t + 1], state, actions[t])
-        key_step, key_reset = jax.random.split(keys[t + 1])
-        jm_obs, jm_state, jm_rew, jm_dones, _ = jm_step_env(
-            key_step, jm_state, env.unbatchify_actions(actions[t]))
-        t_jm += 1
-        np.testing.assert_allclose(info["next_obs"], _stack(env, jm_obs), rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(reward, [jm_rew[a] for a in env.agents], rtol=1e-6, atol=1e-6)
-        assert not terminated and bool(truncated) == (t_jm == 25)
-        if t_jm == 25:
-            assert not jm_dones["__all__"]
-            assert jm_step_env(key_step, jm_state, env.unbatchify_actions(actions[t]))[3][
-                "__all__"]
-            jm_obs, jm_state = jm_reset(key_reset)
-            t_jm = 0
-        np.testing.assert_allclose(obs, _stack(env, jm_obs), rtol=1e-6, atol=1e-6)
-        assert int(state.time) == t_jm
+    actions = jax.random.randint(jax.random.key(3), (30, env.num_agents), 0, 5, jnp.int32)
+
+    @jax.jit
+    def both():
+        _, state = env.reset(keys[0])
+        _, jm_state = jm.reset(keys[0])
+
+        def body(carry, x):
+            state, jm_state = carry
+            key, action = x
+            out = env.step(key, state, action)
+            key_step, key_reset = jax.random.split(key)
+            jm_next, jm_st, jm_rew, jm_dones, _ = jm.step_env(
+                key_step, jm_state, env.unbatchify_actions(action))
+            late = jm.step_env(key_step, jm_st, env.unbatchify_actions(action))[3]["__all__"]
+            reset_obs, reset_st = jm.reset(key_reset)
+            end = jm_st.step == 25
+            jm_obs = jax.tree.map(lambda r, s: jnp.where(end, r, s), reset_obs, jm_next)
+            jm_st = jax.tree.map(lambda r, s: jnp.where(end, r, s), reset_st, jm_st)
+            ref = (jm_obs, jm_next, jm_rew, jm_dones["__all__"], late, end)
+            return (out[1], jm_st), (out, ref)
+
+        return jax.lax.scan(body, (state, jm_state), (keys[1:], actions))[1]
+
+    (obs, state, reward, terminated, truncated, info), ref = both()
+    jm_obs, jm_next, jm_rew, jm_done, jm_late_done, end = ref
+    tol = dict(rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(obs, _stack(env, jm_obs), **tol)
+    np.testing.assert_allclose(info["next_obs"], _stack(env, jm_next), **tol)
+    np.testing.assert_allclose(reward, np.stack([jm_rew[a] for a in env.agents], -1), **tol)
+    t = np.arange(1, 31)
+    assert not np.any(terminated)
+    np.testing.assert_array_equal(truncated, t == 25)
+    np.testing.assert_array_equal(end, t == 25)
+    np.testing.assert_array_equal(state.time, t % 25)
+    assert not np.any(jm_done) and bool(jm_late_done[24])  # JaxMARL: done after 26 steps
 
 
 def test_mpe_padding_keeps_true_sizes():
     env = envs.make("jaxmarl-mpe-simple-tag")
     assert env.agents == ("adversary_0", "adversary_1", "adversary_2", "agent_0")
     assert env.obs_sizes == (16, 16, 16, 14) and env.obs_shape == (16,)
-    obs, _ = env.reset(jax.random.key(0))
+    obs, _ = jax.jit(env.reset)(jax.random.key(0))
     assert np.all(np.asarray(obs)[3, 14:] == 0) and np.any(np.asarray(obs)[3, :14] != 0)
 
 
 def test_jit_vmap_agree_with_single_env_steps():
-    env = envs.make("overcooked")
+    env = envs.make("jaxmarl-mpe-simple-spread")
     n = 4
     keys = jax.random.split(jax.random.key(4), n)
-    obs, state = jax.jit(jax.vmap(env.reset))(keys)
-    actions = jax.random.randint(jax.random.key(5), (n, 2), 0, 6, jnp.int32)
-    out = jax.jit(jax.vmap(env.step))(keys, state, actions)
-    for i in range(n):
-        one = env.step(keys[i], jax.tree.map(lambda x, i=i: x[i], state), actions[i])
-        jax.tree.map(lambda a, b, i=i: np.testing.assert_array_equal(a[i], b),
-                     (out[0], out[2], out[3], out[4]), (one[0], one[2], one[3], one[4]))
+    actions = jax.random.randint(jax.random.key(5), (n, 3), 0, 5, jnp.int32)
+
+    @jax.jit
+    def run():
+        _, state = jax.vmap(env.reset)(keys)
+        batched = jax.vmap(env.step)(keys, state, actions)
+        single = jax.lax.map(lambda x: env.step(*x), (keys, state, actions))
+        return batched, single
+
+    batched, single = run()
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6),
+                 batched, single)
 
 
 # -- Overcooked rewards ----------------------------------------------------------------------------
@@ -169,11 +200,11 @@ _SOUP = _ONION * 3 + [3, 1, 1, 5] + [0, 2, 0] + [5] * 22 + [1, 2, 1, 5]
 def test_overcooked_scripted_soup_rewards():
     """One soup by cook 0: shaping 3 + 3 + 3 (onions), 3 (plate), 5 (soup), then 20 each."""
     coef = 0.5
-    sparse_env = envs.make("overcooked")
-    shaped_env = envs.make("overcooked", reward_mode="shaped", shaping_coef=coef)
+    env = envs.make("overcooked", reward_mode="shaped", shaping_coef=coef)
     actions = jnp.asarray([[a, 4] for a in _SOUP], jnp.int32)
 
-    def play(env):
+    @jax.jit
+    def play():
         _, state = env.reset(jax.random.key(0))
 
         def body(state, action):
@@ -182,15 +213,15 @@ def test_overcooked_scripted_soup_rewards():
 
         return jax.lax.scan(body, state, actions)[1]
 
-    reward, sparse, shaped, delivery = jax.jit(lambda: play(sparse_env))()
-    shaped_reward = jax.jit(lambda: play(shaped_env))()[0]
+    reward, sparse, shaped, delivery = play()
     nonzero = np.asarray(shaped[:, 0])[np.asarray(shaped[:, 0]) != 0]
     np.testing.assert_array_equal(nonzero, [3, 3, 3, 3, 5])
     assert np.all(np.asarray(shaped[:, 1]) == 0)
     assert int(delivery.sum()) == 1 and int(delivery[-1]) == 1
+    np.testing.assert_array_equal(sparse.sum(0), [20.0, 20.0])
     np.testing.assert_array_equal(sparse[-1], [20.0, 20.0])
-    np.testing.assert_array_equal(reward, sparse)
-    np.testing.assert_allclose(shaped_reward, sparse + coef * shaped)
+    np.testing.assert_allclose(reward, sparse + coef * shaped)
+    assert envs.make("overcooked").reward_mode == "sparse"
 
 
 # -- JaxMARL's MPE against mpe2's ----------------------------------------------------------------
@@ -199,7 +230,7 @@ def test_simple_spread_matches_mpe2_in_distribution():
 
     The per-agent return has the same mean in both implementations (within four
     standard errors of the difference) and the same spread (within 15%, over
-    four standard errors of a standard deviation from 400 episodes). Same rules
+    about four standard errors of a standard deviation from 300 episodes). Same rules
     in both: agents and landmarks uniform in [-1, 1]^2, reward
     ``0.5 * (-sum_landmarks min_agents distance) + 0.5 * (-1 per other agent in
     contact)``, contact at distance < 0.3, identical physics constants.
@@ -217,7 +248,7 @@ def test_simple_spread_matches_mpe2_in_distribution():
     assert pz.agents == env.agents and pz.obs_shape == env.obs_shape
     rng = np.random.default_rng(0)
     pz_returns = []
-    for episode in range(400):
+    for episode in range(300):
         pz.reset_host(seed=episode)
         total = np.zeros(3)
         for t in range(25):
