@@ -33,6 +33,12 @@ after ``max_steps = 25`` steps, the episode length of the PettingZoo MPE
 (``max_cycles=25``). JaxMARL's own ``step_env`` sets ``done`` from the step
 count *before* incrementing it, so its ``step`` would auto-reset one step later,
 after 26 steps; within an episode the two agree transition by transition.
+The rules are those of mpe2's NumPy MPE (same reset distribution, physics
+constants, action decoding and rewards; ``simple_spread`` returns of random
+agents agree in distribution, ``tests/envs/test_jaxmarl.py``). JaxMARL's
+``simple_crypto`` encodes goal and key as RGB colours (entries up to 255) and
+compares them with one-hot messages, so its observations and rewards (of order
+``1e4``) are on another scale than mpe2's; it is wrapped as JaxMARL ships it.
 
 **Overcooked** (``overcooked(layout)``, registered as ``overcooked`` and
 ``overcooked-<layout>`` for every layout JaxMARL ships): two cooks, six actions
