@@ -12,6 +12,7 @@ update. Many seeds at once::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -200,9 +201,11 @@ def train_host(
                                                                   with_init)))(key_init, key_sample)
 
     act = jax.jit(jax.vmap(algo.act))
-    store = jax.jit(jax.vmap(algo.store))
+    # the learner states hold the replay buffers: donated, so that a step writes
+    # them in place instead of copying every buffer per call
+    store = jax.jit(jax.vmap(algo.store), donate_argnums=0)
 
-    @jax.jit
+    @functools.partial(jax.jit, donate_argnums=0)
     def update(states, key_batch, key_update):
         def one(state, key_batch, key_update):
             batch = sample_batch(key_batch, data, batch_size, with_init)
