@@ -1,0 +1,23 @@
+"""Suite-wide settings: which registered games get the full checks only under ``-m slow``."""
+
+import pytest
+
+import envs
+
+#: Games checked in the default suite stand for the others of their family, which
+#: share their code and differ in layout or scenario; compiling each JaxMARL game
+#: takes 5-15 s on two cores, so the others run with ``pytest -m slow``.
+REPRESENTATIVES = {"overcooked", "jaxmarl-mpe-simple-spread", "jaxmarl-mpe-simple-tag"}
+SLOW_ENVS = {
+    name for name in envs.registered() if envs.spec(name).family == "jaxmarl"
+} - REPRESENTATIVES
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None:
+            continue
+        if any(isinstance(v, str) and v in SLOW_ENVS for v in callspec.params.values()):
+            item.add_marker(pytest.mark.slow)
