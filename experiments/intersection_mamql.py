@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mairl.metrics.returns import mean_half_width
+
 ALGOS = ("mamql-offline", "iq-joint", "bc")
 
 
@@ -125,29 +127,19 @@ def _load_stacked(path: Path, like):
     return jax.tree.unflatten(jax.tree.structure(like), leaves)
 
 
-def _ci(x) -> tuple[float, float]:
-    """Mean and 95% Student-t half-width over the first axis."""
-    from mairl.metrics import student_t_quantile
-
-    x = np.asarray(x, np.float64)
-    if x.shape[0] < 2:
-        return float(x.mean()), float("nan")
-    return float(x.mean()), float(student_t_quantile(0.975, x.shape[0] - 1)
-                                  * x.std(ddof=1) / np.sqrt(x.shape[0]))
-
-
 def summarize(stats: list[dict]) -> dict:
     """Per-agent returns, collision and arrival rates, over seeds (or episodes if one)."""
     if len(stats) == 1:  # one policy: intervals over episodes
         s = stats[0]
-        per_agent = [_ci(s["returns"][:, i]) for i in range(s["returns"].shape[1])]
-        return {"return_per_agent": per_agent, "collision": _ci(s["crashed"]),
-                "arrival": _ci(s["arrived"].mean(1)), "over": f"{len(s['crashed'])} episodes"}
+        per_agent = [mean_half_width(r) for r in s["returns"].T]
+        return {"return_per_agent": per_agent, "collision": mean_half_width(s["crashed"]),
+                "arrival": mean_half_width(s["arrived"].mean(1)),
+                "over": f"{len(s['crashed'])} episodes"}
     returns = np.stack([s["returns"].mean(0) for s in stats])  # (seed, agent)
     return {
-        "return_per_agent": [_ci(returns[:, i]) for i in range(returns.shape[1])],
-        "collision": _ci([s["crashed"].mean() for s in stats]),
-        "arrival": _ci([s["arrived"].mean() for s in stats]),
+        "return_per_agent": [mean_half_width(returns[:, i]) for i in range(returns.shape[1])],
+        "collision": mean_half_width([s["crashed"].mean() for s in stats]),
+        "arrival": mean_half_width([s["arrived"].mean() for s in stats]),
         "over": f"{len(stats)} seeds x {len(stats[0]['crashed'])} episodes",
     }
 

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mairl.metrics.returns import mean_half_width
+
 ALGOS = ("mamql-offline", "iq-joint", "bc")
 GAMES = ("mpe2-simple-spread", "mpe2-simple-tag", "mpe2-simple-adversary", "mpe2-simple")
 
@@ -82,17 +84,6 @@ def one_random_agent(env, expert, episodes: int) -> np.ndarray:
     return np.stack(rows)
 
 
-def _ci(x) -> tuple[float, float]:
-    """Mean and 95% Student-t half-width over the first axis."""
-    from mairl.metrics import student_t_quantile
-
-    x = np.asarray(x, np.float64)
-    if x.shape[0] < 2:
-        return float(x.mean()), float("nan")
-    return float(x.mean()), float(student_t_quantile(0.975, x.shape[0] - 1)
-                                  * x.std(ddof=1) / np.sqrt(x.shape[0]))
-
-
 def print_table(game: str, rows: dict[str, dict], agents) -> None:
     head = f"{'':<15}" + "".join(f"{a:>17}" for a in agents) + "  over"
     print(f"\n{game}: per-agent return")
@@ -128,7 +119,7 @@ def run_game(game: str, args, out: Path) -> dict:
     for i, (name, policy) in enumerate([("expert", expert), ("random", uniform)]):
         returns = np.asarray(metrics.evaluate_returns(jax.random.key(10_000 + i), env, policy,
                                                       args.baseline_episodes))
-        rows[name] = {"return_per_agent": [_ci(returns[:, a]) for a in range(env.num_agents)],
+        rows[name] = {"return_per_agent": [mean_half_width(r) for r in returns.T],
                       "over": f"{args.baseline_episodes} episodes"}
     roles = one_random_agent(env, expert, args.role_episodes) if args.role_episodes else None
     if roles is not None:
@@ -163,7 +154,7 @@ def run_game(game: str, args, out: Path) -> dict:
         summary = run(cfg, out / game / algo, quiet=True)
         summaries[algo] = summary
         per_seed = np.asarray(summary["return_per_agent"]["per_seed"])  # (seed, agent)
-        rows[algo] = {"return_per_agent": [_ci(per_seed[:, a]) for a in range(env.num_agents)],
+        rows[algo] = {"return_per_agent": [mean_half_width(r) for r in per_seed.T],
                       "over": f"{args.seeds} seeds x {args.final_episodes} episodes"}
         acc = summary.get("action_accuracy", {}).get("mean")
         print(f"   wall {summary['wall_time_s']:.0f} s; held-out action accuracy per agent "

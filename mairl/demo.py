@@ -82,27 +82,19 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nruns, curves and plots in {args.out}/; total {time.perf_counter() - t_start:.0f} s")
 
 
-def _ci(x: np.ndarray) -> tuple[float, float]:
-    from mairl.metrics import student_t_quantile
-
-    x = np.asarray(x, np.float64)
-    if x.size < 2:
-        return float(x.mean()), float("nan")
-    return float(x.mean()), float(student_t_quantile(0.975, x.size - 1) * x.std(ddof=1)
-                                  / np.sqrt(x.size))
-
-
 def print_table(expert_returns: np.ndarray, rows: list[dict]) -> None:
+    from mairl.metrics import mean_half_width
+
     head = (f"{'':<15}{'return agent_0':>18}{'return agent_1':>18}{'shaping corr':>14}"
             f"{'pearson':>9}{'action acc':>12}{'wall s':>8}")
     print("\n" + head)
     print("-" * len(head))
-    e0, e1 = (_ci(expert_returns[:, i]) for i in range(2))
+    e0, e1 = (mean_half_width(expert_returns[:, i]) for i in range(2))
     print(f"{'expert':<15}{e0[0]:>10.2f} ± {e0[1]:<5.2f}{e1[0]:>10.2f} ± {e1[1]:<5.2f}"
           f"{'':>14}{'':>9}{'':>12}{'':>8}")
     for r in rows:
         per_seed = np.asarray(r["return_per_agent"]["per_seed"])  # (seed, agent)
-        a0, a1 = (_ci(per_seed[:, i]) for i in range(2))
+        a0, a1 = (mean_half_width(per_seed[:, i]) for i in range(2))
         corr = np.mean(r["reward_shaping_corr"]["mean"])
         pear = np.mean(r["reward_pearson"]["mean"])
         acc = np.mean(r["action_accuracy"]["mean"])

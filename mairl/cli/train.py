@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mairl.metrics.returns import mean_half_width
 from mairl.params import load_params, save_params
 
 AlgoName = Literal["mamql", "mamql-offline", "bc", "iq-joint"]
@@ -227,17 +228,6 @@ def final_evaluation(cfg: RunConfig, env, algo, params, eval_fn, held) -> dict:
     return final
 
 
-def _mean_ci(x: np.ndarray) -> tuple[float, float]:
-    """Mean and 95% Student-t half-width over the first axis."""
-    from mairl.metrics import student_t_quantile
-
-    x = np.asarray(x, np.float64)
-    if x.shape[0] < 2:
-        return float(x.mean()), float("nan")
-    t = float(student_t_quantile(0.975, x.shape[0] - 1))
-    return float(x.mean()), float(t * x.std(ddof=1) / np.sqrt(x.shape[0]))
-
-
 def summarize(cfg, final, curves, compile_s, run_s, train_demos, demos) -> dict:
     per_seed: dict[str, Any] = {}
     if "returns" in final:
@@ -268,9 +258,9 @@ def summarize(cfg, final, curves, compile_s, run_s, train_demos, demos) -> dict:
             "mean": value.mean(axis=0).tolist() if value.ndim > 1 else float(value.mean()),
         }
     if "returns" in final:
-        mean, half = _mean_ci(final["returns"].mean(axis=1).mean(axis=1))
+        mean, half = mean_half_width(final["returns"].mean(axis=1).mean(axis=1))
         summary["return_mean"]["ci95_half_width_over_seeds"] = half
-        agent_ci = [_mean_ci(final["returns"].mean(axis=1)[:, i])[1]
+        agent_ci = [mean_half_width(final["returns"].mean(axis=1)[:, i])[1]
                     for i in range(final["returns"].shape[2])]
         summary["return_per_agent"]["ci95_half_width_over_seeds"] = agent_ci
         summary["return_per_agent"]["episodes_per_seed"] = int(final["returns"].shape[1])

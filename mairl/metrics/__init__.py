@@ -35,6 +35,7 @@ from mairl.metrics.returns import (
     imitation_mse,
     make_evaluate_returns,
     mean_confidence_interval,
+    mean_half_width,
     student_t_quantile,
 )
 from mairl.metrics.reward import (
@@ -59,6 +60,7 @@ __all__ = [
     "log_likelihood",
     "make_evaluate_returns",
     "mean_confidence_interval",
+    "mean_half_width",
     "pearson",
     "policy_kl",
     "shaping_aware_correlation",

@@ -24,6 +24,7 @@ __all__ = [
     "imitation_mse",
     "make_evaluate_returns",
     "mean_confidence_interval",
+    "mean_half_width",
     "student_t_quantile",
 ]
 
@@ -167,6 +168,23 @@ class ReturnSummary(NamedTuple):
     lower: jax.Array
     upper: jax.Array
     stderr: jax.Array
+
+
+def mean_half_width(x: Any, confidence: float = 0.95) -> tuple[float, float]:
+    """Mean of ``x`` and the half-width of its Student-t interval, over the first axis.
+
+    Plain floats for tables: the mean over all entries, and
+    ``t_{(1+c)/2, n-1} * std(x, ddof=1) / sqrt(n)`` with ``n = len(x)`` (other axes
+    averaged first); ``nan`` half-width for fewer than two samples.
+    """
+    import numpy as np
+
+    x = np.asarray(x, np.float64)
+    x = x.reshape(x.shape[0], -1).mean(axis=1) if x.ndim > 1 else x
+    if x.shape[0] < 2:
+        return float(x.mean()), float("nan")
+    t = float(student_t_quantile(0.5 + confidence / 2, x.shape[0] - 1))
+    return float(x.mean()), float(t * x.std(ddof=1) / np.sqrt(x.shape[0]))
 
 
 @jax.jit

@@ -572,3 +572,11 @@ def test_imitation_mse_known_answer():
     v_next = jnp.array([[2.0, 7.0], [0.0, 0.0]])
     term = jnp.array([False, True])
     np.testing.assert_allclose(metrics.imitation_mse(r, v, v_next, term, 0.5), [2.0, 1.0])
+
+
+def test_mean_half_width_known_answer():
+    mean, half = metrics.mean_half_width([1.0, 2.0, 3.0])
+    assert mean == pytest.approx(2.0)
+    assert half == pytest.approx(4.302653 / np.sqrt(3), rel=1e-5)  # t(0.975, 2) * 1 / sqrt(3)
+    mean, half = metrics.mean_half_width([5.0])
+    assert mean == 5.0 and np.isnan(half)
