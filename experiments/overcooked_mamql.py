@@ -17,7 +17,7 @@ with a 95% normal interval. Last, the env's throughput: environment steps per
 second of the wrapper, random actions, ``jax.vmap`` over 1 and 1024
 environments in a ``lax.scan`` of one episode, next to JaxMARL's own ``step``.
 
-    python experiments/overcooked_mamql.py                   # about 10 minutes on 2 CPU cores
+    python experiments/overcooked_mamql.py        # about 15 minutes on 2 shared CPU cores
     python experiments/overcooked_mamql.py --seeds 5 --updates 10000
 """
 

@@ -37,7 +37,7 @@ expert and of uniformly random cooks over ``--final-episodes`` episodes, and
 stores them in the file's metadata. A run is deterministic for a given seed on
 one machine.
 
-    python experiments/train_overcooked_expert.py     # about 10 minutes on 2 CPU cores
+    python experiments/train_overcooked_expert.py     # about 11 minutes on 2 shared CPU cores
 """
 
 from __future__ import annotations
