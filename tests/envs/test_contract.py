@@ -66,25 +66,30 @@ def test_vmap_no_retrace_and_autoreset(env):
 
     @jax.jit
     @chex.assert_max_traces(n=1)
-    def step_fn(key, state, actions):
-        return jax.vmap(env.step)(jax.random.split(key, num_envs), state, actions)
+    def run(key):
+        key_reset, key = jax.random.split(key)
+        _, state = jax.vmap(env.reset)(jax.random.split(key_reset, num_envs))
 
-    key = jax.random.key(3)
-    _, state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
-    time_prev = np.asarray(state.time)
+        def body(state, key):
+            key_act, key_step = jax.random.split(key)
+            actions = jax.vmap(env.sample_actions)(jax.random.split(key_act, num_envs))
+            _, state, _, terminated, truncated, _ = jax.vmap(env.step)(
+                jax.random.split(key_step, num_envs), state, actions
+            )
+            return state, (state.time, terminated, truncated)
+
+        return state.time, jax.lax.scan(body, state, jax.random.split(key, steps))[1]
+
+    time_prev, (times, terminated, truncated) = jax.device_get(run(jax.random.key(3)))
+    run(jax.random.key(4))  # same shapes: no second trace
     saw_done = np.zeros(num_envs, bool)
-    for _ in range(steps):
-        key, key_act, key_step = jax.random.split(key, 3)
-        actions = jax.vmap(env.sample_actions)(jax.random.split(key_act, num_envs))
-        _, state, _, terminated, truncated, _ = step_fn(key_step, state, actions)
-        terminated, truncated = np.asarray(terminated), np.asarray(truncated)
-        time_now = np.asarray(state.time)
-        done = terminated | truncated
-        assert not np.any(terminated & truncated), "terminated and truncated both set"
+    for time_now, term, trunc in zip(times, terminated, truncated, strict=True):
+        done = term | trunc
+        assert not np.any(term & trunc), "terminated and truncated both set"
         # After an episode ends the state is a fresh reset; otherwise time advanced.
         np.testing.assert_array_equal(time_now, np.where(done, 0, time_prev + 1))
         # Truncation happens exactly at the cap.
-        np.testing.assert_array_equal(truncated, (time_prev + 1 >= env.max_steps) & ~terminated)
+        np.testing.assert_array_equal(trunc, (time_prev + 1 >= env.max_steps) & ~term)
         saw_done |= done
         time_prev = time_now
     assert saw_done.all(), "every env must end an episode within max_steps"
