@@ -188,9 +188,9 @@ def main(argv: list[str] | None = None) -> None:
 
     import envs
     from mairl import data
-    from mairl.cli.benchmarks import machine
-    from mairl.cli.commands import episode_returns
     from mairl.cli.train import RunConfig, run
+    from mairl.data import episode_returns
+    from mairl.utils import machine
 
     t_start = time.perf_counter()
     print(f"machine: {machine()}")

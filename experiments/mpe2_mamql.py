@@ -99,8 +99,8 @@ def run_game(game: str, args, out: Path) -> dict:
 
     import envs
     from mairl import data, metrics
-    from mairl.cli.commands import episode_returns
     from mairl.cli.train import RunConfig, run
+    from mairl.data import episode_returns
 
     env = envs.make(game)
     print(f"\n=== {game}: {env.num_agents} agents {env.agents}, obs {env.obs_shape} "
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="algorithms to train (none: only the expert measurements)")
     args = parser.parse_args(argv)
 
-    from mairl.cli.benchmarks import machine
+    from mairl.utils import machine
 
     t_start = time.perf_counter()
     print(f"machine: {machine()}")

@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import envs
     from mairl import data
-    from mairl.cli.experts import make_expert
     from mairl.cli.train import RunConfig, run
+    from mairl.experts import make_expert
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from train_overcooked_expert import episode_stats

@@ -69,8 +69,8 @@ from mairl.algos.base import Algo, Batch
 from mairl.algos.common import chi2_phi, soft_value
 from mairl.algos.iq import joint_index
 from mairl.algos.mamql import MAMQLConfig, make_mamql
-from mairl.cli.experts import tabular_policy_fn
 from mairl.data import Transition, collect
+from mairl.experts import tabular_policy_fn
 from mairl.solvers import SoftVIResult, soft_value_iteration
 from mairl.train import TrainConfig, TrainResult, make_train, train_data
 

@@ -2,7 +2,7 @@
 
 Multi-agent soft Q-learning (``mairl.forward``) on Gems' true rewards, acting on
 the map observations through the exact features of
-``mairl.cli.experts.gems_features``, over a curriculum of grid sizes: first a
+``mairl.experts.gems_features``, over a curriculum of grid sizes: first a
 small grid, where both agents often stand on purple gems by chance and so learn
 to meet there for the +6 bonus, then the 15 x 15 game, starting from the
 critics of the previous stage (the features are offsets in cells, the same on
@@ -33,7 +33,7 @@ import numpy as np
 import tyro
 
 import envs
-from mairl.cli.experts import GEMS_SOFT_Q_PARAMS, SOFT_Q_FORMAT, gems_features
+from mairl.experts import GEMS_SOFT_Q_PARAMS, SOFT_Q_FORMAT, gems_features
 from mairl.forward import SoftQConfig, make_soft_q, make_train, save_params
 from mairl.metrics.returns import evaluate_returns, mean_confidence_interval
 

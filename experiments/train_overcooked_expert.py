@@ -54,7 +54,7 @@ import optax
 import tyro
 
 import envs
-from mairl.cli.experts import SOFT_Q_FORMAT
+from mairl.experts import SOFT_Q_FORMAT
 from mairl.forward import save_params
 from mairl.networks import MLPCritic
 

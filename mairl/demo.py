@@ -39,10 +39,11 @@ def main(argv: list[str] | None = None) -> None:
 
     import envs
     from mairl import data
-    from mairl.cli.benchmarks import machine
-    from mairl.cli.commands import episode_returns, progress_bar
-    from mairl.cli.experts import make_expert
+    from mairl.cli.commands import progress_bar
     from mairl.cli.train import RunConfig, run
+    from mairl.data import episode_returns
+    from mairl.experts import make_expert
+    from mairl.utils import machine
 
     t_start = time.perf_counter()
     print(f"machine: {machine()}")

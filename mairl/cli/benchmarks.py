@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from collections.abc import Callable
 
@@ -11,13 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-def machine() -> str:
-    dev = jax.devices()[0]
-    return (
-        f"{platform.machine()} {os.cpu_count()} cores, jax {jax.__version__} on "
-        f"{dev.platform} ({dev.device_kind})"
-    )
+from mairl.utils import machine
 
 
 def make_rollout(env, num_envs: int, num_steps: int):

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 from tyro.conf import Positional
 
 Expert = Literal["soft-vi", "soft-q", "random", "scripted"]
@@ -66,8 +65,8 @@ def demos(
     """
     import jax
 
-    from mairl.cli.experts import make_expert
-    from mairl.data import collect
+    from mairl.data import collect, episode_returns
+    from mairl.experts import make_expert
 
     if episodes < 1:
         raise SystemExit(f"error: --episodes must be >= 1, got {episodes}")
@@ -78,9 +77,12 @@ def demos(
     if expert_params is not None and expert != "soft-q":
         raise SystemExit(f"error: --expert-params needs --expert soft-q, got --expert {expert}")
     game = _make_env(env)
-    policy_fn = make_expert(
-        game, expert, alpha=alpha, gamma=gamma, params_path=expert_params
-    )
+    try:
+        policy_fn = make_expert(
+            game, expert, alpha=alpha, gamma=gamma, params_path=expert_params
+        )
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: --expert {expert}: {err}") from None
     key = jax.random.key(seed)
     t0 = time.perf_counter()
     with progress_bar(episodes, "episodes") as update:
@@ -111,18 +113,6 @@ def progress_bar(total: int, unit: str):
             bar.update(int(done) - bar.n)
 
         yield update
-
-
-def episode_returns(data) -> np.ndarray:
-    """Undiscounted per-agent return of every episode: ``(episode, agent)``."""
-    if data.rewards is None:
-        raise ValueError("demonstrations carry no true rewards")
-    ids = np.asarray(data.episode_id)
-    rewards = np.asarray(data.rewards)
-    _, inverse = np.unique(ids, return_inverse=True)
-    totals = np.zeros((inverse.max() + 1, rewards.shape[1]))
-    np.add.at(totals, inverse, rewards)
-    return totals
 
 
 def bench(what: Positional[Literal["envs", "mamql"]] = "envs", quick: bool = False) -> None:

@@ -6,6 +6,7 @@
   :class:`Transition` batches ``(N, batch, ...)`` for the algorithms;
   :func:`split_by_episode` for held-out episodes.
 - :func:`collect`: record any policy on vmapped jitted envs (or host envs).
+- :func:`episode_returns`: per-agent true return of every episode.
 - :func:`from_mamql_gems`: the MAMQL authors' Gems file, read safely.
 
 True rewards ride along for evaluation only; no IRL algorithm may learn from them.
@@ -26,6 +27,7 @@ from mairl.data.sampling import (
     split_by_episode,
     to_agent_major,
 )
+from mairl.data.stats import episode_returns
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -35,6 +37,7 @@ __all__ = [
     "UnsafePickleError",
     "collect",
     "concatenate",
+    "episode_returns",
     "from_mamql_gems",
     "gather_transitions",
     "load",

@@ -269,7 +269,7 @@ def test_simple_spread_matches_mpe2_in_distribution():
 def test_shipped_overcooked_expert_loads_as_soft_q_and_delivers():
     from pathlib import Path
 
-    from mairl.cli.experts import make_expert
+    from mairl.experts import make_expert
 
     path = Path(__file__).resolve().parents[2] / "mairl" / "assets" / "overcooked_cramped_room.npz"
     assert path.stat().st_size < 1_000_000

@@ -10,7 +10,7 @@ import pytest
 import envs
 from envs.gems import state_from_cells
 from envs.tabular import TabularGame
-from mairl.cli.experts import (
+from mairl.experts import (
     GEMS_NUM_FEATURES,
     GEMS_SOFT_Q_PARAMS,
     gems_features,
@@ -210,7 +210,7 @@ def test_soft_q_expert_rejects_other_games_and_files(tmp_path):
     with pytest.raises(ValueError, match="features 'gems' do not fit"):
         load_soft_q_expert(GEMS_SOFT_Q_PARAMS, envs.make("gems-compact"))
     path = save_params(tmp_path / "plain.npz", {"w": np.zeros(3)}, {"alpha": 1.0})
-    with pytest.raises(SystemExit, match="not a soft-Q expert file"):
+    with pytest.raises(ValueError, match="expert 'soft-q': .*not a soft-Q expert file"):
         make_expert(envs.make("gems"), "soft-q", params_path=path)
 
 

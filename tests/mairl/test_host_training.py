@@ -11,7 +11,7 @@ import envs
 from mairl import data, metrics
 from mairl.algos import MAMQLConfig, make_mamql
 from mairl.cli import main
-from mairl.cli.experts import tabular_policy_fn
+from mairl.experts import tabular_policy_fn
 from mairl.solvers import soft_value_iteration
 from mairl.train import TrainConfig, make_train, train_data, train_host
 

@@ -12,6 +12,10 @@ Kinds (``make_expert``):
 - ``scripted``: the game's own hand-written expert, where it has one
   (``env.scripted_policy()``, e.g. the mpe2 particle games and the intersection).
 - ``random``: uniform actions.
+
+Library code: errors are ``ValueError`` / ``FileNotFoundError`` naming the
+expert and the problem; the ``mairl demos`` command turns them into one-line
+``error:`` exits.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import jax.numpy as jnp
 PolicyFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 #: The shipped Gems soft-Q expert (written by ``experiments/train_gems_expert.py``).
-GEMS_SOFT_Q_PARAMS = Path(__file__).resolve().parent.parent / "assets" / "gems_soft_q.npz"
+GEMS_SOFT_Q_PARAMS = Path(__file__).resolve().parent / "assets" / "gems_soft_q.npz"
 #: ``format`` metadata entry of a soft-Q expert file.
 SOFT_Q_FORMAT = "mairl-soft-q-expert"
 
@@ -37,6 +41,10 @@ GEMS_SLOTS = 3
 GEMS_REACH = 14.0
 #: Length of one agent's feature vector (see :func:`gems_features`).
 GEMS_NUM_FEATURES = 2 + 7 * GEMS_SLOTS + 4 * GEMS_SLOTS
+
+
+#: Expert kinds :func:`make_expert` builds.
+EXPERT_KINDS = ("soft-vi", "soft-q", "scripted", "random")
 
 
 def make_expert(
@@ -54,19 +62,25 @@ def make_expert(
     discount ``gamma``. ``soft-q``: the soft-Q critics of ``params_path`` (default
     :data:`GEMS_SOFT_Q_PARAMS`), each agent sampling ``pi_i ∝ exp(Q_i / alpha)``
     at ``alpha`` (default: the temperature the file was trained at).
+    ``scripted``: the game's hand-written expert (:func:`scripted_policy_fn`).
     ``random``: uniform actions.
+
+    Raises:
+        ValueError: naming the expert kind: an unknown ``kind``, a game the
+            expert cannot play (``scripted`` without a scripted expert,
+            ``soft-vi`` on a non-tabular game), or a ``soft-q`` parameter file
+            of another kind, game or shape.
+        FileNotFoundError: ``soft-q`` with no file at ``params_path``.
     """
     if kind == "random":
         return lambda key, obs: env.sample_actions(key)
     if kind == "scripted":
-        if not hasattr(env, "scripted_policy"):
-            raise SystemExit(f"error: --expert scripted: {env.name} has no scripted expert")
-        return env.scripted_policy()
+        return scripted_policy_fn(env)
     if kind == "soft-vi":
         if not hasattr(env, "transitions"):
-            raise SystemExit(
-                f"error: --expert soft-vi needs a tabular game; {env.name} is not one "
-                "(use a tabular env, tabular:PATH.npz, or --expert random)"
+            raise ValueError(
+                f"expert 'soft-vi': needs a tabular game; {env.name} is not one "
+                "(use a tabular env, tabular:PATH.npz, or the 'random' expert)"
             )
         from mairl.solvers import soft_value_iteration
 
@@ -76,9 +90,22 @@ def make_expert(
         path = GEMS_SOFT_Q_PARAMS if params_path is None else Path(params_path)
         try:
             return load_soft_q_expert(path, env, alpha=alpha)
-        except (FileNotFoundError, ValueError) as err:
-            raise SystemExit(f"error: --expert soft-q: {err}") from None
-    raise SystemExit(f"error: unknown --expert {kind!r}")
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"expert 'soft-q': params_path {err}") from None
+        except ValueError as err:
+            raise ValueError(f"expert 'soft-q': {err}") from None
+    raise ValueError(f"expert {kind!r}: unknown kind; expected one of {list(EXPERT_KINDS)}")
+
+
+def scripted_policy_fn(env) -> PolicyFn:
+    """The game's own hand-written expert, ``env.scripted_policy()``.
+
+    Raises:
+        ValueError: ``env`` has no scripted expert.
+    """
+    if not hasattr(env, "scripted_policy"):
+        raise ValueError(f"expert 'scripted': {env.name} has no scripted expert")
+    return env.scripted_policy()
 
 
 def tabular_policy_fn(env, policy: jax.Array) -> PolicyFn:
