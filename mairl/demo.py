@@ -11,39 +11,66 @@ to the expert's row. Run directories with metrics, curves and plots go under
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-ALGOS = ("mamql-offline", "iq-joint", "bc")
+AlgoName = Literal["mamql-offline", "iq-joint", "bc"]
+
+
+@dataclass(frozen=True)
+class DemoArgs:
+    """The Gems reproduction of the MAMQL paper, on the CPU, in minutes.
+
+    Attributes:
+        demos: demonstrations: the MAMQL authors' Gems file or a mairl ``.npz``
+            (default: recorded from the shipped expert).
+        out: directory of the runs, curves and plots.
+        seeds: seeds per algorithm, trained side by side.
+        updates: gradient updates per seed.
+        episodes: expert episodes to record when ``demos`` is not given.
+        algos: algorithms to train.
+    """
+
+    demos: Path | None = None
+    out: Path = Path("runs/demo")
+    seeds: int = 3
+    updates: int = 2000
+    episodes: int = 1000
+    algos: tuple[AlgoName, ...] = ("mamql-offline", "iq-joint", "bc")
+
+
+def run_config(algo: str, demos: Path, args: DemoArgs):
+    """The run of one algorithm in the demo: the MLP critic on the egocentric view."""
+    from mairl import runs
+    from mairl.algos import ALGOS
+
+    return runs.RunConfig(
+        algo=ALGOS[algo].config(learning_rate=5e-4, hidden=(128, 128)),
+        env=runs.EnvConfig("gems"),
+        data=runs.DataConfig(demos=str(demos)),
+        schedule=runs.ScheduleConfig(seeds=args.seeds, updates=args.updates,
+                                     eval_every=max(args.updates // 4, 1)),
+        eval=runs.EvalConfig(eval_episodes=32, final_episodes=300),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mairl.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--demos", type=Path, default=None,
-                        help="demonstrations: the MAMQL authors' Gems file or a mairl .npz "
-                             "(default: recorded from the shipped expert)")
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"))
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--updates", type=int, default=2000)
-    parser.add_argument("--episodes", type=int, default=1000,
-                        help="expert episodes to record when --demos is not given")
-    parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
-    args = parser.parse_args(argv)
+    import tyro
+
+    args = tyro.cli(DemoArgs, args=argv, prog="python -m mairl.demo")
 
     import jax
 
     import envs
-    from mairl import data
-    from mairl.cli.commands import progress_bar
-    from mairl.cli.train import RunConfig, run
+    from mairl import data, runs
     from mairl.data import episode_returns
     from mairl.experts import make_expert
-    from mairl.utils import machine
+    from mairl.utils import machine, progress_bar
 
     t_start = time.perf_counter()
     print(f"machine: {machine()}")
@@ -58,10 +85,8 @@ def main(argv: list[str] | None = None) -> None:
         demos.save(demos_path)
         source = f"shipped soft-Q expert, {args.episodes} episodes -> {demos_path}"
     else:
-        from mairl.cli.train import load_demos
-
         demos_path = args.demos
-        demos = load_demos(demos_path, env)
+        demos = runs.load_demos(demos_path, env)
         source = f"{demos_path}"
     expert_returns = episode_returns(demos)  # (episode, agent)
     print(f"demonstrations: {source}: {demos.num_transitions} transitions, "
@@ -69,13 +94,12 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     for algo in args.algos:
-        cfg = RunConfig(algo=algo, env="gems", demos=str(demos_path), seeds=args.seeds,
-                        updates=args.updates, eval_every=max(args.updates // 4, 1),
-                        learning_rate=5e-4, hidden=(128, 128), eval_episodes=32,
-                        final_episodes=300)
         print(f"\n== {algo}: {args.seeds} seeds x {args.updates} updates")
-        summary = run(cfg, args.out / algo)
-        rows.append(summary)
+        config = run_config(algo, demos_path, args)
+        with progress_bar(config.schedule.updates // config.schedule.eval_every,
+                          "chunks") as update:
+            rows.append(runs.run(config, args.out / algo, progress=update,
+                                 overwrite=True).metrics)
 
     print_table(expert_returns, rows)
     (args.out / "summary.json").write_text(json.dumps(

@@ -1,6 +1,6 @@
 """Evaluation of a learner inside the jitted run: returns, behaviour, reward recovery.
 
-``make_eval_fn(algo, env, oracle=...)`` returns ``eval_fn(state, key, held) -> dict``
+``make_eval_fn(algo, env, oracle=...)`` returns ``eval_fn(params, key, held) -> dict``
 of per-agent arrays ``(agent,)``, traced into the training program (``held`` =
 ``heldout_batch(heldout_demos)``):
 
@@ -79,7 +79,7 @@ def make_eval_fn(
     oracle: Any = None,
     episodes: int = 64,
 ):
-    """``eval_fn(state, key, held)`` (see the module docstring); ``held`` is
+    """``eval_fn(params, key, held)`` (see the module docstring); ``held`` is
     ``heldout_batch(...)`` or ``None``. ``oracle`` must hold float32-convertible
     arrays."""
     orc = None
@@ -88,8 +88,7 @@ def make_eval_fn(
     jittable = getattr(env, "jittable", True) if env is not None else False
     num_agents = env.num_agents if env is not None else None
 
-    def eval_fn(state, key, held=None) -> dict:
-        params = state.params
+    def eval_fn(params, key, held=None) -> dict:
         out = {}
         if jittable:
             returns = metrics.evaluate_returns(key, env, policy_fn_of(algo, params), episodes)

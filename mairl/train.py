@@ -1,6 +1,6 @@
 """The training loop: one jitted function per configuration, vmapped over seeds.
 
-``make_train(algo, config, eval_fn)`` returns ``train(key, demos)``; it runs
+``make_train(algo, config, eval_fn)`` returns ``train(key, data)``; it runs
 ``num_updates`` updates as a ``lax.scan`` over chunks of ``eval_every`` updates,
 evaluating after every chunk inside the same compiled program. Progress leaves
 through ``jax.debug.callback`` at chunk boundaries, never by syncing inside an
@@ -8,6 +8,15 @@ update. Many seeds at once::
 
     train = make_train(algo, TrainConfig(num_updates=5000), eval_fn)
     results = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, train_data(demos))
+
+What varies between learners is the batch source, ``source(key, data) ->
+Batch``: uniform demonstrated transitions (:func:`demo_batches`, the default,
+sized by ``algo.needs``), i.i.d. draws from a tabular expert's exact occupancy
+(:func:`occupancy_batches`), or nothing for forward learners that need no
+demonstrations. ``train`` is also available in two pieces, ``train.init(key,
+data) -> (state, chunk_keys)`` and ``train.chunks(state, chunk_keys, first,
+data) -> (state, curves)``, so that a run can stop between chunks to write a
+checkpoint (``mairl.runs``) and go on with exactly the same numbers.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mairl.algos.base import Algo, Batch
+from mairl.algos.base import Algo, Batch, Needs
 from mairl.data import Demonstrations, Transition, sample_transitions
 
 
@@ -53,17 +62,23 @@ class TrainData(NamedTuple):
     """What a run reads: the demonstrations without their true rewards, the first
     observation of every episode ``init_obs (episode, agent, *obs_shape)``, and
     optionally held-out transitions for evaluation only (``eval_fn``'s third
-    argument)."""
+    argument). Forward learners take ``TrainData(None, None)``."""
 
-    demos: Demonstrations
-    init_obs: jax.Array
+    demos: Demonstrations | None
+    init_obs: jax.Array | None
     heldout: Any = None
 
 
-def train_data(demos: Demonstrations, heldout: Any = None) -> TrainData:
+def train_data(demos: Demonstrations | None, heldout: Any = None) -> TrainData:
     """Strip the true rewards (no IRL algorithm may learn from them); ``heldout``
     (e.g. ``mairl.evaluation.heldout_batch``) reaches only the evaluation."""
+    if demos is None:
+        return TrainData(None, None, heldout)
     return TrainData(demos.replace(rewards=None), demos.initial_obs(), heldout)
+
+
+# -- batch sources --------------------------------------------------------------------------------
+BatchSource = Callable[[jax.Array, Any], Batch]
 
 
 def sample_batch(key: jax.Array, data: TrainData, batch_size: int, with_init: bool) -> Batch:
@@ -77,6 +92,71 @@ def sample_batch(key: jax.Array, data: TrainData, batch_size: int, with_init: bo
     return Batch(expert, init_obs)
 
 
+def demo_batches(needs: Needs) -> BatchSource:
+    """The default source: what ``needs`` asks of :class:`TrainData`'s demonstrations,
+    or ``Batch(None)`` for learners that need none."""
+
+    def source(key: jax.Array, data: TrainData) -> Batch:
+        if needs.expert_batch == 0:
+            return Batch(None)
+        if data.demos is None:
+            raise ValueError("make_train: this algorithm needs demonstrations; got none")
+        return sample_batch(key, data, needs.expert_batch, needs.init_obs)
+
+    return source
+
+
+class ExpertOccupancy(NamedTuple):
+    """A tabular expert's discounted occupancy and the true dynamics, as cumulative
+    tables (:func:`expert_occupancy`); the ``data`` of :func:`occupancy_batches`."""
+
+    state_cdf: jax.Array  # (S,) of d_E(s)
+    policy_cdf: jax.Array  # (N, S, A) of pi_E,i(a|s)
+    transition_cdf: jax.Array  # (S, A**N, S') of P(s'|s, a), joint actions flattened
+
+
+def expert_occupancy(game: Any, solution: Any) -> ExpertOccupancy:
+    """The sampling tables of the expert ``solution`` (``mairl.solvers``) of a tabular
+    ``game`` (anything with ``joint_transitions (S, A**N, S')``)."""
+    cdf = lambda p: jnp.asarray(np.cumsum(np.asarray(p), axis=-1), jnp.float32)
+    return ExpertOccupancy(
+        state_cdf=cdf(solution.state_occupancy),
+        policy_cdf=cdf(solution.policy),
+        transition_cdf=cdf(game.joint_transitions),
+    )
+
+
+def _sample_cdf(key: jax.Array, cdf: jax.Array) -> jax.Array:
+    """One index per row of ``cdf (..., K)`` by inverse transform: ``(...)`` int32."""
+    u = jax.random.uniform(key, cdf.shape[:-1]) * cdf[..., -1]
+    return jnp.minimum(jnp.sum(cdf < u[..., None], axis=-1), cdf.shape[-1] - 1)
+
+
+def occupancy_batches(batch_size: int) -> BatchSource:
+    """``batch_size`` i.i.d. ``(s, a, s')`` from ``d_E(s) prod_i pi_i(a_i|s) P(s'|s, a)``
+    per update, with one-hot observations: a tabular learner's loss in expectation
+    over the expert's exact occupancy, up to minibatch noise. ``data`` is an
+    :class:`ExpertOccupancy`; no state terminates."""
+    from mairl.algos.iq import joint_index
+
+    def source(key: jax.Array, expert: ExpertOccupancy) -> Batch:
+        num_agents, num_states, num_actions = expert.policy_cdf.shape
+        key_state, key_action, key_next = jax.random.split(key, 3)
+        state = _sample_cdf(key_state,
+                            jnp.broadcast_to(expert.state_cdf, (batch_size, num_states)))
+        actions = _sample_cdf(key_action, expert.policy_cdf[:, state])  # (N, B)
+        joint = joint_index(actions, num_actions)  # (B,)
+        next_state = _sample_cdf(key_next, expert.transition_cdf[state, joint])
+        eye = jnp.eye(num_states, dtype=jnp.float32)
+        obs = jnp.broadcast_to(eye[state], (num_agents, batch_size, num_states))
+        next_obs = jnp.broadcast_to(eye[next_state], (num_agents, batch_size, num_states))
+        done = jnp.zeros(batch_size, bool)
+        return Batch(Transition(obs, actions.astype(jnp.int32), next_obs, done, done))
+
+    return source
+
+
+# -- the loop -------------------------------------------------------------------------------------
 class TrainResult(NamedTuple):
     """``state``: final learner state; ``curves``: every metric, ``(chunk, ...)``;
     ``updates``: updates done at each evaluation ``(chunk,)``."""
@@ -86,7 +166,12 @@ class TrainResult(NamedTuple):
     updates: jax.Array
 
 
+#: ``eval_fn(params, key, heldout) -> dict`` of arrays, traced into the run.
 EvalFn = Callable[[Any, jax.Array, Any], dict]
+
+
+def _heldout(data: Any) -> Any:
+    return getattr(data, "heldout", None)
 
 
 def make_train(
@@ -94,43 +179,65 @@ def make_train(
     config: TrainConfig,
     eval_fn: EvalFn | None = None,
     progress: Callable[[int], None] | None = None,
-) -> Callable[[jax.Array, TrainData], TrainResult]:
+    batch_source: BatchSource | None = None,
+) -> Callable[[jax.Array, Any], TrainResult]:
     """``train(key, data) -> TrainResult``, pure and jittable.
 
-    ``eval_fn(state, key, data.heldout) -> dict`` of arrays is run after every chunk;
-    ``progress(chunks_done)`` is called on the host through ``jax.debug.callback``.
+    Key schedule: ``key_init, key_sample, key_run = split(key, 3)``; the state is
+    ``algo.init(key_init, source(key_sample, data))``; chunk ``c`` uses
+    ``split(key_run, num_chunks)[c]``, split into the updates' keys and the
+    evaluation key; update ``u`` of a chunk splits its key into the batch key
+    and the update key.
+
+    Args:
+        eval_fn: ``eval_fn(state.params, key, data.heldout) -> dict`` of arrays,
+            run after every chunk on the state the chunk ends with.
+        progress: ``progress(chunks_done)``, called on the host through
+            ``jax.debug.callback``.
+        batch_source: ``source(key, data) -> Batch``; default
+            ``demo_batches(algo.needs)`` (``data`` a :class:`TrainData`).
+
+    ``train.init`` and ``train.chunks`` (module docstring) are the same program
+    in two pieces.
     """
-    batch_size = algo.config.batch_size
-    with_init = getattr(algo.config, "mode", None) == "v0"
+    source = demo_batches(algo.needs) if batch_source is None else batch_source
 
-    def train(key: jax.Array, data: TrainData) -> TrainResult:
+    def one_update(data, state, key):
+        key_batch, key_update = jax.random.split(key)
+        return algo.update(state, source(key_batch, data), key_update)
+
+    def chunk(data, state, xs):
+        index, key = xs
+        key_updates, key_eval = jax.random.split(key)
+        state, metrics = jax.lax.scan(
+            functools.partial(one_update, data), state,
+            jax.random.split(key_updates, config.eval_every),
+        )
+        curves = {f"train/{k}": jnp.mean(v, axis=0) for k, v in metrics.items()}
+        if eval_fn is not None:
+            curves.update(eval_fn(state.params, key_eval, _heldout(data)))
+        if progress is not None:
+            jax.debug.callback(progress, index + 1)
+        return state, curves
+
+    def init(key: jax.Array, data: Any):
         key_init, key_sample, key_run = jax.random.split(key, 3)
-        state = algo.init(key_init, sample_batch(key_sample, data, batch_size, with_init))
+        state = algo.init(key_init, source(key_sample, data))
+        return state, jax.random.split(key_run, config.num_chunks)
 
-        def one_update(state, key):
-            key_batch, key_update = jax.random.split(key)
-            batch = sample_batch(key_batch, data, batch_size, with_init)
-            state, metrics = algo.update(state, batch, key_update)
-            return state, metrics
+    def chunks(state: Any, chunk_keys: jax.Array, first: jax.Array, data: Any):
+        """Chunks ``first, first + 1, ...``, one per key of ``chunk_keys``."""
+        index = first + jnp.arange(chunk_keys.shape[0])
+        return jax.lax.scan(functools.partial(chunk, data), state, (index, chunk_keys))
 
-        def chunk(state, xs):
-            index, key = xs
-            key_updates, key_eval = jax.random.split(key)
-            state, metrics = jax.lax.scan(
-                one_update, state, jax.random.split(key_updates, config.eval_every)
-            )
-            curves = {f"train/{k}": jnp.mean(v, axis=0) for k, v in metrics.items()}
-            if eval_fn is not None:
-                curves.update(eval_fn(state, key_eval, data.heldout))
-            if progress is not None:
-                jax.debug.callback(progress, index + 1)
-            return state, curves
-
-        keys = jax.random.split(key_run, config.num_chunks)
-        state, curves = jax.lax.scan(chunk, state, (jnp.arange(config.num_chunks), keys))
+    def train(key: jax.Array, data: Any) -> TrainResult:
+        state, keys = init(key, data)
+        state, curves = chunks(state, keys, jnp.int32(0), data)
         updates = (jnp.arange(config.num_chunks) + 1) * config.eval_every
         return TrainResult(state, curves, updates)
 
+    train.init = init
+    train.chunks = chunks
     return train
 
 
@@ -148,7 +255,7 @@ def train_host(
     The counterpart of ``jax.vmap(make_train(...))`` for learners whose rollouts
     cannot run under ``jit`` (PettingZoo, highway-env): ``algo`` must have
     ``act`` and ``store`` (``make_mamql`` in online mode with a host env). Every
-    update, each seed's ``algo.config.num_envs`` environments (built by
+    update, each seed's ``algo.needs.num_envs`` environments (built by
     ``make_env()``, one per seed and stream) take one step with the seed's
     current Boltzmann policy, the transitions go into the seed's replay buffer,
     and one jitted update runs for all seeds at once (``jax.vmap`` over seeds).
@@ -170,9 +277,8 @@ def train_host(
             f"train_host: {algo.name} has no host rollout (act/store); use an online learner "
             "built with a host-side env, or make_train for jittable envs"
         )
-    batch_size = algo.config.batch_size
-    with_init = getattr(algo.config, "mode", None) == "v0"
-    num_seeds, num_envs = keys.shape[0], algo.config.num_envs
+    source = demo_batches(algo.needs)
+    num_seeds, num_envs = keys.shape[0], algo.needs.num_envs
 
     def split_run(key):  # as in make_train
         key_init, key_sample, key_run = jax.random.split(key, 3)
@@ -197,8 +303,7 @@ def train_host(
 
     @jax.jit
     def init(key_init, key_sample):
-        return jax.vmap(lambda ki, ks: algo.init(ki, sample_batch(ks, data, batch_size,
-                                                                  with_init)))(key_init, key_sample)
+        return jax.vmap(lambda ki, ks: algo.init(ki, source(ks, data)))(key_init, key_sample)
 
     act = jax.jit(jax.vmap(algo.act))
     # the learner states hold the replay buffers: donated, so that a step writes
@@ -208,14 +313,14 @@ def train_host(
     @functools.partial(jax.jit, donate_argnums=0)
     def update(states, key_batch, key_update):
         def one(state, key_batch, key_update):
-            batch = sample_batch(key_batch, data, batch_size, with_init)
-            return algo.update(state, batch, key_update)
+            return algo.update(state, source(key_batch, data), key_update)
 
         return jax.vmap(one)(states, key_batch, key_update)
 
     evaluate = None
     if eval_fn is not None:
-        evaluate = jax.jit(jax.vmap(eval_fn, in_axes=(0, 0, None)))
+        evaluate = jax.jit(jax.vmap(lambda state, key, held: eval_fn(state.params, key, held),
+                                    in_axes=(0, 0, None)))
 
     states = init(key_init, key_sample)
     games = [[make_env() for _ in range(num_envs)] for _ in range(num_seeds)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 
@@ -15,3 +16,16 @@ def machine() -> str:
         f"{platform.machine()} {os.cpu_count()} cores, jax {jax.__version__} on "
         f"{dev.platform} ({dev.device_kind})"
     )
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, unit: str):
+    """A tqdm bar on stderr; yields ``update(done, total=None)`` that sets its position."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit=f" {unit}", dynamic_ncols=True, leave=False) as bar:
+
+        def update(done: int, total: int | None = None) -> None:
+            bar.update(int(done) - bar.n)
+
+        yield update

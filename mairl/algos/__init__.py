@@ -1,22 +1,66 @@
-"""Multi-agent IRL algorithms: ``init`` / ``update`` pure functions plus read-outs.
+"""Every learner, inverse and forward alike: ``init`` / ``update`` pure functions
+plus read-outs (:class:`Algo`), one frozen config class per algorithm.
 
-- ``mamql``: marginal soft-Q critics (online, or offline ``value_expert`` / ``v0``);
-- ``iq_joint``: IQ-Learn with a joint-action critic per agent;
+- ``mamql``: marginal soft-Q critics, online (``mamql``) or from demonstrations
+  alone (``mamql-offline``: ``value_expert`` / ``v0``);
+- ``iq-joint``: IQ-Learn with a joint-action critic per agent;
 - ``bc``: behaviour cloning.
+
+:data:`ALGOS` maps each name to its config class and factory; :func:`make_algo`
+builds an algorithm from its config alone.
 """
 
-from mairl.algos.base import Algo, Batch, Transition
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from mairl.algos.base import Algo, Batch, Needs, Transition
 from mairl.algos.bc import BCConfig, make_bc
 from mairl.algos.iq import IQConfig, IQState
-from mairl.algos.iq_joint import make_iq_joint
-from mairl.algos.mamql import MAMQLConfig, make_mamql
+from mairl.algos.iq_joint import IQJointConfig, make_iq_joint
+from mairl.algos.mamql import MAMQLConfig, MAMQLOfflineConfig, make_mamql
 
-ALGOS = {
-    "mamql": make_mamql,
-    "mamql-offline": make_mamql,
-    "iq-joint": make_iq_joint,
-    "bc": make_bc,
+
+class AlgoSpec(NamedTuple):
+    """A registered algorithm: its config class, factory and a one-line summary."""
+
+    config: type
+    make: Callable[..., Algo]
+    summary: str
+
+
+ALGOS: dict[str, AlgoSpec] = {
+    "mamql": AlgoSpec(MAMQLConfig, make_mamql,
+                      "MAMQL, online: marginal soft-Q critics, value term on own rollouts"),
+    "mamql-offline": AlgoSpec(MAMQLOfflineConfig, make_mamql,
+                              "MAMQL from demonstrations alone (value_expert or v0)"),
+    "iq-joint": AlgoSpec(IQJointConfig, make_iq_joint,
+                         "IQ-Learn with joint-action critics (the paper's IQL MA)"),
+    "bc": AlgoSpec(BCConfig, make_bc, "behaviour cloning"),
 }
 
-__all__ = ["ALGOS", "Algo", "BCConfig", "Batch", "IQConfig", "IQState", "MAMQLConfig",
-           "Transition", "make_bc", "make_iq_joint", "make_mamql"]
+#: Any registered algorithm's config.
+AlgoConfig = MAMQLConfig | MAMQLOfflineConfig | IQJointConfig | BCConfig
+
+
+def algo_name(config: Any) -> str:
+    """The registry name of ``config``'s algorithm."""
+    for name, spec in ALGOS.items():
+        if type(config) is spec.config:
+            return name
+    raise ValueError(f"algo config: {type(config).__name__} is not a registered algorithm's "
+                     f"config; expected one of {[s.config.__name__ for s in ALGOS.values()]}")
+
+
+def make_algo(config: Any, *, num_agents: int, obs_shape: tuple[int, ...], num_actions: int,
+              env: Any = None, obs_transform: Any = None) -> Algo:
+    """The algorithm that ``config`` configures (``env`` where it steps one)."""
+    spec = ALGOS[algo_name(config)]
+    return spec.make(config, num_agents=num_agents, obs_shape=tuple(obs_shape),
+                     num_actions=num_actions, env=env, obs_transform=obs_transform)
+
+
+__all__ = ["ALGOS", "Algo", "AlgoConfig", "AlgoSpec", "BCConfig", "Batch", "IQConfig",
+           "IQJointConfig", "IQState", "MAMQLConfig", "MAMQLOfflineConfig", "Needs",
+           "Transition", "algo_name", "make_algo", "make_bc", "make_iq_joint", "make_mamql"]

@@ -7,9 +7,13 @@ An algorithm is a pair of pure functions plus read-outs of what it learned::
     q = algo.q_values(state.params, obs)                # (agent, ..., action)
 
 ``q_values`` returns each agent's marginal soft-Q ``Q_i(s, a_i)`` (for behaviour
-cloning: its logits times ``alpha``), so that every algorithm has the same
-Boltzmann policy ``pi_i(a_i|s) ∝ exp(Q_i(s, a_i) / alpha)`` and the same
+cloning and PPO: its logits times ``alpha``), so that every algorithm has the
+same Boltzmann policy ``pi_i(a_i|s) ∝ exp(Q_i(s, a_i) / alpha)`` and the same
 recovered reward ``r_i(s, a_i) = Q_i(s, a_i) - gamma * E[V_i(s')]``.
+
+Every learner state has a ``params`` field (the parameters ``q_values`` reads).
+``algo.needs`` says what the learner consumes, so that callers never read its
+config to find out.
 """
 
 from __future__ import annotations
@@ -24,17 +28,53 @@ from mairl.data import Transition
 
 class Batch(NamedTuple):
     """What one update consumes: expert transitions (``mairl.data.Transition``, agent
-    axis first, true rewards left out) and, for ``v0``, initial observations.
+    axis first, true rewards left out) and, where ``needs.init_obs``, initial
+    observations ``init_obs (agent, batch, *obs_shape)`` of demonstrated episodes.
 
-    ``init_obs (agent, batch, *obs_shape)`` are first observations of
-    demonstrated episodes (``None`` where unused).
+    Forward learners, which need no demonstrations, get ``Batch(None)``.
     """
 
-    expert: Transition
+    expert: Transition | None
     init_obs: jax.Array | None = None
 
 
+class Needs(NamedTuple):
+    """What an algorithm consumes.
+
+    Attributes:
+        expert_batch: expert transitions per update (0: learns without
+            demonstrations, e.g. a forward learner on the true rewards).
+        init_obs: also first observations of demonstrated episodes (``v0``).
+        num_envs: environments it steps once per update (online learners; they
+            come from the ``env=`` argument of its ``make_*``); 0 for none.
+        rewards: learns from the environment's true rewards (forward learners):
+            never an inverse-RL algorithm.
+    """
+
+    expert_batch: int = 0
+    init_obs: bool = False
+    num_envs: int = 0
+    rewards: bool = False
+
+
 class Algo(NamedTuple):
+    """An algorithm: pure functions over its state, and what it needs.
+
+    Attributes:
+        name: registry name (``mairl.algos.ALGOS``).
+        init: ``init(key, example_batch) -> state``.
+        update: ``update(state, batch, key) -> (state, metrics)``; metrics are
+            arrays, per agent where they differ per agent.
+        q_values: ``q_values(params, obs (agent, ..., *obs_shape)) -> (agent, ..., action)``.
+        alpha: Boltzmann temperature of the policy read from ``q_values``.
+        gamma: discount of the recovered reward.
+        config: the algorithm's frozen config (for records; callers read ``needs``).
+        needs: what the algorithm consumes (:class:`Needs`).
+        act, store: online learners on host-side envs: ``act(state, obs, key) ->
+            actions (env, agent)`` and ``store(state, transitions) -> state``,
+            called by the host loop of ``mairl.train.train_host``; ``None`` otherwise.
+    """
+
     name: str
     init: Callable[[jax.Array, Batch], Any]
     update: Callable[[Any, Batch, jax.Array], tuple[Any, dict]]
@@ -42,8 +82,6 @@ class Algo(NamedTuple):
     alpha: float
     gamma: float
     config: Any
-    #: online learners on host-side envs: ``act(state, obs, key) -> actions (env,
-    #: agent)`` and ``store(state, transitions) -> state``, called by the host loop
-    #: of ``mairl.train.train_host``; ``None`` otherwise
+    needs: Needs = Needs()
     act: Callable[[Any, jax.Array, jax.Array], jax.Array] | None = None
     store: Callable[[Any, Any], Any] | None = None

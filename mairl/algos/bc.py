@@ -9,12 +9,13 @@ reward is a weak baseline.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from mairl.algos.base import Algo, Batch
+from mairl.algos.base import Algo, Batch, Needs
 from mairl.algos.common import (
     init_stacked,
     l2_penalty,
@@ -27,6 +28,22 @@ from mairl.algos.common import (
 
 @dataclass(frozen=True)
 class BCConfig:
+    """Configuration of behaviour cloning.
+
+    Attributes:
+        alpha: temperature: the network's outputs divided by ``alpha`` are the
+            policy's logits, so they read as a soft-Q at that temperature.
+        gamma: discount of the recovered reward read from the outputs.
+        learning_rate: Adam step size.
+        batch_size: expert transitions per update.
+        l2: weight of the squared-parameter penalty.
+        critic: network preset (``mairl.networks.make_critic``).
+        hidden: hidden widths of the ``mlp`` network.
+        max_grad_norm: per-agent gradient clipping; ``None`` for none.
+    """
+
+    name: ClassVar[str] = "bc"
+
     alpha: float = 1.0
     gamma: float = 0.99
     learning_rate: float = 3e-4
@@ -35,11 +52,11 @@ class BCConfig:
     critic: str = "mlp"
     hidden: tuple[int, ...] = (256, 256)
     max_grad_norm: float | None = 10.0
-    mode: str = "offline"
 
     def __post_init__(self):
         for name, ok, expected in [
             ("alpha", self.alpha > 0, "> 0"),
+            ("gamma", 0 <= self.gamma < 1, "in [0, 1)"),
             ("learning_rate", self.learning_rate > 0, "> 0"),
             ("batch_size", self.batch_size >= 1, ">= 1"),
             ("l2", self.l2 >= 0, ">= 0"),
@@ -90,4 +107,4 @@ def make_bc(config: BCConfig, *, num_agents: int, obs_shape: tuple[int, ...],
         return BCState(params, opt_state, state.step + 1), aux
 
     return Algo(name="bc", init=init, update=update, q_values=q_values, alpha=config.alpha,
-                gamma=config.gamma, config=config)
+                gamma=config.gamma, config=config, needs=Needs(expert_batch=config.batch_size))

@@ -74,7 +74,34 @@ def polyak(target: Any, online: Any, tau: float) -> Any:
     return optax.incremental_update(online, target, tau)
 
 
+#: ``obs_transform(obs (*obs_shape), agent) -> view``: one agent's view of its observation.
 ObsTransform = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def step_envs(env, env_state: Any, env_obs: jax.Array, actions: jax.Array, key: jax.Array):
+    """One step of ``num_envs`` vmapped environments: the rollout-into-replay helper of
+    every online learner.
+
+    Args:
+        env_state, env_obs: the running environments, ``env_obs (env, agent, *obs_shape)``.
+        actions: ``(env, agent)``.
+
+    Returns:
+        ``(env_obs, env_state, items, rewards)``: the next observations (after
+        auto-reset) and states, the transitions as replay items, environments
+        first (``Transition`` with ``obs (env, agent, ...)``, ``next_obs`` the
+        true successor ``info["next_obs"]``, ``terminated``/``truncated (env,)``,
+        no rewards), and the true rewards ``(env, agent)``, kept apart so that
+        only forward learners store them.
+    """
+    from mairl.data import Transition
+
+    num_envs = actions.shape[0]
+    next_obs, env_state, rewards, terminated, truncated, info = jax.vmap(env.step)(
+        jax.random.split(key, num_envs), env_state, actions
+    )
+    items = Transition(env_obs, actions, info["next_obs"], terminated, truncated)
+    return next_obs, env_state, items, rewards
 
 
 def view_shape(obs_shape: tuple[int, ...], obs_transform: ObsTransform | None) -> tuple:

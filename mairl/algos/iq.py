@@ -27,14 +27,14 @@ Two heads share this code:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from mairl.algos.base import Algo, Batch, Transition
+from mairl.algos.base import Algo, Batch, Needs, Transition
 from mairl.algos.common import (
     ObsTransform,
     chi2_phi,
@@ -45,6 +45,7 @@ from mairl.algos.common import (
     polyak,
     sample_actions,
     soft_value,
+    step_envs,
     view_shape,
 )
 from mairl.buffers import ReplayBuffer, buffer_add, buffer_init, buffer_sample
@@ -77,6 +78,8 @@ class IQConfig:
         buffer_size: online only: replay capacity (transitions).
     """
 
+    modes: ClassVar[tuple[str, ...]] = MODES
+
     mode: Mode = "online"
     alpha: float = 1.0
     gamma: float = 0.99
@@ -92,8 +95,9 @@ class IQConfig:
     buffer_size: int = 100_000
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"IQConfig.mode: expected one of {MODES}, got {self.mode!r}")
+        if self.mode not in self.modes:
+            raise ValueError(f"{type(self).__name__}.mode: expected one of {self.modes}, "
+                             f"got {self.mode!r}")
         checks = [
             ("alpha", self.alpha > 0, "> 0"),
             ("gamma", 0 <= self.gamma < 1, "in [0, 1)"),
@@ -108,7 +112,8 @@ class IQConfig:
             checks.append(("target_tau", 0 < self.target_tau <= 1, "in (0, 1] or None"))
         for name, ok, expected in checks:
             if not ok:
-                raise ValueError(f"IQConfig.{name}: expected {expected}, got {getattr(self, name)}")
+                raise ValueError(f"{type(self).__name__}.{name}: expected {expected}, "
+                                 f"got {getattr(self, name)}")
 
 
 @struct.dataclass
@@ -302,10 +307,8 @@ def make_iq(
     def act_and_store(state: IQState, key: jax.Array) -> IQState:
         key_act, key_step = jax.random.split(key)
         actions = act(state, state.env_obs, key_act)  # (env, agent)
-        env_obs, env_state, _, terminated, truncated, info = jax.vmap(env.step)(
-            jax.random.split(key_step, config.num_envs), state.env_state, actions
-        )
-        items = Transition(state.env_obs, actions, info["next_obs"], terminated, truncated)
+        env_obs, env_state, items, _ = step_envs(env, state.env_state, state.env_obs, actions,
+                                                 key_step)
         return state.replace(env_state=env_state, env_obs=env_obs,
                              buffer=buffer_add(state.buffer, items))
 
@@ -323,6 +326,8 @@ def make_iq(
             )
         return gradient_step(state, batch, policy)
 
+    needs = Needs(expert_batch=config.batch_size, init_obs=config.mode == "v0",
+                  num_envs=config.num_envs if config.mode == "online" else 0)
     return Algo(name=name, init=init, update=update, q_values=q_values, alpha=alpha,
-                gamma=gamma, config=config, act=act if host else None,
+                gamma=gamma, config=config, needs=needs, act=act if host else None,
                 store=store if host else None)

@@ -7,16 +7,23 @@ its joint Boltzmann distribution. The output layer grows as ``A^N``.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from mairl.algos.base import Algo
 from mairl.algos.iq import IQConfig, make_iq
 
-IQJointConfig = IQConfig
+
+@dataclass(frozen=True)
+class IQJointConfig(IQConfig):
+    """IQ-Learn with joint-action critics, online by default; the fields are
+    :class:`mairl.algos.iq.IQConfig`'s."""
+
+    name: ClassVar[str] = "iq-joint"
 
 
 def make_iq_joint(
-    config: IQJointConfig,
+    config: IQConfig,
     *,
     num_agents: int,
     obs_shape: tuple[int, ...],

@@ -12,17 +12,38 @@ recovered reward is ``r_i(s, a_i) = Q_i(s, a_i) - gamma E[V_i(s')]``.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 from mairl.algos.base import Algo
 from mairl.algos.iq import IQConfig, IQState, iq_chi2_loss, make_iq
 
-MAMQLConfig = IQConfig
 MAMQLState = IQState
 
 
+@dataclass(frozen=True)
+class MAMQLConfig(IQConfig):
+    """MAMQL, online by default (``mode="online"``: the value term also reads the
+    agents' own rollouts, kept in a replay buffer); the fields are
+    :class:`mairl.algos.iq.IQConfig`'s."""
+
+    name: ClassVar[str] = "mamql"
+
+
+@dataclass(frozen=True)
+class MAMQLOfflineConfig(IQConfig):
+    """MAMQL from demonstrations alone: ``mode`` is ``value_expert`` (the value
+    term on expert states) or ``v0`` (on initial states); no environment is
+    stepped."""
+
+    name: ClassVar[str] = "mamql-offline"
+    modes: ClassVar[tuple[str, ...]] = ("value_expert", "v0")
+
+    mode: Literal["value_expert", "v0"] = "value_expert"
+
+
 def make_mamql(
-    config: MAMQLConfig,
+    config: IQConfig,
     *,
     num_agents: int,
     obs_shape: tuple[int, ...],
@@ -38,4 +59,4 @@ def make_mamql(
                    obs_transform=obs_transform)
 
 
-__all__ = ["MAMQLConfig", "MAMQLState", "iq_chi2_loss", "make_mamql"]
+__all__ = ["MAMQLConfig", "MAMQLOfflineConfig", "MAMQLState", "iq_chi2_loss", "make_mamql"]

@@ -12,16 +12,19 @@ from typing import Annotated, Literal
 import tyro
 
 from mairl.cli.commands import bench, demos, list_envs
-from mairl.cli.train import evaluate_run, train
+from mairl.cli.train import evaluate_run, train, train_main
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:  # options generated per algorithm: parsed in two stages
+        return train_main(argv[1:])
     tyro.extras.subcommand_cli_from_dict(
         {"envs": list_envs, "demos": demos, "train": train, "eval": evaluate_run,
          "bench": bench},
         prog="mairl",
         description="Multi-agent inverse reinforcement learning in JAX.",
-        args=sys.argv[1:] if argv is None else argv,
+        args=argv,
     )
 
 

@@ -177,15 +177,13 @@ def make_update_loop(algo):
     serves every count (the training loop of ``mairl.train.make_train`` without its
     evaluations). ``data`` (``mairl.train.TrainData``) is an argument, never a
     constant the compiler could fold."""
-    from mairl.train import sample_batch
+    from mairl.train import demo_batches
 
-    batch_size = algo.config.batch_size
-    with_init = algo.config.mode == "v0"
+    source = demo_batches(algo.needs)
 
     def one_update(state, data, key):
         key_batch, key_update = jax.random.split(key)
-        batch = sample_batch(key_batch, data, batch_size, with_init)
-        return algo.update(state, batch, key_update)[0]
+        return algo.update(state, source(key_batch, data), key_update)[0]
 
     def loop(state, data, key, num_updates):
         body = lambda i, state: one_update(state, data, jax.random.fold_in(key, i))  # noqa: E731
@@ -200,10 +198,10 @@ def time_updates(algo, data, key: jax.Array, *, target_s: float, repeats: int,
     about ``target_s`` seconds each, compile and the first run excluded, each loop
     going on from the state the last one left; the FLOPs of one update by XLA's cost
     analysis; and the best of ``peak()`` sampled before every loop and after the last."""
-    from mairl.train import sample_batch
+    from mairl.train import demo_batches
 
     key_init, key_batch, key_run = jax.random.split(key, 3)
-    example = sample_batch(key_batch, data, algo.config.batch_size, algo.config.mode == "v0")
+    example = demo_batches(algo.needs)(key_batch, data)
     # distinct buffers: the loop donates its state, where params may be target_params
     state = jax.tree.map(jnp.copy, jax.jit(algo.init)(key_init, example))
     _, loop = make_update_loop(algo)
@@ -237,10 +235,10 @@ def seed_updates_per_second(algo, data, key: jax.Array, seeds: tuple[int, ...],
     ``repeats`` loops of ``num_updates`` updates, compile and the first run excluded,
     the counts taking turns so that all see the same load; and the best of ``peak()``
     sampled before every loop and after the last."""
-    from mairl.train import sample_batch
+    from mairl.train import demo_batches
 
     key_init, key_batch, key_run = jax.random.split(key, 3)
-    example = sample_batch(key_batch, data, algo.config.batch_size, algo.config.mode == "v0")
+    example = demo_batches(algo.needs)(key_batch, data)
     _, loop = make_update_loop(algo)
     init = jax.jit(jax.vmap(algo.init, in_axes=(0, None)))
     states = init(jax.random.split(key_init, max(seeds)), example)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 from typing import Literal
 
 from tyro.conf import Positional
+
+from mairl.utils import progress_bar
 
 Expert = Literal["soft-vi", "soft-q", "random", "scripted"]
 
@@ -100,19 +101,6 @@ def demos(
     )
     print(f"mean return per agent: {per_agent}")
     print(f"saved {out}")
-
-
-@contextlib.contextmanager
-def progress_bar(total: int, unit: str):
-    """A tqdm bar on stderr; yields ``update(done, total=None)`` that sets its position."""
-    from tqdm import tqdm
-
-    with tqdm(total=total, unit=f" {unit}", dynamic_ncols=True, leave=False) as bar:
-
-        def update(done: int, total: int | None = None) -> None:
-            bar.update(int(done) - bar.n)
-
-        yield update
 
 
 def bench(what: Positional[Literal["envs", "mamql"]] = "envs", quick: bool = False) -> None:

@@ -172,9 +172,9 @@ def test_online_mode_steps_env_and_fills_buffer():
 
 
 def test_config_errors_name_the_field():
-    with pytest.raises(ValueError, match="IQConfig.gamma"):
+    with pytest.raises(ValueError, match="MAMQLConfig.gamma"):
         MAMQLConfig(gamma=1.0)
-    with pytest.raises(ValueError, match="IQConfig.mode"):
+    with pytest.raises(ValueError, match="MAMQLConfig.mode"):
         MAMQLConfig(mode="offline")
     with pytest.raises(ValueError, match="needs an environment"):
         make_mamql(MAMQLConfig(mode="online"), num_agents=2, obs_shape=(1,), num_actions=2)

@@ -1,0 +1,867 @@
+"""A run as a library object: configure, train, checkpoint, resume, reload and act.
+
+::
+
+    from mairl import runs
+    from mairl.algos import MAMQLOfflineConfig
+
+    config = runs.RunConfig(
+        algo=MAMQLOfflineConfig(critic="tabular", gamma=0.9),
+        env=runs.EnvConfig("stag-hunt"),
+        data=runs.DataConfig(demos="demos.npz"),
+        schedule=runs.ScheduleConfig(seeds=3, updates=2000, eval_every=500),
+    )
+    run = runs.run(config, "runs/stag")          # trains, evaluates, writes the directory
+    run = runs.load_run("runs/stag")             # later, anywhere
+    actions = run.policy(obs, key)               # obs (batch, agent, *obs_shape)
+
+A run directory holds ``config.json`` (the :class:`RunConfig`), ``metrics.json``
+(final values per seed and their mean), ``curves.csv`` (every metric after every
+chunk of updates, per seed and agent), ``params.npz`` (the learned parameters,
+seeds stacked first), plots (``curves.png``, and ``reward.png`` where the game
+allows) and ``checkpoints/`` (orbax-checkpoint: the complete training state every
+``checkpoint_every`` updates and at the end; :func:`resume` goes on from the last
+complete one with exactly the numbers of an uninterrupted run).
+
+Seeds train side by side in one jitted program (``jax.vmap``); online learners on
+host-side games (PettingZoo, highway-env) go through the host loop
+``mairl.train.train_host``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tyro
+
+from mairl.algos import ALGOS, AlgoConfig, algo_name, make_algo
+from mairl.metrics.returns import mean_half_width
+
+CONFIG_VERSION = 2
+
+
+# -- configuration ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EnvConfig:
+    """The game and what the learners see of it.
+
+    Attributes:
+        name: environment name (``mairl envs`` lists them), ``tabular:PATH.npz``
+            or ``host:NAME``.
+        view: ``agent``: each critic sees the env's per-agent view of the
+            observation where the env defines one (``env.agent_view``; Gems:
+            egocentric maps); ``global``: the raw observation.
+    """
+
+    name: Annotated[str, tyro.conf.arg(name="env")]
+    view: Literal["agent", "global"] = "agent"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The demonstrations and the held-out split.
+
+    Attributes:
+        demos: a mairl ``.npz`` file or the MAMQL authors' Gems file (gzip
+            pickle); ``None`` for learners that need no demonstrations.
+        heldout_fraction: share of demonstrated episodes held out for evaluation.
+        max_demo_episodes: use only the first episodes of the demonstrations.
+        heldout_transitions: held-out transitions read by each evaluation.
+    """
+
+    demos: str | None = None
+    heldout_fraction: float = 0.1
+    max_demo_episodes: int | None = None
+    heldout_transitions: int = 2048
+
+    def __post_init__(self):
+        _check(self, [
+            ("heldout_fraction", 0 < self.heldout_fraction < 1, "in (0, 1)"),
+            ("max_demo_episodes", self.max_demo_episodes is None or self.max_demo_episodes >= 2,
+             ">= 2 or None"),
+            ("heldout_transitions", self.heldout_transitions >= 1, ">= 1"),
+        ])
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Seeds, updates, evaluations and checkpoints.
+
+    Attributes:
+        seeds: seeds trained side by side (vmapped).
+        seed: base random seed.
+        updates: gradient updates per seed.
+        eval_every: updates between evaluations (one chunk).
+        checkpoint_every: updates between checkpoints (a multiple of
+            ``eval_every``); ``None``: at the end only.
+        keep_checkpoints: how many of the latest checkpoints to keep.
+    """
+
+    seeds: int = 3
+    seed: int = 0
+    updates: int = 10_000
+    eval_every: int = 1_000
+    checkpoint_every: int | None = None
+    keep_checkpoints: int = 3
+
+    def __post_init__(self):
+        _check(self, [
+            ("seeds", self.seeds >= 1, ">= 1"),
+            ("updates", self.updates >= 1, ">= 1"),
+            ("eval_every", 1 <= self.eval_every <= self.updates, f"in [1, updates={self.updates}]"),
+            ("updates", self.updates % self.eval_every == 0,
+             f"a multiple of eval_every={self.eval_every}"),
+            ("checkpoint_every", self.checkpoint_every is None
+             or (self.checkpoint_every >= 1 and self.checkpoint_every % self.eval_every == 0),
+             f"a positive multiple of eval_every={self.eval_every}, or None"),
+            ("keep_checkpoints", self.keep_checkpoints >= 1, ">= 1"),
+        ])
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation during and after training.
+
+    Attributes:
+        eval_episodes: episodes per evaluation during training.
+        final_episodes: episodes per seed in the final evaluation.
+    """
+
+    eval_episodes: int = 64
+    final_episodes: int = 1000
+
+    def __post_init__(self):
+        _check(self, [
+            ("eval_episodes", self.eval_episodes >= 1, ">= 1"),
+            ("final_episodes", self.final_episodes >= 2, ">= 2"),
+        ])
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run (written to ``config.json``).
+
+    Attributes:
+        algo: the algorithm's own config; its class names the algorithm
+            (``mairl.algos.ALGOS``).
+        env: the game.
+        data: demonstrations and held-out split.
+        schedule: seeds, updates, evaluations, checkpoints.
+        eval: evaluation settings.
+    """
+
+    algo: AlgoConfig
+    env: EnvConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        algo_name(self.algo)  # a registered algorithm's config
+
+    @property
+    def algo_name(self) -> str:
+        return algo_name(self.algo)
+
+
+def _check(config: Any, checks: Sequence[tuple[str, bool, str]]) -> None:
+    for name, ok, expected in checks:
+        if not ok:
+            raise ValueError(f"{type(config).__name__}.{name}: expected {expected}, "
+                             f"got {getattr(config, name)!r}")
+
+
+def config_to_dict(config: RunConfig) -> dict:
+    """JSON-ready form: each section a dict, the algorithm's tagged with its ``name``."""
+    out = {"version": CONFIG_VERSION, "algo": {"name": config.algo_name,
+                                               **dataclasses.asdict(config.algo)}}
+    for section in ("env", "data", "schedule", "eval"):
+        out[section] = dataclasses.asdict(getattr(config, section))
+    return out
+
+
+def _build(cls: type, values: dict, where: str):
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"{where}: unknown fields {unknown}; expected some of {sorted(names)}")
+    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**fixed)
+
+
+def config_from_dict(raw: dict) -> RunConfig:
+    """The inverse of :func:`config_to_dict`; errors name the field."""
+    version = raw.get("version")
+    if version != CONFIG_VERSION:
+        raise ValueError(f"config: version {version!r}, expected {CONFIG_VERSION} (written by "
+                         f"another mairl version)")
+    try:
+        algo = dict(raw["algo"])
+        name = algo.pop("name")
+        if name not in ALGOS:
+            raise ValueError(f"config: algo.name {name!r}, expected one of {sorted(ALGOS)}")
+        return RunConfig(
+            algo=_build(ALGOS[name].config, algo, "config.algo"),
+            env=_build(EnvConfig, raw["env"], "config.env"),
+            data=_build(DataConfig, raw.get("data", {}), "config.data"),
+            schedule=_build(ScheduleConfig, raw.get("schedule", {}), "config.schedule"),
+            eval=_build(EvalConfig, raw.get("eval", {}), "config.eval"),
+        )
+    except KeyError as err:
+        raise ValueError(f"config: missing section {err.args[0]!r}") from None
+
+
+def config_differences(old: RunConfig, new: RunConfig) -> list[str]:
+    """``section.field: old -> new`` for every field that differs."""
+    a, b = config_to_dict(old), config_to_dict(new)
+    diffs = []
+    for section in sorted(set(a) | set(b)):
+        x, y = a.get(section), b.get(section)
+        if isinstance(x, dict) and isinstance(y, dict):
+            for key in sorted(set(x) | set(y)):
+                if x.get(key) != y.get(key):
+                    diffs.append(f"{section}.{key}: {x.get(key)!r} -> {y.get(key)!r}")
+        elif x != y:
+            diffs.append(f"{section}: {x!r} -> {y!r}")
+    return diffs
+
+
+# -- the pieces of a run --------------------------------------------------------------------------
+def make_env(name: str):
+    """``envs.make(name)`` with errors as ``ValueError`` naming the field."""
+    import envs
+
+    try:
+        return envs.make(name)
+    except KeyError as err:
+        raise ValueError(f"env: {err.args[0]}") from None
+    except (ValueError, FileNotFoundError) as err:
+        raise ValueError(f"env {name!r}: {err}") from None
+
+
+def load_demos(path: str | Path, env: Any = None):
+    """A mairl ``.npz`` file, or the MAMQL authors' Gems file (gzip pickle), checked
+    against ``env``; errors are ``ValueError`` naming the file."""
+    from mairl import data
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"data.demos: no such file {path}")
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if magic == b"\x1f\x8b":
+        demos = data.from_mamql_gems(path)
+        if env is not None and demos.obs.shape[2:] != tuple(env.obs_shape):
+            raise ValueError(f"data.demos: {path}: observations {demos.obs.shape[2:]} do not "
+                             f"match {env.name}'s obs_shape {tuple(env.obs_shape)}")
+        return demos
+    try:
+        return data.load(path, env=env)
+    except ValueError as err:
+        raise ValueError(f"data.demos: {err}") from None
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def oracle_for(env: Any, alpha: float, gamma: float):
+    """The exact logit equilibrium of a tabular game (``None`` for other games)."""
+    if not hasattr(env, "transitions"):
+        return None
+    from mairl.solvers import soft_value_iteration
+
+    return soft_value_iteration(env, alpha=alpha, gamma=gamma)
+
+
+def build_algo(config: RunConfig, env: Any):
+    """The run's algorithm on ``env`` (its per-agent view where ``env.view`` asks)."""
+    transform = getattr(env, "agent_view", None) if config.env.view == "agent" else None
+    return make_algo(config.algo, num_agents=env.num_agents, obs_shape=tuple(env.obs_shape),
+                     num_actions=env.num_actions, env=env, obs_transform=transform)
+
+
+def example_batch(algo: Any, env: Any):
+    """A batch of zeros shaped like the ones ``algo`` consumes (for ``init`` templates)."""
+    from mairl.algos import Batch, Transition
+
+    b = algo.needs.expert_batch
+    if b == 0:
+        return Batch(None)
+    n, shape = env.num_agents, tuple(env.obs_shape)
+    obs = jnp.zeros((n, b, *shape), jnp.float32)
+    done = jnp.zeros((b,), bool)
+    expert = Transition(obs, jnp.zeros((n, b), jnp.int32), obs, done, done)
+    return Batch(expert, obs if algo.needs.init_obs else None)
+
+
+class Setup:
+    """What a run needs beside its config: the env, the algorithm, the data, the
+    evaluation. Built by :func:`setup` for :func:`run` and :func:`load_run`."""
+
+    def __init__(self, config: RunConfig, *, with_data: bool = True):
+        from mairl import data
+        from mairl.evaluation import heldout_batch, make_eval_fn
+
+        self.config = config
+        self.env = make_env(config.env.name)
+        self.algo = build_algo(config, self.env)
+        self.demos = self.train_demos = self.heldout = self.held = None
+        self.data_sha256 = None
+        if config.data.demos is not None and with_data:
+            demos = load_demos(config.data.demos, self.env)
+            self.data_sha256 = file_sha256(config.data.demos)
+            if config.data.max_demo_episodes is not None:
+                demos = demos.select_episodes(slice(0, config.data.max_demo_episodes))
+            self.demos = demos
+            self.train_demos, self.heldout = data.split_by_episode(
+                demos, config.data.heldout_fraction,
+                key=jax.random.key(config.schedule.seed + 1_000_003),
+            )
+            if self.heldout.rewards is not None:
+                self.held = heldout_batch(self.heldout, config.data.heldout_transitions)
+        if with_data and self.algo.needs.expert_batch and self.demos is None:
+            raise ValueError(f"data.demos: {config.algo_name} learns from demonstrations; "
+                             "give a demonstrations file")
+        self.oracle = oracle_for(self.env, self.algo.alpha, self.algo.gamma)
+        self.eval_fn = make_eval_fn(self.algo, self.env, oracle=self.oracle,
+                                    episodes=config.eval.eval_episodes)
+
+    @property
+    def jittable(self) -> bool:
+        return getattr(self.env, "jittable", True)
+
+
+# -- the run object ------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """A finished run: its config, results and learned agents.
+
+    Attributes:
+        config: the :class:`RunConfig`.
+        metrics: the final metrics (``metrics.json``).
+        curves: every metric after every chunk, ``name -> (seed, chunk, ...)``.
+        updates: updates done at each evaluation, ``(chunk,)``.
+        params: the learned parameters, seeds stacked first.
+        algo: the algorithm (``q_values`` and friends).
+        env: the game.
+        dir: the run directory (``None`` if not written).
+
+    Observations are given as environments give them: ``(batch, agent,
+    *obs_shape)``, or one ``(agent, *obs_shape)``; ``seed`` picks the seed's agents.
+    """
+
+    config: RunConfig
+    metrics: dict
+    curves: dict
+    updates: np.ndarray
+    params: Any
+    algo: Any
+    env: Any
+    dir: Path | None = None
+
+    def seed_params(self, seed: int = 0) -> Any:
+        if not 0 <= seed < self.config.schedule.seeds:
+            raise ValueError(f"seed: expected in [0, {self.config.schedule.seeds}), got {seed}")
+        return jax.tree.map(lambda x: x[seed], self.params)
+
+    def _agent_major(self, obs: Any) -> tuple[jax.Array, bool]:
+        obs = jnp.asarray(obs, jnp.float32)
+        shape = (self.env.num_agents, *tuple(self.env.obs_shape))
+        if obs.shape == shape:
+            return obs, True
+        if obs.shape[1:] != shape:
+            raise ValueError(f"obs: expected (batch, {', '.join(map(str, shape))}) or {shape}, "
+                             f"got {obs.shape}")
+        return jnp.swapaxes(obs, 0, 1), False
+
+    def q_values(self, obs: Any, seed: int = 0) -> jax.Array:
+        """Each agent's marginal soft-Q: ``(batch, agent, action)`` (or ``(agent, action)``)."""
+        x, single = self._agent_major(obs)
+        q = self.algo.q_values(self.seed_params(seed), x)  # (agent, [batch,] action)
+        return q if single else jnp.swapaxes(q, 0, 1)
+
+    def policy(self, obs: Any, key: jax.Array, seed: int = 0, greedy: bool = False) -> jax.Array:
+        """Actions of the learned Boltzmann (or greedy) policies: ``(batch, agent)``."""
+        from mairl.algos.common import sample_actions
+
+        return sample_actions(key, self.q_values(obs, seed), self.algo.alpha, greedy)
+
+    def policy_fn(self, seed: int = 0, greedy: bool = False):
+        """``policy_fn(key, obs (agent, *obs_shape)) -> actions (agent,)`` for the env
+        protocol (``mairl.data.collect``, ``mairl.metrics.evaluate_returns``)."""
+        from mairl.evaluation import policy_fn_of
+
+        return policy_fn_of(self.algo, self.seed_params(seed), greedy)
+
+    def reward(self, obs: Any, actions: Any, next_obs: Any, terminated: Any = None,
+               seed: int = 0) -> jax.Array:
+        """The recovered reward on transitions, ``r_i = Q_i(s, a_i) - gamma (1 - term)
+        V_i(s')``: ``(batch, agent)`` for ``obs (batch, agent, ...)``, ``actions (batch,
+        agent)``, ``terminated (batch,)`` (default: none terminated)."""
+        from mairl.data import Transition
+        from mairl.evaluation import sampled_reward
+
+        x, single = self._agent_major(obs)
+        x_next, _ = self._agent_major(next_obs)
+        a = jnp.asarray(actions, jnp.int32)
+        a = a if single else a.T
+        term = jnp.zeros(a.shape[1:], bool) if terminated is None else jnp.asarray(terminated)
+        r, _, _ = sampled_reward(self.algo, self.seed_params(seed),
+                                 Transition(x, a, x_next, term, term))
+        return r if single else r.T
+
+
+# -- training -------------------------------------------------------------------------------------
+class NonFiniteLossError(RuntimeError):
+    """Training produced a non-finite loss; the last good checkpoint is kept."""
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+def _key_leaf(x: Any) -> bool:
+    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _to_saveable(tree: Any) -> dict:
+    leaves = jax.tree.leaves(tree)
+    return {f"l{i:05d}": np.asarray(jax.random.key_data(x) if _key_leaf(x) else x)
+            for i, x in enumerate(leaves)}
+
+
+def _from_saved(saved: dict, template: Any) -> Any:
+    leaves, treedef = jax.tree.flatten(template)
+    out = []
+    for i, like in enumerate(leaves):
+        x = jnp.asarray(saved[f"l{i:05d}"])
+        out.append(jax.random.wrap_key_data(x, impl=jax.random.key_impl(like))
+                   if _key_leaf(like) else x.astype(like.dtype))
+    return jax.tree.unflatten(treedef, out)
+
+
+def _abstract_saveable(template: Any) -> dict:
+    def spec(x):
+        if _key_leaf(x):
+            x = jax.eval_shape(jax.random.key_data, x)
+        return jax.ShapeDtypeStruct(x.shape, x.dtype)
+
+    return {f"l{i:05d}": spec(x) for i, x in enumerate(jax.tree.leaves(template))}
+
+
+class Checkpoints:
+    """The run's ``checkpoints/`` (orbax-checkpoint), one step per chunk count.
+
+    Each checkpoint holds the complete training state (every leaf of the
+    seed-stacked learner state: parameters, optimizer states, replay buffers,
+    environment states, counters), the chunk keys, the curves so far, the
+    config and the demonstrations' SHA-256. orbax writes into a temporary
+    directory and renames it when complete, so a checkpoint written halfway is
+    never listed.
+    """
+
+    def __init__(self, directory: Path, keep: int):
+        import orbax.checkpoint as ocp
+
+        self._ocp = ocp
+        self.directory = Path(directory).resolve()
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                               enable_async_checkpointing=False)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, chunks_done: int, tree: Any, meta: dict) -> None:
+        ocp = self._ocp
+        self.manager.save(chunks_done, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(_to_saveable(tree)), meta=ocp.args.JsonSave(meta)))
+        self.manager.wait_until_finished()
+
+    def restore(self, chunks_done: int, template: Any) -> tuple[Any, dict]:
+        ocp = self._ocp
+        out = self.manager.restore(chunks_done, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(_abstract_saveable(template)),
+            meta=ocp.args.JsonRestore()))
+        return _from_saved(out["state"], template), out["meta"]
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def _curves_to_json(curves: dict) -> dict:
+    return {k: np.asarray(v).tolist() for k, v in curves.items()}
+
+
+def _first_non_finite(curves: dict) -> str | None:
+    loss = curves.get("train/loss")
+    if loss is None:
+        return None
+    loss = np.asarray(loss)  # (seed, chunk, agent)
+    bad = np.argwhere(~np.isfinite(loss))
+    if not len(bad):
+        return None
+    seed, chunk = int(bad[0][0]), int(bad[0][1])
+    agent = f", agent {int(bad[0][2])}" if bad.shape[1] > 2 else ""
+    return f"seed {seed}{agent}, chunk {chunk}"
+
+
+def _train_jitted(s: Setup, out: Path, tdata, progress, resume: bool, log) -> tuple:
+    from mairl.train import TrainConfig, make_train
+
+    cfg = s.config
+    sched = cfg.schedule
+    tcfg = TrainConfig(num_updates=sched.updates, eval_every=sched.eval_every)
+    train = make_train(s.algo, tcfg, s.eval_fn, progress=progress)
+    keys = jax.random.split(jax.random.key(sched.seed), sched.seeds)
+    init = jax.jit(jax.vmap(train.init, in_axes=(0, None)))
+    chunks = jax.jit(jax.vmap(train.chunks, in_axes=(0, 0, None, None)))
+    per = (sched.checkpoint_every or sched.updates) // sched.eval_every
+    ckpt = Checkpoints(out / "checkpoints", sched.keep_checkpoints)
+    meta = {"config": config_to_dict(cfg), "data_sha256": s.data_sha256}
+
+    t0 = time.perf_counter()
+    state, chunk_keys = init(keys, tdata)
+    done, curves = 0, []
+    if resume:
+        latest = ckpt.latest()
+        if latest is None:
+            raise ValueError(f"resume: {out / 'checkpoints'} holds no complete checkpoint")
+        (state, chunk_keys), saved = ckpt.restore(latest, (state, chunk_keys))
+        if saved.get("data_sha256") != s.data_sha256:
+            raise ValueError(f"resume: the demonstrations changed since the checkpoint "
+                             f"(SHA-256 {saved.get('data_sha256')} -> {s.data_sha256})")
+        done = int(saved["chunks_done"])
+        curves = [{k: np.asarray(v) for k, v in saved["curves"].items()}] if done else []
+    first = min(per, tcfg.num_chunks - done)
+    compiled = chunks.lower(state, chunk_keys[:, done:done + first], jnp.int32(done),
+                            tdata).compile() if first else None
+    compile_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    while done < tcfg.num_chunks:
+        n = min(per, tcfg.num_chunks - done)
+        fn = compiled if n == first else chunks
+        state, c = fn(state, chunk_keys[:, done:done + n], jnp.int32(done), tdata)
+        c = jax.tree.map(np.asarray, c)
+        where = _first_non_finite(c)
+        if where is not None:
+            last = ckpt.latest()
+            kept = (f"the last good checkpoint, after {last * sched.eval_every} updates, is kept "
+                    f"in {out / 'checkpoints'}" if last is not None else "no checkpoint was "
+                    "written before it")
+            ckpt.close()
+            raise NonFiniteLossError(
+                f"{cfg.algo_name}: non-finite loss in updates {done * sched.eval_every}-"
+                f"{(done + n) * sched.eval_every} ({where}); {kept}")
+        if log is not None:
+            log(c, (np.arange(done, done + n) + 1) * sched.eval_every)
+        curves.append(c)
+        done += n
+        so_far = {k: np.concatenate([x[k] for x in curves], axis=1) for k in curves[0]}
+        curves = [so_far]
+        ckpt.save(done, (state, chunk_keys),
+                  {**meta, "chunks_done": done, "curves": _curves_to_json(so_far)})
+    jax.block_until_ready(state)
+    ckpt.close()
+    run_s = time.perf_counter() - t1
+    updates = (np.arange(tcfg.num_chunks) + 1) * sched.eval_every
+    return state, curves[0] if curves else {}, updates, compile_s, run_s
+
+
+def _train_host(s: Setup, tdata, progress) -> tuple:
+    from mairl.train import TrainConfig, train_host
+
+    sched = s.config.schedule
+    tcfg = TrainConfig(num_updates=sched.updates, eval_every=sched.eval_every)
+    keys = jax.random.split(jax.random.key(sched.seed), sched.seeds)
+    t1 = time.perf_counter()
+    result = train_host(s.algo, tcfg, lambda: make_env(s.config.env.name), keys, tdata,
+                        s.eval_fn, progress=progress)
+    jax.block_until_ready(result)
+    curves = jax.tree.map(np.asarray, result.curves)
+    return result.state, curves, np.asarray(result.updates[0]), 0.0, time.perf_counter() - t1
+
+
+def final_evaluation(s: Setup, params: Any, episodes: int) -> dict:
+    """Final metrics per seed (leading axis): ``eval_fn`` on the final parameters
+    plus ``returns (seed, episode, agent)`` over ``episodes`` episodes."""
+    from mairl import metrics
+    from mairl.evaluation import policy_fn_of
+
+    seeds = s.config.schedule.seeds
+    keys = jax.random.split(jax.random.key(s.config.schedule.seed + 7), seeds)
+
+    def one(params, key, held):
+        key_eval, key_ret = jax.random.split(key)
+        out = s.eval_fn(params, key_eval, held)
+        if s.jittable:
+            out["returns"] = metrics.evaluate_returns(key_ret, s.env, policy_fn_of(s.algo, params),
+                                                      episodes)
+        return out
+
+    final = jax.tree.map(np.asarray, jax.jit(jax.vmap(one, in_axes=(0, 0, None)))(
+        params, keys, s.held))
+    if not s.jittable:  # host-side env: the same episodes, one seed after another on the host
+        final["returns"] = np.stack([
+            np.asarray(metrics.evaluate_returns(
+                jax.random.split(keys[i])[1], s.env,
+                policy_fn_of(s.algo, jax.tree.map(lambda x, i=i: x[i], params)), episodes,
+            ))
+            for i in range(seeds)
+        ])
+    return final
+
+
+#: Final metrics written to ``metrics.json``, under their names there.
+SUMMARY_METRICS = ("reward_shaping_corr", "reward_pearson", "reward_spearman", "reward_epic",
+                   "policy_kl", "action_accuracy", "imitation_mse", "reward_pearson_sampled",
+                   "reward_shaping_corr_sampled")
+
+
+def summarize(s: Setup, final: dict, compile_s: float, run_s: float) -> dict:
+    """``metrics.json``: each metric per seed and its mean over seeds, returns with
+    their 95% t-interval over seeds, data sizes and timings."""
+    cfg = s.config
+    per_seed: dict[str, Any] = {}
+    if "returns" in final:
+        per_seed["return_per_agent"] = final["returns"].mean(axis=1)  # (seed, agent)
+        per_seed["return_mean"] = final["returns"].mean(axis=(1, 2))
+    names = {k: k for k in SUMMARY_METRICS}
+    if "reward_shaping_corr" not in final and "reward_shaping_corr_sampled" in final:
+        names["reward_shaping_corr_sampled"] = "reward_shaping_corr"
+        names["reward_pearson_sampled"] = "reward_pearson"
+    for key, name in names.items():
+        if key in final:
+            per_seed[name] = final[key]  # (seed, agent)
+    summary: dict[str, Any] = {"algo": cfg.algo_name, "env": cfg.env.name,
+                               "seeds": cfg.schedule.seeds}
+    for name, value in per_seed.items():
+        value = np.asarray(value, np.float64)
+        summary[name] = {
+            "per_seed": value.tolist(),
+            "mean": value.mean(axis=0).tolist() if value.ndim > 1 else float(value.mean()),
+        }
+    if "returns" in final:
+        returns = final["returns"].mean(axis=1)  # (seed, agent)
+        summary["return_mean"]["ci95_half_width_over_seeds"] = mean_half_width(
+            returns.mean(axis=1))[1]
+        summary["return_per_agent"]["ci95_half_width_over_seeds"] = [
+            mean_half_width(returns[:, i])[1] for i in range(returns.shape[1])]
+        summary["return_per_agent"]["episodes_per_seed"] = int(final["returns"].shape[1])
+    updates = cfg.schedule.updates
+    summary.update({
+        "updates": updates,
+        "expert_transitions": 0 if s.train_demos is None else int(s.train_demos.num_transitions),
+        "expert_transitions_total": 0 if s.demos is None else int(s.demos.num_transitions),
+        "compile_time_s": compile_s,
+        "run_time_s": run_s,
+        "wall_time_s": compile_s + run_s,
+        "updates_per_s": updates / run_s if run_s > 0 else float("nan"),
+        "seed_updates_per_s": cfg.schedule.seeds * updates / run_s if run_s > 0 else float("nan"),
+        "device": str(jax.devices()[0]),
+    })
+    return summary
+
+
+def write_curves(path: Path, curves: dict, updates: np.ndarray, batch_size: int,
+                 agents: Sequence[str]) -> None:
+    """Long-form CSV: ``seed, updates, expert_samples, metric, agent, value``."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["seed", "updates", "expert_samples", "metric", "agent", "value"])
+        for name, values in sorted(curves.items()):
+            values = np.asarray(values)  # (seed, chunk, agent) or (seed, chunk)
+            for s in range(values.shape[0]):
+                for c in range(values.shape[1]):
+                    row = np.atleast_1d(values[s, c])
+                    for i, v in enumerate(row):
+                        agent = agents[i] if row.size == len(agents) else str(i)
+                        w.writerow([s, int(updates[c]), int(updates[c]) * batch_size, name,
+                                    agent, repr(float(v))])
+
+
+def read_curves(path: Path, agents: Sequence[str]) -> tuple[dict, np.ndarray]:
+    """The inverse of :func:`write_curves`: ``(curves, updates)``."""
+    rows = list(csv.DictReader(open(path, newline="")))
+    updates = np.array(sorted({int(r["updates"]) for r in rows}), np.int64)
+    chunk = {u: i for i, u in enumerate(updates)}
+    seeds = 1 + max((int(r["seed"]) for r in rows), default=-1)
+    values: dict[str, dict] = {}
+    for r in rows:
+        values.setdefault(r["metric"], {})[(int(r["seed"]), chunk[int(r["updates"])],
+                                            r["agent"])] = float(r["value"])
+    curves = {}
+    for name, entries in values.items():
+        cols = sorted({a for _, _, a in entries},
+                      key=lambda a: list(agents).index(a) if a in agents else int(a))
+        arr = np.full((seeds, len(updates), len(cols)), np.nan)
+        for (s, c, a), v in entries.items():
+            arr[s, c, cols.index(a)] = v
+        curves[name] = arr[..., 0] if len(cols) == 1 and cols[0] not in agents else arr
+    return curves, updates
+
+
+def _write_outputs(s: Setup, out: Path, params: Any, curves: dict, updates: np.ndarray,
+                   summary: dict) -> None:
+    from mairl.params import save_params
+
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_curves(out / "curves.csv", curves, updates, s.algo.needs.expert_batch, s.env.agents)
+    save_params(out / "params.npz", params)
+    from mairl.plots import plot_curves, plot_reward_heatmap
+
+    if curves:
+        plot_curves(out / "curves.png", curves, updates, s.env.agents,
+                    title=f"{s.config.algo_name} on {s.config.env.name}")
+    plot_reward_heatmap(out / "reward.png", s.algo, jax.tree.map(lambda x: x[0], params), s.env,
+                        s.heldout, s.oracle)
+
+
+def run(config: RunConfig, out: str | Path, *, progress: ProgressFn | None = None,
+        trackers: Sequence[Any] = (), overwrite: bool = False) -> Run:
+    """Train ``config.schedule.seeds`` seeds at once, evaluate, write the directory ``out``.
+
+    Args:
+        progress: ``progress(chunks_done, num_chunks)``, called on the host.
+        trackers: where curves stream as they come (:mod:`mairl.trackers`):
+            ``"tensorboard"``, ``"wandb"``, or objects with ``log(curves,
+            updates)`` and ``close()``.
+        overwrite: replace the checkpoints of an earlier run in ``out``
+            (otherwise refused).
+
+    Raises:
+        ValueError: a bad config, data or environment (the message names the field),
+            or a directory that already holds a different run.
+        NonFiniteLossError: the loss became non-finite (the last good checkpoint stays).
+    """
+    out = Path(out)
+    if overwrite and (out / "checkpoints").exists():
+        import shutil
+
+        shutil.rmtree(out / "checkpoints")
+    return _run(config, out, progress=progress, trackers=trackers, resume=False)
+
+
+def resume(out: str | Path, config: RunConfig | None = None, *,
+           progress: ProgressFn | None = None, trackers: Sequence[Any] = ()) -> Run:
+    """Go on with the run in ``out`` from its last complete checkpoint.
+
+    The result equals that of the run never interrupted. ``config``, if given,
+    must equal the saved one; a difference, or demonstrations changed since, is
+    refused with a message that names it.
+    """
+    out = Path(out)
+    saved = read_config(out)
+    if config is not None:
+        diffs = config_differences(saved, config)
+        if diffs:
+            raise ValueError(f"resume: the config differs from the run in {out}: "
+                             + "; ".join(diffs))
+    return _run(saved, out, progress=progress, trackers=trackers, resume=True)
+
+
+def read_config(out: str | Path) -> RunConfig:
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        raise ValueError(f"run: {path} not found (not a run directory?)")
+    try:
+        return config_from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def _run(config: RunConfig, out: Path, *, progress, trackers, resume: bool) -> Run:
+    from mairl.trackers import make_trackers
+    from mairl.train import train_data
+
+    s = Setup(config)
+    if not resume:
+        if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
+            raise ValueError(f"run: {out} already holds a run's checkpoints; resume it or "
+                             "choose another directory")
+    elif not s.jittable:
+        raise ValueError(f"resume: {config.env.name} steps on the host; its environments' "
+                         "state cannot be checkpointed, so the run cannot be resumed exactly")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(config_to_dict(config), indent=2) + "\n")
+    tdata = train_data(s.train_demos, s.held)
+    num_chunks = config.schedule.updates // config.schedule.eval_every
+    seen = [0]
+
+    def on_chunk(done):
+        seen[0] = max(seen[0], int(np.max(done)))
+        if progress is not None:
+            progress(seen[0], num_chunks)
+
+    sinks = [make_trackers(t, out, config_to_dict(config), s.env.agents) if isinstance(t, str)
+             else [t] for t in trackers]
+    sinks = [t for group in sinks for t in group]
+
+    def log(curves, updates):
+        for tracker in sinks:
+            tracker.log(curves, updates)
+
+    try:
+        if s.jittable:
+            state, curves, updates, compile_s, run_s = _train_jitted(
+                s, out, tdata, on_chunk, resume, log if sinks else None)
+        else:
+            state, curves, updates, compile_s, run_s = _train_host(s, tdata, on_chunk)
+            log(curves, updates)
+    finally:
+        for tracker in sinks:
+            tracker.close()
+    final = final_evaluation(s, state.params, config.eval.final_episodes)
+    summary = summarize(s, final, compile_s, run_s)
+    _write_outputs(s, out, state.params, curves, updates, summary)
+    return Run(config, summary, curves, updates, jax.tree.map(np.asarray, state.params),
+               s.algo, s.env, out)
+
+
+def load_run(out: str | Path) -> Run:
+    """A finished run from its directory: config, metrics, curves and parameters."""
+    from mairl.params import load_params
+
+    out = Path(out)
+    config = read_config(out)
+    s = Setup(config, with_data=False)
+    template = jax.eval_shape(s.algo.init, jax.random.key(0), example_batch(s.algo, s.env)).params
+    try:
+        params, _ = load_params(out / "params.npz", template, leading=1)
+    except (FileNotFoundError, ValueError) as err:
+        raise ValueError(f"run: {err}") from None
+    metrics_path = out / "metrics.json"
+    summary = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    curves, updates = ({}, np.zeros(0, np.int64))
+    if (out / "curves.csv").is_file():
+        curves, updates = read_curves(out / "curves.csv", s.env.agents)
+    params = jax.tree.map(jnp.asarray, params)
+    return Run(config, summary, curves, updates, params, s.algo, s.env, out)
+
+
+def evaluate_run(out: str | Path, episodes: int | None = None) -> dict:
+    """Evaluate a finished run again (``episodes`` per seed, default the run's
+    ``final_episodes``) and write ``eval.json``; returns the summary."""
+    out = Path(out)
+    loaded = load_run(out)
+    s = Setup(loaded.config)
+    final = final_evaluation(s, loaded.params, episodes or loaded.config.eval.final_episodes)
+    summary = summarize(s, final, loaded.metrics.get("compile_time_s", 0.0),
+                        loaded.metrics.get("run_time_s", float("nan")))
+    (out / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
