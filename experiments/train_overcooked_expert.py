@@ -56,6 +56,7 @@ import tyro
 import envs
 from mairl.experts import SOFT_Q_FORMAT
 from mairl.forward import save_params
+from mairl.metrics import episode_info_sums
 from mairl.networks import MLPCritic
 
 ASSET = Path(__file__).resolve().parent.parent / "mairl" / "assets" / "overcooked_cramped_room.npz"
@@ -293,32 +294,15 @@ def make_train(args: Args, env, progress=None):
 
 
 # -- evaluation --------------------------------------------------------------------------------
+#: ``info`` fields summed per episode, and the names this script reports them under.
+OVERCOOKED_FIELDS = {"soups": "delivery", "sparse": "sparse_reward", "shaped": "shaped_reward"}
+
+
 def rollout_stats(key, env, policy_fn, num_episodes: int) -> dict[str, jax.Array]:
-    """Soups and per-agent returns of ``num_episodes`` full episodes of an Overcooked env.
-
-    Pure and jittable (vmap it over parameters to score several seeds at once).
-    ``policy_fn(key, obs (agent, *obs_shape)) -> actions (agent,)``. Every
-    environment plays one episode of ``env.max_steps`` steps (Overcooked episodes
-    end only by truncation).
-
-    Returns:
-        ``soups (episode,)``, ``sparse (episode, agent)`` (20 per soup, shared),
-        ``shaped (episode, agent)`` (each agent's unscaled shaping return).
-    """
-    key_reset, key_run = jax.random.split(key)
-    obs, state = jax.vmap(env.reset)(jax.random.split(key_reset, num_episodes))
-
-    def body(carry, key):
-        obs, state = carry
-        key_act, key_step = jax.random.split(key)
-        actions = jax.vmap(policy_fn)(jax.random.split(key_act, num_episodes), obs)
-        obs, state, _, _, _, info = jax.vmap(env.step)(
-            jax.random.split(key_step, num_episodes), state, actions)
-        return (obs, state), (info["delivery"], info["sparse_reward"], info["shaped_reward"])
-
-    _, (soups, sparse, shaped) = jax.lax.scan(
-        body, (obs, state), jax.random.split(key_run, env.max_steps))
-    return {"soups": soups.sum(0), "sparse": sparse.sum(0), "shaped": shaped.sum(0)}
+    """Soups ``(episode,)`` and sparse and shaped returns ``(episode, agent)`` of
+    ``num_episodes`` full Overcooked episodes (:func:`mairl.metrics.episode_info_sums`)."""
+    sums = episode_info_sums(key, env, policy_fn, num_episodes, OVERCOOKED_FIELDS.values())
+    return {name: sums[field] for name, field in OVERCOOKED_FIELDS.items()}
 
 
 def episode_stats(key, env, policy_fn, num_episodes: int) -> dict[str, np.ndarray]:

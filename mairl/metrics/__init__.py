@@ -23,6 +23,8 @@ Returns (:mod:`mairl.metrics.returns`):
 
 - :func:`evaluate_returns` / :func:`make_evaluate_returns`: per-episode true
   returns ``(E, N)`` of a policy on vmapped, jitted environments.
+- :func:`episode_info_sums`: per-episode sums of ``info`` fields (Overcooked
+  deliveries, sparse and shaped returns) over fixed-length episodes.
 - :func:`mean_confidence_interval`: mean and Student-t interval per agent;
   :func:`student_t_quantile`.
 - :func:`imitation_mse`: the MAMQL reference code's "imitation loss".
@@ -31,6 +33,7 @@ Returns (:mod:`mairl.metrics.returns`):
 from mairl.metrics.behaviour import action_accuracy, log_likelihood, policy_kl
 from mairl.metrics.returns import (
     ReturnSummary,
+    episode_info_sums,
     evaluate_returns,
     imitation_mse,
     make_evaluate_returns,
@@ -55,6 +58,7 @@ __all__ = [
     "action_accuracy",
     "epic_canonicalize",
     "epic_distance",
+    "episode_info_sums",
     "evaluate_returns",
     "imitation_mse",
     "log_likelihood",

@@ -12,7 +12,7 @@ per-episode returns ``(E, N)``, the layout of a batch of runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 __all__ = [
     "ReturnSummary",
+    "episode_info_sums",
     "evaluate_returns",
     "imitation_mse",
     "make_evaluate_returns",
@@ -143,6 +144,57 @@ def _evaluate_returns_host(
 
 
 _evaluate_returns_jit = jax.jit(_evaluate_returns, static_argnums=(1, 2, 3, 4))
+
+
+def episode_info_sums(
+    key: jax.Array,
+    env: Any,
+    policy_fn: PolicyFn,
+    num_episodes: int,
+    fields: Sequence[str],
+) -> dict[str, jax.Array]:
+    """Sum of ``info[field]`` over one fixed-length episode in each of ``num_episodes`` envs.
+
+    Every environment is reset, then all step together for exactly
+    ``env.max_steps`` steps, and each named entry of the step's ``info`` is
+    summed over those steps. This is the measure for games whose episodes all
+    last ``env.max_steps`` steps and end by truncation (Overcooked: fields
+    ``delivery``, ``sparse_reward``, ``shaped_reward``); an environment whose
+    episode ends earlier goes on summing after its auto-reset. Keys are split
+    as in :func:`evaluate_returns`.
+
+    Pure and jittable: close over ``env``, ``policy_fn``, ``num_episodes`` and
+    ``fields`` and ``jax.jit`` it, or ``jax.vmap`` it over policy parameters.
+
+    Args:
+        key: a typed key, ``jax.random.key(seed)``.
+        env: a jittable mairl environment.
+        policy_fn: ``policy_fn(key, obs (N, *obs_shape)) -> actions (N,)`` for one
+            environment; vmapped over the environments here.
+        num_episodes: number of environments, one episode each.
+        fields: keys of ``info`` to sum.
+
+    Returns:
+        ``{field: (num_episodes, ...)}``, the trailing axes those of ``info[field]``
+        for one environment (``()`` for a shared value, ``(N,)`` per agent).
+    """
+    fields = tuple(fields)
+    key_reset, key_run = jax.random.split(key)
+    obs, state = jax.vmap(env.reset)(jax.random.split(key_reset, num_episodes))
+
+    def step(carry, key_t):
+        obs, state = carry
+        key_act, key_step = jax.random.split(key_t)
+        actions = jax.vmap(policy_fn)(jax.random.split(key_act, num_episodes), obs)
+        obs, state, _, _, _, info = jax.vmap(env.step)(
+            jax.random.split(key_step, num_episodes), state, actions
+        )
+        return (obs, state), {field: info[field] for field in fields}
+
+    _, per_step = jax.lax.scan(
+        step, (obs, state), jax.random.split(key_run, int(env.max_steps))
+    )
+    return {field: value.sum(axis=0) for field, value in per_step.items()}
 
 
 def make_evaluate_returns(
