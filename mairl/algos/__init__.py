@@ -4,7 +4,8 @@ plus read-outs (:class:`Algo`), one frozen config class per algorithm.
 - ``mamql``: marginal soft-Q critics, online (``mamql``) or from demonstrations
   alone (``mamql-offline``: ``value_expert`` / ``v0``);
 - ``iq-joint``: IQ-Learn with a joint-action critic per agent;
-- ``bc``: behaviour cloning.
+- ``bc``: behaviour cloning;
+- ``soft-q``: forward multi-agent soft Q-learning on the true rewards.
 
 :data:`ALGOS` maps each name to its config class and factory; :func:`make_algo`
 builds an algorithm from its config alone.
@@ -20,6 +21,7 @@ from mairl.algos.bc import BCConfig, make_bc
 from mairl.algos.iq import IQConfig, IQState
 from mairl.algos.iq_joint import IQJointConfig, make_iq_joint
 from mairl.algos.mamql import MAMQLConfig, MAMQLOfflineConfig, make_mamql
+from mairl.algos.soft_q import SoftQConfig, make_soft_q
 
 
 class AlgoSpec(NamedTuple):
@@ -38,10 +40,12 @@ ALGOS: dict[str, AlgoSpec] = {
     "iq-joint": AlgoSpec(IQJointConfig, make_iq_joint,
                          "IQ-Learn with joint-action critics (the paper's IQL MA)"),
     "bc": AlgoSpec(BCConfig, make_bc, "behaviour cloning"),
+    "soft-q": AlgoSpec(SoftQConfig, make_soft_q,
+                       "forward: multi-agent soft Q-learning on the true rewards"),
 }
 
 #: Any registered algorithm's config.
-AlgoConfig = MAMQLConfig | MAMQLOfflineConfig | IQJointConfig | BCConfig
+AlgoConfig = MAMQLConfig | MAMQLOfflineConfig | IQJointConfig | BCConfig | SoftQConfig
 
 
 def algo_name(config: Any) -> str:
@@ -63,4 +67,5 @@ def make_algo(config: Any, *, num_agents: int, obs_shape: tuple[int, ...], num_a
 
 __all__ = ["ALGOS", "Algo", "AlgoConfig", "AlgoSpec", "BCConfig", "Batch", "IQConfig",
            "IQJointConfig", "IQState", "MAMQLConfig", "MAMQLOfflineConfig", "Needs",
-           "Transition", "algo_name", "make_algo", "make_bc", "make_iq_joint", "make_mamql"]
+           "SoftQConfig", "Transition", "algo_name", "make_algo", "make_bc", "make_iq_joint",
+           "make_mamql", "make_soft_q"]

@@ -10,6 +10,10 @@ import pytest
 import envs
 from envs.gems import state_from_cells
 from envs.tabular import TabularGame
+from mairl.algos.base import Batch
+from mairl.algos.soft_q import SoftQConfig as NewSoftQConfig
+from mairl.algos.soft_q import make_soft_q as make_new_soft_q
+from mairl.evaluation import make_eval_fn
 from mairl.experts import (
     GEMS_NUM_FEATURES,
     GEMS_SOFT_Q_PARAMS,
@@ -29,6 +33,8 @@ from mairl.forward import (
 )
 from mairl.metrics.returns import evaluate_returns
 from mairl.solvers import soft_value_iteration
+from mairl.train import TrainConfig, TrainData
+from mairl.train import make_train as make_train_loop
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
 #: Per-agent mean return of the MAMQL authors' Gems experts.
@@ -82,6 +88,80 @@ def test_soft_q_loss_values_and_fixed_target():
 def test_config_errors_name_the_field(field, kwargs):
     with pytest.raises(ValueError, match=rf"SoftQConfig\.{field}"):
         SoftQConfig(**kwargs)
+
+
+# -- mairl.algos.soft_q: the same learner as an ordinary algorithm ------------------------------
+#: Per-agent views for the equivalence test: smaller than the observation (stored
+#: as views, float32 and uint8) and larger (stored raw).
+VIEWS = {
+    "none": None,
+    "smaller": lambda obs, agent: obs[:4] * (agent + 1.0),
+    "uint8": lambda obs, agent: (obs * (agent + 1) > 0).astype(jnp.uint8),
+    "larger": lambda obs, agent: jnp.concatenate([obs, jax.nn.one_hot(agent, 2)]),
+}
+
+
+@pytest.mark.parametrize("view", list(VIEWS))
+def test_algos_soft_q_equals_the_forward_learner(view):
+    # Same keys, same parameters: mairl.algos.soft_q.init(key) is the old
+    # init(split(key)[0]) followed by warmup_steps collections on split(key)[1],
+    # and its update(state, batch, key) the old update(state, key).
+    game = envs.tabular.random_game(jax.random.key(3), 6, 3, 2, max_steps=5)
+    kwargs = dict(alpha=0.5, gamma=0.9, learning_rate=1e-2, batch_size=32, num_envs=4,
+                  buffer_size=64, tau=0.1, hidden=(16, 16), warmup_steps=3)
+    per_agent = VIEWS[view]
+    joint = None if per_agent is None else (
+        lambda obs: jax.vmap(per_agent)(obs, jnp.arange(obs.shape[0])))
+    old = make_soft_q(SoftQConfig(**kwargs), game, joint)
+    new = make_new_soft_q(NewSoftQConfig(**kwargs), num_agents=2, obs_shape=game.obs_shape,
+                          num_actions=3, env=game, obs_transform=per_agent)
+    key = jax.random.key(11)
+    update_keys = jax.random.split(jax.random.key(12), 5)
+
+    @jax.jit
+    def run_old():
+        key_init, key_warmup = jax.random.split(key)
+        state = old.init(key_init)
+        state, _ = jax.lax.scan(lambda s, k: (old.collect(s, k), None), state,
+                                jax.random.split(key_warmup, 3))
+        return jax.lax.scan(old.update, state, update_keys)
+
+    @jax.jit
+    def run_new():
+        state = new.init(key, Batch(None))
+        return jax.lax.scan(lambda s, k: new.update(s, Batch(None), k), state, update_keys)
+
+    (state_old, metrics_old), (state_new, metrics_new) = run_old(), run_new()
+    assert int(state_new.buffer.size) == 4 * (3 + 5)
+    stored = state_new.buffer.data.obs
+    if view in ("smaller", "uint8"):  # the buffer holds the views
+        assert stored.shape[1:] == state_old.buffer.data.obs.shape[1:]
+        assert stored.dtype == state_old.buffer.data.obs.dtype
+    else:
+        assert stored.shape[1:] == (2, *game.obs_shape)
+    for name in ("params", "target_params"):
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                     getattr(state_old, name), getattr(state_new, name))
+    np.testing.assert_allclose(metrics_old["loss"], metrics_new["loss"], rtol=1e-5)
+    obs, _ = game.reset(jax.random.key(0))
+    np.testing.assert_allclose(old.q_values(state_old.params, obs),
+                               new.q_values(state_new.params, obs), rtol=1e-5, atol=1e-6)
+
+
+def test_algos_soft_q_runs_in_make_train():
+    game = envs.make("stag-hunt")
+    config = NewSoftQConfig(batch_size=16, num_envs=4, buffer_size=64, hidden=(8,),
+                            warmup_steps=2)
+    algo = make_new_soft_q(config, num_agents=2, obs_shape=game.obs_shape,
+                           num_actions=game.num_actions, env=game)
+    assert algo.needs.expert_batch == 0 and algo.needs.rewards and algo.needs.num_envs == 4
+    train = make_train_loop(algo, TrainConfig(num_updates=6, eval_every=3),
+                            make_eval_fn(algo, game, episodes=4))
+    result = jax.jit(train)(jax.random.key(0), TrainData(None, None))
+    assert result.curves["train/loss"].shape == (2, 2)
+    assert result.curves["return"].shape == (2, 2)
+    assert int(result.state.step) == 6
+    assert bool(jnp.all(jnp.isfinite(result.curves["train/loss"])))
 
 
 # -- convergence to the exact soft values -------------------------------------------------------
