@@ -5,7 +5,8 @@ plus read-outs (:class:`Algo`), one frozen config class per algorithm.
   alone (``mamql-offline``: ``value_expert`` / ``v0``);
 - ``iq-joint``: IQ-Learn with a joint-action critic per agent;
 - ``bc``: behaviour cloning;
-- ``soft-q``: forward multi-agent soft Q-learning on the true rewards.
+- ``soft-q``: forward multi-agent soft Q-learning on the true rewards;
+- ``ppo``: forward PPO on the true rewards.
 
 :data:`ALGOS` maps each name to its config class and factory; :func:`make_algo`
 builds an algorithm from its config alone.
@@ -21,6 +22,7 @@ from mairl.algos.bc import BCConfig, make_bc
 from mairl.algos.iq import IQConfig, IQState
 from mairl.algos.iq_joint import IQJointConfig, make_iq_joint
 from mairl.algos.mamql import MAMQLConfig, MAMQLOfflineConfig, make_mamql
+from mairl.algos.ppo import PPOConfig, make_ppo
 from mairl.algos.soft_q import SoftQConfig, make_soft_q
 
 
@@ -42,10 +44,12 @@ ALGOS: dict[str, AlgoSpec] = {
     "bc": AlgoSpec(BCConfig, make_bc, "behaviour cloning"),
     "soft-q": AlgoSpec(SoftQConfig, make_soft_q,
                        "forward: multi-agent soft Q-learning on the true rewards"),
+    "ppo": AlgoSpec(PPOConfig, make_ppo, "forward: PPO on the true rewards"),
 }
 
 #: Any registered algorithm's config.
-AlgoConfig = MAMQLConfig | MAMQLOfflineConfig | IQJointConfig | BCConfig | SoftQConfig
+AlgoConfig = (MAMQLConfig | MAMQLOfflineConfig | IQJointConfig | BCConfig | SoftQConfig
+              | PPOConfig)
 
 
 def algo_name(config: Any) -> str:
@@ -67,5 +71,5 @@ def make_algo(config: Any, *, num_agents: int, obs_shape: tuple[int, ...], num_a
 
 __all__ = ["ALGOS", "Algo", "AlgoConfig", "AlgoSpec", "BCConfig", "Batch", "IQConfig",
            "IQJointConfig", "IQState", "MAMQLConfig", "MAMQLOfflineConfig", "Needs",
-           "SoftQConfig", "Transition", "algo_name", "make_algo", "make_bc", "make_iq_joint",
-           "make_mamql", "make_soft_q"]
+           "PPOConfig", "SoftQConfig", "Transition", "algo_name", "make_algo", "make_bc",
+           "make_iq_joint", "make_mamql", "make_ppo", "make_soft_q"]
