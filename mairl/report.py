@@ -1,0 +1,362 @@
+"""What the experiment scripts share: their standard arguments, the learners they
+train, the comparison of an expert and random play with the learned agents,
+result tables with 95% intervals, and throughput timing.
+
+A comparison script is configuration plus these calls::
+
+    args = tyro.cli(Args)                                  # a subclass of ExperimentArgs
+    env = runs.make_env(args.env)
+    record_demos(jax.random.key(0), env, expert, args.demo_episodes, path)
+    learners = train_learners(args, env, path)             # one mairl.runs.run per learner
+    measured = compare(measure, baselines(env, expert), learners,
+                       episodes=args.baseline_episodes, seed_episodes=args.final_episodes)
+    rows = {name: per_agent(m.stats["returns"]) for name, m in measured.items()}
+    print(format_table(rows, agent_columns("return", env.agents)))
+
+Intervals are Student-t intervals of the mean (:func:`mairl.metrics.mean_half_width`)
+over the first axis of what is measured: over episodes for a fixed policy
+(``(episode, ...)``), over seeds for a learner (``(seed, episode, ...)``, each
+seed averaged over its episodes first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import jax
+import numpy as np
+
+from mairl.metrics import mean_half_width
+
+#: The learners every comparison script trains: offline MAMQL, IQ-Learn with
+#: joint-action critics (online), behaviour cloning.
+LEARNERS = ("mamql-offline", "iq-joint", "bc")
+Learner = Literal["mamql-offline", "iq-joint", "bc"]
+
+#: A mean and the half-width of its 95% interval.
+Interval = tuple[float, float]
+#: ``measure(key, policy_fn, num_episodes) -> {name: (episode, ...)}``.
+MeasureFn = Callable[[jax.Array, Callable, int], Mapping[str, Any]]
+
+#: Key of fixed policy ``i`` of :func:`compare` is ``key(BASELINE_KEY + i)``, of a
+#: learner's seed ``s`` is ``key(SEED_KEY + s)``.
+BASELINE_KEY, SEED_KEY = 10_000, 20_000
+
+
+# -- arguments ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExperimentArgs:
+    """The arguments of a script that compares an expert, random play and learners
+    trained on the expert's demonstrations. Scripts subclass it, giving their own
+    defaults and adding their own fields; ``tyro.cli`` builds it from flags.
+
+    Attributes:
+        out: directory of the runs (one per learner), demonstrations and ``summary.json``.
+        seeds: training seeds per learner, trained side by side in one run.
+        updates: gradient updates per seed.
+        online_updates: updates of the learners that step the game online
+            (``iq-joint``: each update steps ``online_envs`` games per seed);
+            ``None``: ``updates``.
+        online_envs: games each seed of an online learner steps per update.
+        learning_rate: Adam step size of every learner.
+        hidden: hidden widths of every learner's MLP critic.
+        gamma: discount of every learner.
+        demo_episodes: expert episodes recorded for training.
+        baseline_episodes: episodes of the expert and random rows.
+        final_episodes: episodes per seed played by each learned policy.
+        algos: learners to train (none: only the expert and random rows).
+    """
+
+    out: Path = Path("runs/experiment")
+    seeds: int = 3
+    updates: int = 2000
+    online_updates: int | None = None
+    online_envs: int = 1
+    learning_rate: float = 5e-4
+    hidden: tuple[int, ...] = (128, 128)
+    gamma: float = 0.99
+    demo_episodes: int = 200
+    baseline_episodes: int = 100
+    final_episodes: int = 50
+    algos: tuple[Learner, ...] = LEARNERS
+
+    def updates_of(self, online: bool) -> int:
+        """Updates of a learner, online (stepping the game) or not."""
+        if online and self.online_updates is not None:
+            return self.online_updates
+        return self.updates
+
+
+def summary_args(args: Any) -> dict[str, str]:
+    """A dataclass of arguments as ``{field: str(value)}`` for ``summary.json``."""
+    return {f.name: str(getattr(args, f.name)) for f in dataclasses.fields(args)}
+
+
+def write_summary(path: str | Path, args: Any, **results: Any) -> None:
+    """``summary.json``: the arguments and ``results`` (NumPy values as lists)."""
+
+    def plain(x):
+        if isinstance(x, np.ndarray | np.generic | jax.Array):
+            return np.asarray(x).tolist()
+        raise TypeError(f"write_summary: {type(x).__name__} is not JSON-serializable")
+
+    Path(path).write_text(json.dumps({"args": summary_args(args), **results}, indent=2,
+                                     default=plain) + "\n")
+
+
+# -- learners -------------------------------------------------------------------------------------
+def learner_config(args: ExperimentArgs, name: str, env: str, demos: str | Path, *,
+                   online: bool = False, evaluations: int = 1, eval_episodes: int = 1,
+                   final_episodes: int | None = None):
+    """The :class:`mairl.runs.RunConfig` of learner ``name`` on ``env`` from ``demos``.
+
+    Every learner gets the same critic (MLP of ``args.hidden`` on the raw
+    observations, ``view="global"``), step size and discount; the fields an
+    algorithm's config lacks (``online_envs`` for behaviour cloning) are left out.
+    ``online`` learners get ``args.updates_of(True)`` updates. Training is
+    evaluated ``evaluations`` times (``eval_episodes`` each); the run's final
+    evaluation plays ``final_episodes`` per seed (default ``args.final_episodes``).
+    """
+    from mairl import runs
+    from mairl.algos import ALGOS
+
+    spec = ALGOS[name].config
+    fields = {f.name for f in dataclasses.fields(spec)}
+    values = {"critic": "mlp", "hidden": tuple(args.hidden), "learning_rate": args.learning_rate,
+              "gamma": args.gamma, "num_envs": args.online_envs}
+    updates = args.updates_of(online)
+    return runs.RunConfig(
+        algo=spec(**{k: v for k, v in values.items() if k in fields}),
+        env=runs.EnvConfig(env, view="global"),
+        data=runs.DataConfig(demos=str(demos)),
+        schedule=runs.ScheduleConfig(seeds=args.seeds, updates=updates,
+                                     eval_every=max(updates // evaluations, 1)),
+        eval=runs.EvalConfig(
+            eval_episodes=eval_episodes,
+            final_episodes=args.final_episodes if final_episodes is None else final_episodes),
+    )
+
+
+def is_online(config: Any, env: Any) -> bool:
+    """Whether the run's algorithm steps the game while it learns (``needs.num_envs``)."""
+    from mairl.runs import build_algo
+
+    return build_algo(config, env).needs.num_envs > 0
+
+
+def train_learners(args: ExperimentArgs, env: Any, demos: str | Path, *, out: Path | None = None,
+                   progress: bool = True, **config_kwargs: Any) -> dict[str, Any]:
+    """Train every learner of ``args.algos`` (``mairl.runs.run`` into ``out / name``,
+    default ``args.out / name``, replacing an earlier run there); print a line
+    before and after each. ``config_kwargs`` go to :func:`learner_config`.
+
+    Returns:
+        ``{name: mairl.runs.Run}``.
+    """
+    from mairl import runs
+    from mairl.utils import progress_bar
+
+    out = Path(args.out if out is None else out)
+    trained = {}
+    for name in args.algos:
+        config = learner_config(args, name, env.name, demos, **config_kwargs)
+        online = is_online(config, env)
+        if online:
+            config = learner_config(args, name, env.name, demos, online=True, **config_kwargs)
+        sched = config.schedule
+        steps = (f", {args.online_envs} game(s) per seed stepped per update" if online else "")
+        print(f"\n== {name}: {sched.seeds} seeds x {sched.updates} updates{steps}", flush=True)
+        bar = (progress_bar(sched.updates // sched.eval_every, "chunks") if progress
+               else contextlib.nullcontext())
+        with bar as update:
+            run = runs.run(config, out / name, progress=update, overwrite=True)
+        acc = run.metrics.get("action_accuracy", {}).get("mean")
+        acc = np.round(acc, 3).tolist() if acc is not None else "n/a"
+        print(f"{name}: trained in {run.metrics['wall_time_s']:.0f} s; held-out action accuracy "
+              f"per agent {acc}", flush=True)
+        trained[name] = run
+    return trained
+
+
+# -- demonstrations and policies ------------------------------------------------------------------
+def record_demos(key: jax.Array, env: Any, policy_fn: Callable, episodes: int, path: str | Path,
+                 *, num_envs: int = 16):
+    """Record ``episodes`` episodes of ``policy_fn`` (``mairl.data.collect``), save them
+    to ``path`` and print their size and mean return per agent."""
+    from mairl.data import collect, episode_returns
+
+    t0 = time.perf_counter()
+    demos = collect(key, env, policy_fn, episodes, num_envs=num_envs)
+    demos.save(path)
+    returns = np.round(episode_returns(demos).mean(axis=0), 2).tolist()
+    print(f"demonstrations: {demos.num_episodes} episodes, {demos.num_transitions} transitions "
+          f"in {time.perf_counter() - t0:.0f} s, mean return per agent {returns} -> {path}",
+          flush=True)
+    return demos
+
+
+def baselines(env: Any, expert: Callable, **more: Callable) -> dict[str, Callable]:
+    """``{"expert": expert, "random": uniform actions, **more}``. On host-side games
+    (``env.jittable`` false) the random policy is marked ``host`` (NumPy, not jitted)."""
+    from mairl.experts import make_expert
+
+    uniform = make_expert(env, "random")
+    if not getattr(env, "jittable", True):
+        uniform.host = True
+    return {"expert": expert, "random": uniform, **more}
+
+
+class Measured(NamedTuple):
+    """What :func:`compare` measured of one row: ``stats`` ``{name: (episode, ...)}``
+    for a fixed policy, ``{name: (seed, episode, ...)}`` for a learner; ``over``
+    says which (``"100 episodes"``, ``"3 seeds x 30 episodes"``)."""
+
+    stats: dict[str, np.ndarray]
+    over: str
+
+
+def compare(measure: MeasureFn, policies: Mapping[str, Callable], learners: Mapping[str, Any],
+            *, episodes: int, seed_episodes: int, greedy: bool = False) -> dict[str, Measured]:
+    """Measure fixed policies and every seed of learned ones the same way.
+
+    ``measure(key, policy_fn, num_episodes)`` returns per-episode values. Fixed
+    policy ``i`` of ``policies`` plays ``episodes`` episodes from
+    ``key(BASELINE_KEY + i)``; seed ``s`` of each run in ``learners``
+    (``mairl.runs.Run``) plays ``seed_episodes`` from ``key(SEED_KEY + s)`` with its
+    Boltzmann policy (argmax with ``greedy``). Rows keep the order of
+    ``policies``, then ``learners``; a line is printed per row.
+    """
+
+    def host(stats):
+        return {name: np.asarray(value) for name, value in jax.device_get(dict(stats)).items()}
+
+    rows = {}
+    for i, (name, policy_fn) in enumerate(policies.items()):
+        t0 = time.perf_counter()
+        rows[name] = Measured(host(measure(jax.random.key(BASELINE_KEY + i), policy_fn,
+                                           episodes)), f"{episodes} episodes")
+        print(f"{name}: {rows[name].over} in {time.perf_counter() - t0:.0f} s", flush=True)
+    for name, run in learners.items():
+        t0 = time.perf_counter()
+        seeds = run.config.schedule.seeds
+        per_seed = [host(measure(jax.random.key(SEED_KEY + s), run.policy_fn(s, greedy=greedy),
+                                 seed_episodes)) for s in range(seeds)]
+        stats = {k: np.stack([p[k] for p in per_seed]) for k in per_seed[0]}
+        rows[name] = Measured(stats, f"{seeds} seeds x {seed_episodes} episodes")
+        print(f"{name}: {rows[name].over} in {time.perf_counter() - t0:.0f} s", flush=True)
+    return rows
+
+
+# -- tables ---------------------------------------------------------------------------------------
+def per_agent(values: Any) -> list[Interval]:
+    """Mean and 95% t half-width of each agent's value over the first axis.
+
+    ``values (sample, ..., agent)``: samples are episodes of a fixed policy or the
+    seeds of a learner; middle axes (a seed's episodes) are averaged first, so
+    the interval has ``sample - 1`` degrees of freedom. One interval per agent,
+    in the order of the last axis.
+    """
+    values = np.asarray(values, np.float64)
+    if values.ndim < 2:
+        raise ValueError(f"per_agent: expected (sample, ..., agent), got shape {values.shape}")
+    return [mean_half_width(values[..., i]) for i in range(values.shape[-1])]
+
+
+class Column(NamedTuple):
+    """A table column: its title and the decimals of its numbers."""
+
+    title: str
+    precision: int = 2
+
+
+#: A table cell: mean ± half-width, a plain number, or nothing.
+Cell = tuple[float, float] | float | None
+CELL_WIDTH = 17
+
+
+def agent_columns(title: str, agents: Sequence[str], precision: int = 2) -> list[Column]:
+    """One column per agent, ``"<title> <agent>"``, in the agents' order."""
+    return [Column(f"{title} {a}".strip(), precision) for a in agents]
+
+
+def format_cell(cell: Cell, precision: int = 2) -> str:
+    """``"   mean ± half "`` (or the number alone, or blank), :data:`CELL_WIDTH` wide."""
+    if cell is None:
+        return " " * CELL_WIDTH
+    if isinstance(cell, tuple):
+        mean, half = cell
+        return f"{mean:>9.{precision}f} ± {half:<5.{precision}f}"
+    return f"{cell:>{CELL_WIDTH}.{precision}f}"
+
+
+def format_table(rows: Mapping[str, Sequence[Cell]], columns: Sequence[Column | str], *,
+                 over: Mapping[str, str] | None = None, title: str | None = None) -> str:
+    """A text table: a row per entry of ``rows`` (its cells in the order of
+    ``columns``), an ``over`` column where given (what the intervals are over)."""
+    columns = [c if isinstance(c, Column) else Column(c) for c in columns]
+    width = max([15, *(len(name) + 2 for name in rows)])
+    head = f"{'':<{width}}" + "".join(f"{c.title:>{CELL_WIDTH}}" for c in columns)
+    head += "  over" if over else ""
+    lines = [title] if title else []
+    lines += [head, "-" * len(head)]
+    for name, cells in rows.items():
+        if len(cells) != len(columns):
+            raise ValueError(f"format_table: row {name!r} has {len(cells)} cells for "
+                             f"{len(columns)} columns")
+        line = f"{name:<{width}}" + "".join(format_cell(cell, c.precision)
+                                            for cell, c in zip(cells, columns, strict=True))
+        lines.append(line + (f"  {over.get(name, '')}" if over else ""))
+    return "\n".join(lines)
+
+
+# -- timing ---------------------------------------------------------------------------------------
+def steps_per_second(step_fn: Callable[[Any, int], Any], carry: Any = None, *, calls: int,
+                     steps_per_call: int = 1, warmup: int = 0, repeats: int = 1) -> float:
+    """Environment steps per second of ``carry = step_fn(carry, i)``.
+
+    Calls ``0 .. warmup - 1`` run untimed (compilation); then ``repeats`` times
+    ``calls`` calls are timed, waiting for JAX's results at the end
+    (``jax.block_until_ready``), and the best time counts. Call ``i`` (numbered on
+    across warm-up and repeats) does ``steps_per_call`` steps.
+    """
+    if calls < 1 or repeats < 1:
+        raise ValueError(f"steps_per_second: calls and repeats must be >= 1, got {calls}, "
+                         f"{repeats}")
+    i = 0
+    for _ in range(warmup):
+        carry = step_fn(carry, i)
+        i += 1
+    jax.block_until_ready(carry)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            carry = step_fn(carry, i)
+            i += 1
+        jax.block_until_ready(carry)
+        best = min(best, time.perf_counter() - t0)
+    return calls * steps_per_call / best
+
+
+def random_actions(env: Any, num_steps: int, seed: int = 0) -> np.ndarray:
+    """Uniformly random discrete actions ``(step, agent)`` int32, from NumPy's ``seed``."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, env.num_actions, (num_steps, env.num_agents)).astype(np.int32)
+
+
+def env_steps_per_second(env: Any, actions: np.ndarray) -> float:
+    """Steps/s of ``env.step`` (auto-reset included) playing ``actions (step, agent)``
+    one step at a time from ``env.reset(key(0))``; the step keys are drawn first."""
+    keys = list(jax.random.split(jax.random.key(1), len(actions)))
+
+    def step(carry, t):
+        return env.step(keys[t], carry[1], actions[t])[:2]
+
+    return steps_per_second(step, env.reset(jax.random.key(0)), calls=len(actions))

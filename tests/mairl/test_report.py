@@ -1,0 +1,236 @@
+"""mairl.report: intervals per agent, tables, timing, arguments and the comparison loop."""
+
+import dataclasses
+import json
+import types
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+import tyro
+
+from mairl import report, runs
+from mairl.experts import make_expert
+
+# Student t quantiles t_{0.975, dof}, from tables: dof 2 -> 4.302653, dof 3 -> 3.182446.
+T2, T3 = 4.302653, 3.182446
+
+
+# -- intervals ------------------------------------------------------------------------------------
+def test_per_agent_is_over_seeds_with_seeds_minus_one_degrees_of_freedom():
+    # (seed, episode, agent). Agent 0's seed means are 1, 2, 3 (mean 2, sd 1): half-width
+    # t_{.975,2} / sqrt(3). Agent 1's are 10, 10, 16 (mean 12, sd sqrt(12)): half-width
+    # t_{.975,2} * sqrt(12) / sqrt(3) = 2 t_{.975,2}. Pooling the 6 episodes, using 3
+    # degrees of freedom or the normal 1.96 all give other numbers.
+    values = np.array([
+        [[0.0, 9.0], [2.0, 11.0]],
+        [[1.0, 12.0], [3.0, 8.0]],
+        [[2.0, 15.0], [4.0, 17.0]],
+    ])
+    (m0, h0), (m1, h1) = report.per_agent(values)
+    assert m0 == pytest.approx(2.0) and h0 == pytest.approx(T2 / np.sqrt(3), rel=1e-5)
+    assert m1 == pytest.approx(12.0) and h1 == pytest.approx(2 * T2, rel=1e-5)
+
+
+def test_per_agent_over_episodes_of_a_fixed_policy():
+    # (episode, agent): 4 episodes, each agent's sd is sqrt(5/3); half-width
+    # t_{.975,3} * sqrt(5/3) / 2.
+    values = np.array([[1.0, 5.0], [2.0, 6.0], [3.0, 7.0], [4.0, 8.0]])
+    intervals = report.per_agent(values)
+    half = T3 * np.sqrt(5 / 3) / 2
+    assert intervals[0] == pytest.approx((2.5, half), rel=1e-5)
+    assert intervals[1] == pytest.approx((6.5, half), rel=1e-5)
+
+
+def test_per_agent_needs_an_agent_axis():
+    with pytest.raises(ValueError, match="agent"):
+        report.per_agent(np.arange(4.0))
+
+
+# -- tables ---------------------------------------------------------------------------------------
+def _cell(line: str, header: str, title: str) -> str:
+    """The text of ``line`` under the column titled ``title`` (cells are CELL_WIDTH wide)."""
+    end = header.index(title) + len(title)
+    return line[end - report.CELL_WIDTH:end]
+
+
+def test_table_puts_each_agent_under_its_own_column():
+    values = np.stack([np.full((3, 2), 1.0), np.full((3, 2), 7.0), np.full((3, 2), 4.0)],
+                      axis=-1)  # (seed, episode, agent): agent 0 -> 1, agent 1 -> 7, agent 2 -> 4
+    values[0, :, 1] += 3.0
+    cells = report.per_agent(values)
+    columns = report.agent_columns("return", ["north", "east", "south"])
+    assert [c.title for c in columns] == ["return north", "return east", "return south"]
+    text = report.format_table({"learner": cells}, columns, over={"learner": "3 seeds"})
+    header, rule, line = text.split("\n")
+    assert set(rule) == {"-"} and len(rule) == len(header)
+    assert _cell(line, header, "return north").split() == ["1.00", "±", "0.00"]
+    assert _cell(line, header, "return east").split()[0] == "8.00"
+    assert _cell(line, header, "return south").split() == ["4.00", "±", "0.00"]
+    assert line.endswith("  3 seeds")
+
+
+def test_table_cells_plain_numbers_blanks_and_precision():
+    columns = [report.Column("soups", 1), report.Column("acc", 3), "wall s"]
+    text = report.format_table({"expert": [(12.04, 0.06), None, None],
+                                "bc": [(11.0, 0.5), 0.9765, 60.0]}, columns,
+                               title="cramped_room")
+    title, header, _, expert, bc = text.split("\n")
+    assert title == "cramped_room"
+    assert _cell(expert, header, "soups").split() == ["12.0", "±", "0.1"]
+    assert _cell(expert, header, "acc").strip() == ""
+    assert _cell(bc, header, "acc").strip() == "0.977"
+    assert _cell(bc, header, "wall s").strip() == "60.00"
+
+
+def test_table_refuses_a_row_with_missing_cells():
+    with pytest.raises(ValueError, match="'bc' has 1 cells for 2 columns"):
+        report.format_table({"bc": [(1.0, 0.1)]}, ["a", "b"])
+
+
+# -- timing ---------------------------------------------------------------------------------------
+def test_steps_per_second_times_the_best_repeat_and_not_the_warmup(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(report.time, "perf_counter", lambda: clock[0])
+    seen = []
+
+    def step(carry, i):
+        seen.append((i, carry))
+        clock[0] += 100.0 if i == 0 else (0.5 if i <= 4 else 0.25)  # warm-up, slow, fast
+        return carry + 1
+
+    sps = report.steps_per_second(step, 10, calls=4, steps_per_call=3, warmup=1, repeats=2)
+    assert sps == pytest.approx(12 / 1.0)  # the second repeat: 4 calls x 0.25 s
+    assert seen == [(i, 10 + i) for i in range(9)]
+
+
+def test_env_steps_per_second_plays_the_given_actions():
+    env = runs.make_env("stag-hunt")
+    actions = report.random_actions(env, 5)
+    assert actions.shape == (5, 2) and actions.dtype == np.int32
+    assert actions.min() >= 0 and actions.max() < env.num_actions
+    assert report.env_steps_per_second(env, actions) > 0
+
+
+# -- arguments and configs ------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class _Args(report.ExperimentArgs):
+    """A script's arguments.
+
+    Attributes:
+        extra: a field of the script's own.
+    """
+
+    updates: int = 40
+    online_updates: int | None = 10
+    extra: int = 1
+
+
+def test_arguments_from_flags():
+    args = tyro.cli(_Args, args=["--seeds", "2", "--algos", "bc", "--extra", "5"])
+    assert (args.seeds, args.algos, args.extra, args.updates) == (2, ("bc",), 5, 40)
+    assert args.updates_of(online=True) == 10 and args.updates_of(online=False) == 40
+    assert tyro.cli(_Args, args=["--algos"]).algos == ()
+    assert report.ExperimentArgs().updates_of(online=True) == 2000  # None: updates
+    with pytest.raises(SystemExit):
+        tyro.cli(_Args, args=["--algos", "gail"])
+
+
+def test_learner_configs_share_critic_step_and_discount():
+    args = _Args(seeds=2, learning_rate=1e-3, hidden=(8,), gamma=0.9, online_envs=3,
+                 final_episodes=7)
+    env = runs.make_env("stag-hunt")
+    configs = {name: report.learner_config(args, name, "stag-hunt", "d.npz", evaluations=4)
+               for name in report.LEARNERS}
+    for name, config in configs.items():
+        assert config.algo_name == name
+        assert (config.algo.critic, config.algo.hidden) == ("mlp", (8,))
+        assert (config.algo.learning_rate, config.algo.gamma) == (1e-3, 0.9)
+        assert config.env == runs.EnvConfig("stag-hunt", view="global")
+        assert config.data.demos == "d.npz"
+        assert (config.schedule.seeds, config.schedule.updates, config.schedule.eval_every) == (
+            2, 40, 10)
+        assert config.eval.final_episodes == 7
+    assert configs["iq-joint"].algo.num_envs == 3
+    assert not hasattr(configs["bc"].algo, "num_envs")
+    assert [report.is_online(c, env) for c in configs.values()] == [False, True, False]
+    online = report.learner_config(args, "iq-joint", "stag-hunt", "d.npz", online=True,
+                                   evaluations=4, final_episodes=2)
+    assert (online.schedule.updates, online.schedule.eval_every) == (10, 2)
+    assert online.eval.final_episodes == 2
+
+
+def test_write_summary(tmp_path):
+    args = _Args(out=Path("runs/x"))
+    report.write_summary(tmp_path / "s.json", args, rows={"a": np.arange(3)},
+                         speed=np.float32(2.5))
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved["args"]["out"] == "runs/x" and saved["args"]["algos"] == str(report.LEARNERS)
+    assert saved["rows"] == {"a": [0, 1, 2]} and saved["speed"] == 2.5
+    with pytest.raises(TypeError, match="object"):
+        report.write_summary(tmp_path / "t.json", args, bad=object())
+
+
+# -- the comparison loop --------------------------------------------------------------------------
+class _Run:
+    """What compare reads of a mairl.runs.Run: the seed count and per-seed policies."""
+
+    def __init__(self, tag, seeds):
+        self.config = types.SimpleNamespace(schedule=runs.ScheduleConfig(seeds=seeds))
+        self.tag = tag
+        self.greedy = []
+
+    def policy_fn(self, seed, greedy=False):
+        self.greedy.append(greedy)
+        return (self.tag, seed)
+
+
+def test_compare_measures_policies_then_every_seed(capsys):
+    calls = []
+
+    def measure(key, policy, episodes):
+        calls.append((int(jax.random.key_data(key)[-1]), policy, episodes))  # key(k): [0, k]
+        marker = len(calls)
+        return {"x": np.full((episodes, 2), float(marker)), "y": np.zeros(episodes)}
+
+    learner = _Run("bc", seeds=3)
+    rows = report.compare(measure, {"expert": "E", "random": "R"}, {"bc": learner},
+                          episodes=4, seed_episodes=2, greedy=True)
+    assert list(rows) == ["expert", "random", "bc"]
+    assert [c[0] for c in calls] == [10_000, 10_001, 20_000, 20_001, 20_002]
+    assert [c[1:] for c in calls] == [("E", 4), ("R", 4), (("bc", 0), 2), (("bc", 1), 2),
+                                      (("bc", 2), 2)]
+    assert learner.greedy == [True] * 3
+    assert rows["expert"].stats["x"].shape == (4, 2) and rows["expert"].over == "4 episodes"
+    assert rows["bc"].stats["x"].shape == (3, 2, 2)  # (seed, episode, agent), seeds in order
+    np.testing.assert_array_equal(rows["bc"].stats["x"][:, 0, 0], [3.0, 4.0, 5.0])
+    assert rows["bc"].over == "3 seeds x 2 episodes"
+    assert "bc: 3 seeds x 2 episodes in" in capsys.readouterr().out
+
+
+def test_record_demos_and_baselines_on_a_tabular_game(tmp_path, capsys):
+    env = runs.make_env("stag-hunt")
+    expert = make_expert(env, "soft-vi")
+    demos = report.record_demos(jax.random.key(0), env, expert, 3, tmp_path / "d.npz",
+                                num_envs=2)
+    assert demos.num_episodes == 3
+    assert runs.load_demos(tmp_path / "d.npz", env).num_transitions == demos.num_transitions
+    assert "demonstrations: 3 episodes" in capsys.readouterr().out
+    policies = report.baselines(env, expert, idle="I")
+    assert list(policies) == ["expert", "random", "idle"]
+    assert policies["expert"] is expert and not getattr(policies["random"], "host", False)
+
+
+def test_train_learners_runs_each_learner(tmp_path, capsys):
+    env = runs.make_env("stag-hunt")
+    report.record_demos(jax.random.key(0), env, make_expert(env, "soft-vi"), 10,
+                        tmp_path / "d.npz")
+    args = _Args(out=tmp_path, seeds=2, updates=2, hidden=(4,), algos=("bc",))
+    trained = report.train_learners(args, env, tmp_path / "d.npz", final_episodes=2,
+                                    progress=False)
+    assert list(trained) == ["bc"]
+    assert (tmp_path / "bc" / "params.npz").is_file()
+    assert trained["bc"].config.schedule.updates == 2
+    out = capsys.readouterr().out
+    assert "== bc: 2 seeds x 2 updates" in out and "bc: trained in" in out
