@@ -10,18 +10,20 @@ agent) three ways:
   ``mairl.data.collect`` as complete episodes of ``--episode-length`` steps from
   the game's initial distribution (truncated, never terminated), and trained with
   ``mairl.train.make_train``, which draws minibatches uniformly from them;
-- ``exact``: the same loss and update, with every minibatch drawn i.i.d. from the
-  expert's exact discounted occupancy, ``s ~ d_E``, ``a_i ~ pi_i(.|s)``
+- ``exact``: the same loss, update and loop, with every minibatch drawn i.i.d.
+  from the expert's exact discounted occupancy (``make_train`` with the batch
+  source ``mairl.train.occupancy_batches``), ``s ~ d_E``, ``a_i ~ pi_i(.|s)``
   independently per agent, ``s' ~ P(.|s, a)``: the expectations of the loss are
   those of the occupancy, up to minibatch noise. (The learner's ``Batch`` holds
   unweighted transitions, so it cannot take a weighted full-batch dataset.)
 - ``minimum``: the exact expected loss itself (``expected_loss``: the same
   objective, its expectations summed over all ``(s, a_i, s')`` with weights
-  ``d_E(s) pi_i(a_i|s) P_i(s'|s, a_i)``), minimized by L-BFGS: where the two
-  stochastic runs would converge with enough data, updates and a vanishing step.
+  ``d_E(s) pi_i(a_i|s) P_i(s'|s, a_i)``), minimized over the critics' parameters
+  by L-BFGS: where the two stochastic runs would converge with enough data,
+  updates and a vanishing step.
 
 The stochastic runs use several training seeds at once (``jax.vmap``). Every fit
-is scored as ``mairl.evaluation.make_eval_fn`` scores it with an oracle:
+is scored by ``mairl.evaluation.make_eval_fn`` with the oracle:
 ``policy_kl`` is ``E_{s ~ d_E} KL(pi_E,i(.|s) || pi_i(.|s))``; the recovered reward
 ``r_i(s, a_i) = Q_i(s, a_i) - gamma sum_s' P_i(s'|s, a_i) V_i(s')`` is compared with
 the true marginal reward by the shaping-aware correlation (weights: the expert's
@@ -52,6 +54,7 @@ sit between the expert's and the minimum's.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,16 +66,15 @@ import numpy as np
 import optax
 import tyro
 
-from envs.tabular import TabularGame, random_game
-from mairl import metrics
-from mairl.algos.base import Algo, Batch
+from envs.tabular import random_game
+from mairl.algos import MAMQLOfflineConfig, make_algo
 from mairl.algos.common import chi2_phi, soft_value
-from mairl.algos.iq import joint_index
-from mairl.algos.mamql import MAMQLConfig, make_mamql
-from mairl.data import Transition, collect
+from mairl.data import collect
+from mairl.evaluation import make_eval_fn
 from mairl.experts import tabular_policy_fn
-from mairl.solvers import SoftVIResult, soft_value_iteration
-from mairl.train import TrainConfig, TrainResult, make_train, train_data
+from mairl.runs import example_batch
+from mairl.solvers import soft_value_iteration
+from mairl.train import TrainConfig, expert_occupancy, make_train, occupancy_batches, train_data
 
 
 @dataclass(frozen=True)
@@ -136,73 +138,7 @@ SOURCES = {
 }
 
 
-# -- the exact occupancy ------------------------------------------------------------------------
-class ExpertOccupancy(NamedTuple):
-    """The expert's discounted occupancy and the true dynamics, as cumulative tables."""
-
-    state_cdf: jax.Array  # (S,) of d_E(s)
-    policy_cdf: jax.Array  # (N, S, A) of pi_E,i(a|s)
-    transition_cdf: jax.Array  # (S, A**N, S') of P(s'|s, a), joint actions flattened
-
-
-def expert_occupancy(game: TabularGame, solution: SoftVIResult) -> ExpertOccupancy:
-    """The sampling tables of the expert ``solution`` of ``game``."""
-    cdf = lambda p: jnp.asarray(np.cumsum(p, axis=-1), jnp.float32)
-    return ExpertOccupancy(
-        state_cdf=cdf(solution.state_occupancy),
-        policy_cdf=cdf(solution.policy),
-        transition_cdf=cdf(game.joint_transitions),
-    )
-
-
-def sample_cdf(key: jax.Array, cdf: jax.Array) -> jax.Array:
-    """One index per row of ``cdf (..., K)`` by inverse transform: ``(...)`` int32."""
-    u = jax.random.uniform(key, cdf.shape[:-1]) * cdf[..., -1]
-    return jnp.minimum(jnp.sum(cdf < u[..., None], axis=-1), cdf.shape[-1] - 1)
-
-
-def sample_exact_batch(key: jax.Array, expert: ExpertOccupancy, batch_size: int) -> Batch:
-    """``batch_size`` i.i.d. ``(s, a, s')`` from ``d_E(s) prod_i pi_i(a_i|s) P(s'|s, a)``."""
-    num_agents, num_states, num_actions = expert.policy_cdf.shape
-    key_state, key_action, key_next = jax.random.split(key, 3)
-    state = sample_cdf(key_state, jnp.broadcast_to(expert.state_cdf, (batch_size, num_states)))
-    actions = sample_cdf(key_action, expert.policy_cdf[:, state])  # (N, B)
-    joint = joint_index(actions, num_actions)  # (B,)
-    next_state = sample_cdf(key_next, expert.transition_cdf[state, joint])
-    eye = jnp.eye(num_states, dtype=jnp.float32)
-    obs = jnp.broadcast_to(eye[state], (num_agents, batch_size, num_states))
-    next_obs = jnp.broadcast_to(eye[next_state], (num_agents, batch_size, num_states))
-    done = jnp.zeros(batch_size, bool)
-    return Batch(Transition(obs, actions.astype(jnp.int32), next_obs, done, done))
-
-
-def make_train_exact(algo: Algo, config: TrainConfig, eval_fn):
-    """``train(key, expert) -> TrainResult``: ``make_train``'s loop, with minibatches
-    drawn from the exact occupancy (``sample_exact_batch``) instead of demonstrations."""
-    batch_size = algo.config.batch_size
-
-    def train(key: jax.Array, expert: ExpertOccupancy) -> TrainResult:
-        key_init, key_sample, key_run = jax.random.split(key, 3)
-        state = algo.init(key_init, sample_exact_batch(key_sample, expert, batch_size))
-
-        def one_update(state, key):
-            key_batch, key_update = jax.random.split(key)
-            return algo.update(state, sample_exact_batch(key_batch, expert, batch_size), key_update)
-
-        def chunk(state, key):
-            key_updates, key_eval = jax.random.split(key)
-            state, _ = jax.lax.scan(
-                one_update, state, jax.random.split(key_updates, config.eval_every)
-            )
-            return state, eval_fn(state, key_eval)
-
-        state, curves = jax.lax.scan(chunk, state, jax.random.split(key_run, config.num_chunks))
-        updates = (jnp.arange(config.num_chunks) + 1) * config.eval_every
-        return TrainResult(state, curves, updates)
-
-    return train
-
-
+# -- the exact expected loss -----------------------------------------------------------------------
 def expected_loss(
     q: jax.Array,
     state_dist: jax.Array,
@@ -226,46 +162,35 @@ def expected_loss(
     return value_term - expert_term
 
 
-def minimize_expected_loss(loss_fn, q0: jax.Array, steps: int) -> tuple[jax.Array, jax.Array]:
-    """L-BFGS from ``q0``: the minimizer and the largest gradient entry left there."""
+def minimize(loss_fn, params: Any, steps: int) -> tuple[Any, jax.Array]:
+    """L-BFGS from ``params``: the minimizer and the largest gradient entry left there."""
     opt = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(loss_fn)
 
     def step(carry, _):
-        q, state = carry
-        value, grad = value_and_grad(q, state=state)
-        updates, state = opt.update(grad, state, q, value=value, grad=grad, value_fn=loss_fn)
-        return (optax.apply_updates(q, updates), state), None
+        params, state = carry
+        value, grad = value_and_grad(params, state=state)
+        updates, state = opt.update(grad, state, params, value=value, grad=grad,
+                                    value_fn=loss_fn)
+        return (optax.apply_updates(params, updates), state), None
 
-    (q, _), _ = jax.lax.scan(step, (q0, opt.init(q0)), None, length=steps)
-    return q, jnp.max(jnp.abs(jax.grad(loss_fn)(q)))
-
-
-# -- evaluation ------------------------------------------------------------------------------------
-def oracle_metrics(q: jax.Array, oracle: SoftVIResult, alpha: float, gamma: float) -> dict:
-    """``make_eval_fn``'s oracle figures for critics ``q (N, S, A)``, each ``(N,)``.
-
-    The same computation without the return rollouts, with ``oracle`` (float32
-    arrays) an argument rather than a constant, so that one compiled program
-    serves every game of a given size.
-    """
-    v = soft_value(q, alpha)  # (N, S)
-    r_expected = q - gamma * jnp.einsum("nsat,nt->nsa", oracle.marginal_transitions, v)
-    r_transition = q[..., None] - gamma * v[:, None, None, :]  # (N, S, A, S')
-    learned = jax.nn.softmax(q / alpha, axis=-1)
-    true = oracle.marginal_rewards
-    return {
-        "policy_kl": metrics.policy_kl(oracle.policy, learned, oracle.state_occupancy),
-        "reward_shaping_corr": metrics.shaping_aware_correlation_per_agent(
-            r_expected, true, oracle.marginal_transitions, gamma, oracle.occupancy
-        ),
-        "reward_pearson": metrics.pearson(r_expected, true),
-        "reward_epic": metrics.epic_distance(r_transition, true, oracle.marginal_transitions,
-                                             gamma),
-    }
+    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
+    grad = jax.grad(loss_fn)(params)
+    return params, jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree.leaves(grad)]))
 
 
 # -- runs ------------------------------------------------------------------------------------------
+class OracleScored(NamedTuple):
+    """What ``make_eval_fn`` reads of a game scored against its oracle alone: the
+    agent count and ``jittable = False``, so that no returns are rolled out. The
+    oracle is an argument of the compiled fits rather than a constant (nor is the
+    game), so one program serves every game of a given size."""
+
+    num_agents: int
+    obs_shape: tuple[int, ...]
+    jittable: bool = False
+
+
 class Runs(NamedTuple):
     """Jitted fits for every game of one size. ``sampled(keys, data, oracle)`` and
     ``exact(keys, expert, oracle)`` return ``TrainResult`` with a leading seed axis;
@@ -278,39 +203,37 @@ class Runs(NamedTuple):
 
 def make_runs(args: Args, num_agents: int) -> Runs:
     """The fits of ``num_agents``-agent games, compiled once for all of them."""
-    config = MAMQLConfig(
+    config = MAMQLOfflineConfig(
         mode="value_expert", critic="tabular", alpha=1.0, gamma=args.gamma,
         learning_rate=args.learning_rate, batch_size=args.batch_size,
         chi2_coef=args.chi2_coef, max_grad_norm=None,
     )
-    algo = make_mamql(config, num_agents=num_agents, obs_shape=(args.states,),
-                      num_actions=args.actions)
+    algo = make_algo(config, num_agents=num_agents, obs_shape=(args.states,),
+                     num_actions=args.actions)
     train_config = TrainConfig(num_updates=args.updates, eval_every=args.eval_every)
+    game = OracleScored(num_agents, (args.states,))
     one_hot = jnp.broadcast_to(jnp.eye(args.states), (num_agents, args.states, args.states))
-
-    def eval_fn(oracle):
-        def evaluate(state, key, held=None):  # make_train may pass held-out data; unused
-            q = algo.q_values(state.params, one_hot)  # (N, S, A)
-            return oracle_metrics(q, oracle, algo.alpha, algo.gamma)
-
-        return evaluate
+    shapes = jax.eval_shape(algo.init, jax.random.key(0), example_batch(algo, game)).params
 
     def sampled(key, data, oracle):
-        return make_train(algo, train_config, eval_fn(oracle))(key, data)
+        return make_train(algo, train_config, make_eval_fn(algo, game, oracle=oracle))(key, data)
 
     def exact(key, expert, oracle):
-        return make_train_exact(algo, train_config, eval_fn(oracle))(key, expert)
+        return make_train(algo, train_config, make_eval_fn(algo, game, oracle=oracle),
+                          batch_source=occupancy_batches(args.batch_size))(key, expert)
 
     def minimum(oracle):
-        def one(policy, transitions):
-            loss_fn = lambda q: expected_loss(
-                q, oracle.state_occupancy, policy, transitions,
-                alpha=algo.alpha, gamma=algo.gamma, chi2_coef=args.chi2_coef,
-            )
-            return minimize_expected_loss(loss_fn, jnp.zeros_like(policy), args.lbfgs_steps)
+        loss = functools.partial(expected_loss, alpha=algo.alpha, gamma=algo.gamma,
+                                 chi2_coef=args.chi2_coef)
 
-        q, grad = jax.vmap(one)(oracle.policy, oracle.marginal_transitions)
-        return oracle_metrics(q, oracle, algo.alpha, algo.gamma), jnp.max(grad)
+        def loss_fn(params):  # the agents' losses are separate: their sum has their minima
+            q = algo.q_values(params, one_hot)  # (N, S, A)
+            return jnp.sum(jax.vmap(loss, in_axes=(0, None, 0, 0))(
+                q, oracle.state_occupancy, oracle.policy, oracle.marginal_transitions))
+
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        params, grad = minimize(loss_fn, zeros, args.lbfgs_steps)
+        return make_eval_fn(algo, game, oracle=oracle)(params, jax.random.key(0)), grad
 
     seeds = lambda f: jax.jit(jax.vmap(f, in_axes=(0, None, None)))
     return Runs(seeds(sampled), seeds(exact), jax.jit(minimum))
