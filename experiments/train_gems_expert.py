@@ -1,8 +1,9 @@
 """Train the Gems soft-Q expert and write ``mairl/assets/gems_soft_q.npz``.
 
-Multi-agent soft Q-learning (``mairl.forward``) on Gems' true rewards, acting on
-the map observations through the exact features of
-``mairl.experts.gems_features``, over a curriculum of grid sizes: first a
+Multi-agent soft Q-learning (``mairl.algos.soft_q``, trained by
+``mairl.train.make_train``) on Gems' true rewards, acting on the map
+observations through each agent's exact features
+``mairl.experts.gems_agent_features``, over a curriculum of grid sizes: first a
 small grid, where both agents often stand on purple gems by chance and so learn
 to meet there for the +6 bonus, then the 15 x 15 game, starting from the
 critics of the previous stage (the features are offsets in cells, the same on
@@ -24,18 +25,23 @@ in the file's metadata. A run is deterministic for a given seed on one machine.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import tyro
 
 import envs
-from mairl.experts import GEMS_SOFT_Q_PARAMS, SOFT_Q_FORMAT, gems_features
-from mairl.forward import SoftQConfig, make_soft_q, make_train, save_params
-from mairl.metrics.returns import evaluate_returns, mean_confidence_interval
+from mairl.algos import SoftQConfig, make_soft_q
+from mairl.evaluation import make_eval_fn, policy_fn_of
+from mairl.experts import GEMS_SOFT_Q_PARAMS, SOFT_Q_FORMAT, gems_agent_features
+from mairl.metrics import evaluate_returns, mean_confidence_interval
+from mairl.params import save_params
+from mairl.train import TrainConfig, TrainData, make_train
 
 
 @dataclass(frozen=True)
@@ -46,14 +52,7 @@ class Args:
         sizes: grid side of each curriculum stage; the last one should be 15.
         updates: updates of each stage (one env step of every env and one
             gradient step each).
-        alpha: Boltzmann temperature, in training and in the saved expert.
-        gamma: discount.
-        learning_rate: Adam step size.
-        batch_size: transitions per gradient step.
-        num_envs: environments stepped per update.
-        buffer_size: replay capacity (transitions).
-        tau: Polyak rate of the target critics.
-        hidden: hidden widths of the MLP critics.
+        algo: the soft-Q learner (its ``alpha`` is also the saved expert's).
         eval_every: updates between progress evaluations.
         eval_episodes: episodes per progress evaluation.
         final_episodes: episodes of the final evaluation on the 15 x 15 game.
@@ -63,14 +62,9 @@ class Args:
 
     sizes: tuple[int, ...] = (5, 15)
     updates: tuple[int, ...] = (20_000, 30_000)
-    alpha: float = 0.05
-    gamma: float = 0.95
-    learning_rate: float = 3e-4
-    batch_size: int = 256
-    num_envs: int = 32
-    buffer_size: int = 100_000
-    tau: float = 0.005
-    hidden: tuple[int, ...] = (128, 128)
+    algo: SoftQConfig = SoftQConfig(alpha=0.05, gamma=0.95, learning_rate=3e-4, batch_size=256,
+                                    num_envs=32, buffer_size=100_000, tau=0.005, critic="mlp",
+                                    hidden=(128, 128))
     eval_every: int = 5_000
     eval_episodes: int = 256
     final_episodes: int = 2_000
@@ -78,21 +72,31 @@ class Args:
     out: Path = GEMS_SOFT_Q_PARAMS
 
 
-def stage_config(args: Args, updates: int) -> SoftQConfig:
-    return SoftQConfig(
-        alpha=args.alpha,
-        gamma=args.gamma,
-        learning_rate=args.learning_rate,
-        batch_size=args.batch_size,
-        num_envs=args.num_envs,
-        buffer_size=args.buffer_size,
-        tau=args.tau,
-        critic="mlp",
-        hidden=args.hidden,
-        num_updates=updates,
-        eval_every=min(args.eval_every, updates),
-        eval_episodes=args.eval_episodes,
-    )
+def make_algo(config: SoftQConfig, env):
+    """The soft-Q learner on ``env``, each agent reading its Gems features."""
+    return make_soft_q(config, num_agents=env.num_agents, obs_shape=env.obs_shape,
+                       num_actions=env.num_actions, env=env, obs_transform=gems_agent_features)
+
+
+def train_stage(args: Args, env, updates: int, key: jax.Array, params, t0: float):
+    """One curriculum stage, from ``params`` (fresh critics where ``None``); progress
+    printed after every chunk of ``eval_every`` updates. Returns the critics."""
+    algo = make_algo(args.algo, env)
+    if params is not None:
+        algo = algo._replace(init=functools.partial(algo.init, params=params))
+    schedule = TrainConfig(num_updates=updates, eval_every=min(args.eval_every, updates))
+    train = make_train(algo, schedule, make_eval_fn(algo, env, episodes=args.eval_episodes))
+    data = TrainData(None, None)
+    state, chunk_keys = jax.jit(train.init)(key, data)
+    chunks = jax.jit(train.chunks)
+    for c in range(schedule.num_chunks):
+        state, curves = chunks(state, chunk_keys[c:c + 1], jnp.int32(c), data)
+        returns = np.asarray(curves["return"][0])
+        loss = np.asarray(curves["train/loss"][0])
+        print(f"  {time.perf_counter() - t0:7.1f} s  update {(c + 1) * schedule.eval_every:6d}  "
+              f"return per agent {np.array2string(returns, precision=2)}  "
+              f"loss {np.array2string(loss, precision=3)}", flush=True)
+    return state.params
 
 
 def main(args: Args) -> None:
@@ -105,26 +109,14 @@ def main(args: Args) -> None:
     key = jax.random.key(args.seed)
     params = None
     for stage, (size, updates) in enumerate(zip(args.sizes, args.updates, strict=True)):
-        env = envs.make("gems", size=size)
-        config = stage_config(args, updates)
         print(f"stage {stage}: gems {size}x{size}, {updates} updates", flush=True)
-
-        def progress(update: int, returns: np.ndarray, loss: np.ndarray) -> None:
-            print(
-                f"  {time.perf_counter() - t0:7.1f} s  update {update:6d}  "
-                f"return per agent {np.array2string(returns, precision=2)}  "
-                f"loss {np.array2string(loss, precision=3)}",
-                flush=True,
-            )
-
         key, key_stage = jax.random.split(key)
-        train = jax.jit(make_train(config, env, gems_features, progress=progress))
-        params = jax.block_until_ready(train(key_stage, params).state.params)
+        params = train_stage(args, envs.make("gems", size=size), updates, key_stage, params, t0)
+    params = jax.block_until_ready(params)
     train_time = time.perf_counter() - t0
 
     env = envs.make("gems")
-    config = stage_config(args, args.updates[-1])
-    policy_fn = make_soft_q(config, env, gems_features).policy(params)
+    policy_fn = policy_fn_of(make_algo(args.algo, env), params)
     key, key_eval = jax.random.split(key)
     returns = evaluate_returns(key_eval, env, policy_fn, args.final_episodes)
     summary = mean_confidence_interval(returns)
@@ -133,15 +125,15 @@ def main(args: Args) -> None:
     print(f"trained in {train_time:.1f} s")
     for i, name in enumerate(env.agents):
         print(f"{name}: mean return {mean[i]:.3f} (95% CI {lower[i]:.3f} .. {upper[i]:.3f}) "
-              f"over {args.final_episodes} episodes, alpha {args.alpha}")
+              f"over {args.final_episodes} episodes, alpha {args.algo.alpha}")
     metadata = {
         "format": SOFT_Q_FORMAT,
         "env_id": "gems",
         "features": "gems",
-        "critic": "mlp",
-        "hidden": ",".join(str(h) for h in args.hidden),
-        "alpha": float(args.alpha),
-        "gamma": float(args.gamma),
+        "critic": args.algo.critic,
+        "hidden": ",".join(str(h) for h in args.algo.hidden),
+        "alpha": float(args.algo.alpha),
+        "gamma": float(args.algo.gamma),
         "num_agents": int(env.num_agents),
         "num_actions": int(env.num_actions),
         "seed": int(args.seed),

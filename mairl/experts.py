@@ -3,9 +3,9 @@
 Kinds (``make_expert``):
 
 - ``soft-vi``: the exact logit equilibrium of a tabular game.
-- ``soft-q``: a deep soft-Q expert (``mairl.forward``) loaded from a parameter
+- ``soft-q``: a deep soft-Q expert (``mairl.algos.soft_q``) loaded from a parameter
   file; the shipped one, ``mairl/assets/gems_soft_q.npz``, plays Gems on its map
-  observations (see :func:`gems_features` and ``experiments/train_gems_expert.py``).
+  observations (see :func:`gems_agent_features` and ``experiments/train_gems_expert.py``).
   ``mairl/assets/overcooked_cramped_room.npz`` plays Overcooked on the raw
   observations (``features = "identity"``): a PPO policy whose logits are stored
   as soft-Q values at ``alpha = 1`` (``experiments/train_overcooked_expert.py``).
@@ -39,7 +39,7 @@ SOFT_Q_FORMAT = "mairl-soft-q-expert"
 #: so features mean the same distances on smaller training grids.
 GEMS_SLOTS = 3
 GEMS_REACH = 14.0
-#: Length of one agent's feature vector (see :func:`gems_features`).
+#: Length of one agent's feature vector (see :func:`gems_agent_features`).
 GEMS_NUM_FEATURES = 2 + 7 * GEMS_SLOTS + 4 * GEMS_SLOTS
 
 
@@ -163,17 +163,19 @@ def _agent_features(row: jax.Array, agent: jax.Array) -> jax.Array:
     )
 
 
-def gems_features(obs: jax.Array) -> jax.Array:
-    """Exact features of Gems map observations, for soft-Q critics.
+def gems_agent_features(row: jax.Array, agent: jax.Array) -> jax.Array:
+    """Agent ``agent``'s exact features of its Gems map observation: its view
+    ``obs_transform(row, agent)`` for soft-Q critics (``mairl.algos.common``).
 
     Args:
-        obs: float ``(agent=2, channel=5, x=size, y=size)``, one env's map
-            observation (channels agent 0, agent 1, blue, red, purple gems).
+        row: float ``(channel=5, x=size, y=size)``, the agent's row of one env's
+            map observation (channels agent 0, agent 1, blue, red, purple gems).
+        agent: 0 or 1 (int, may be traced).
 
     Returns:
-        float32 ``(agent=2, GEMS_NUM_FEATURES=35)``. Agent ``i`` reads its own
-        row; with ``p`` its cell (argmax of channel ``i``), ``q`` the other
-        agent's, ``R = 14`` and distances in the L1 norm:
+        float32 ``(GEMS_NUM_FEATURES=35,)``. With ``p`` the agent's cell (argmax
+        of channel ``agent``), ``q`` the other agent's, ``R = 14`` and distances
+        in the L1 norm:
 
         - ``(q - p) / R`` (2);
         - 3 purple slots, each ``valid, (g - p) / R, (g - q) / R, |g - p| / 2R,
@@ -185,6 +187,18 @@ def gems_features(obs: jax.Array) -> jax.Array:
         slots, where gems share a cell, are zeros and come last. The other
         agent's gems are left out.
     """
+    row = jnp.asarray(row, jnp.float32)
+    if row.ndim != 3 or row.shape[0] != 5 or row.shape[1] != row.shape[2]:
+        raise ValueError(
+            f"gems_agent_features: expected one agent's Gems map observation (5, size, size), "
+            f"got {row.shape}"
+        )
+    return _agent_features(row, agent)
+
+
+def gems_features(obs: jax.Array) -> jax.Array:
+    """:func:`gems_agent_features` of both agents of one env's map observation
+    ``(agent=2, channel=5, size, size)``: float32 ``(agent=2, GEMS_NUM_FEATURES)``."""
     obs = jnp.asarray(obs, jnp.float32)
     if obs.ndim != 4 or obs.shape[:2] != (2, 5) or obs.shape[2] != obs.shape[3]:
         raise ValueError(
@@ -193,22 +207,24 @@ def gems_features(obs: jax.Array) -> jax.Array:
     return jax.vmap(_agent_features)(obs, jnp.arange(2))
 
 
-def identity_features(obs: jax.Array) -> jax.Array:
-    """The raw observation as float32: critics that read the env's own observations."""
-    return jnp.asarray(obs, jnp.float32)
+def identity_features(row: jax.Array, agent: jax.Array) -> jax.Array:
+    """The agent's raw observation as float32: critics that read the env's own
+    observations."""
+    return jnp.asarray(row, jnp.float32)
 
 
-#: Observation transforms a soft-Q expert file may name in its ``features`` entry.
-FEATURES: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "gems": gems_features,
+#: Per-agent views ``f(obs_row, agent)`` a soft-Q expert file may name in its
+#: ``features`` entry.
+FEATURES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
+    "gems": gems_agent_features,
     "identity": identity_features,
 }
 
 
 # -- soft-Q experts from files ------------------------------------------------------------------
 def soft_q_expert_config(metadata: dict, alpha: float | None = None):
-    """The ``SoftQConfig`` whose critics a file's metadata describes."""
-    from mairl.forward import SoftQConfig
+    """The ``mairl.algos.SoftQConfig`` whose critics a file's metadata describes."""
+    from mairl.algos.soft_q import SoftQConfig
 
     hidden = tuple(int(h) for h in str(metadata["hidden"]).split(",") if h)
     return SoftQConfig(
@@ -224,16 +240,20 @@ def load_soft_q_expert(
 ) -> PolicyFn:
     """The Boltzmann policy of the soft-Q critics saved at ``path``, for ``env``.
 
-    The file (``mairl.forward.save_params``) names its observation transform
-    (``features``, a key of :data:`FEATURES`), critic and temperature; its
-    parameter shapes are checked against the critics that ``env`` needs.
+    The file (``mairl.params.save_params``: the critics stacked on the agent
+    axis and scalar metadata) names each agent's view (``features``, a key of
+    :data:`FEATURES`), critic and temperature; its parameter shapes are checked
+    against the critics of ``mairl.algos.soft_q`` that ``env`` needs.
 
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: naming ``path``, for a file of another kind, another game,
             or parameters of the wrong shapes.
     """
-    from mairl.forward import check_params, load_params, make_soft_q
+    from mairl.algos.base import Batch
+    from mairl.algos.soft_q import make_soft_q
+    from mairl.evaluation import policy_fn_of
+    from mairl.params import check_params, load_params
 
     path = Path(path)
     params, metadata = load_params(path)
@@ -251,13 +271,15 @@ def load_soft_q_expert(
             f"{path}: trained for {num_agents} agents, {env.name} has {env.num_agents}"
         )
     try:
-        learner = make_soft_q(soft_q_expert_config(metadata, alpha), env, FEATURES[name])
+        algo = make_soft_q(soft_q_expert_config(metadata, alpha), num_agents=env.num_agents,
+                           obs_shape=tuple(env.obs_shape), num_actions=env.num_actions,
+                           env=env, obs_transform=FEATURES[name])
     except ValueError as err:
         raise ValueError(f"{path}: features {name!r} do not fit {env.name}: {err}") from None
-    template = jax.eval_shape(learner.init_params, jax.random.key(0))
+    template = jax.eval_shape(algo.init, jax.random.key(0), Batch(None)).params
     try:
         check_params(params, template)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
     params = jax.tree.map(jnp.asarray, params)
-    return learner.policy(params, greedy=greedy)
+    return policy_fn_of(algo, params, greedy)

@@ -1,4 +1,4 @@
-"""Multi-agent soft Q-learning (mairl.forward) and the shipped Gems soft-Q expert."""
+"""Multi-agent soft Q-learning (mairl.algos.soft_q) and the shipped soft-Q experts."""
 
 import math
 
@@ -10,31 +10,21 @@ import pytest
 import envs
 from envs.gems import state_from_cells
 from envs.tabular import TabularGame
-from mairl.algos.base import Batch
-from mairl.algos.soft_q import SoftQConfig as NewSoftQConfig
-from mairl.algos.soft_q import make_soft_q as make_new_soft_q
+from mairl.algos import ALGOS, Batch, SoftQConfig, make_soft_q
+from mairl.algos.soft_q import soft_bellman_target, soft_q_loss
 from mairl.evaluation import make_eval_fn
 from mairl.experts import (
     GEMS_NUM_FEATURES,
     GEMS_SOFT_Q_PARAMS,
+    gems_agent_features,
     gems_features,
     load_soft_q_expert,
     make_expert,
 )
-from mairl.forward import (
-    SoftQConfig,
-    check_params,
-    load_params,
-    make_soft_q,
-    make_train,
-    save_params,
-    soft_bellman_target,
-    soft_q_loss,
-)
 from mairl.metrics.returns import evaluate_returns
+from mairl.params import check_params, load_params, save_params
 from mairl.solvers import soft_value_iteration
-from mairl.train import TrainConfig, TrainData
-from mairl.train import make_train as make_train_loop
+from mairl.train import TrainConfig, TrainData, make_train
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
 #: Per-agent mean return of the MAMQL authors' Gems experts.
@@ -81,7 +71,7 @@ def test_soft_q_loss_values_and_fixed_target():
         ("tau", {"tau": 0.0}),
         ("buffer_size", {"num_envs": 8, "buffer_size": 4}),
         ("critic", {"critic": "transformer"}),
-        ("num_updates", {"num_updates": 10, "eval_every": 3}),
+        ("warmup_steps", {"warmup_steps": -1}),
         ("huber_delta", {"huber_delta": -1.0}),
     ],
 )
@@ -90,72 +80,20 @@ def test_config_errors_name_the_field(field, kwargs):
         SoftQConfig(**kwargs)
 
 
-# -- mairl.algos.soft_q: the same learner as an ordinary algorithm ------------------------------
-#: Per-agent views for the equivalence test: smaller than the observation (stored
-#: as views, float32 and uint8) and larger (stored raw).
-VIEWS = {
-    "none": None,
-    "smaller": lambda obs, agent: obs[:4] * (agent + 1.0),
-    "uint8": lambda obs, agent: (obs * (agent + 1) > 0).astype(jnp.uint8),
-    "larger": lambda obs, agent: jnp.concatenate([obs, jax.nn.one_hot(agent, 2)]),
-}
-
-
-@pytest.mark.parametrize("view", list(VIEWS))
-def test_algos_soft_q_equals_the_forward_learner(view):
-    # Same keys, same parameters: mairl.algos.soft_q.init(key) is the old
-    # init(split(key)[0]) followed by warmup_steps collections on split(key)[1],
-    # and its update(state, batch, key) the old update(state, key).
-    game = envs.tabular.random_game(jax.random.key(3), 6, 3, 2, max_steps=5)
-    kwargs = dict(alpha=0.5, gamma=0.9, learning_rate=1e-2, batch_size=32, num_envs=4,
-                  buffer_size=64, tau=0.1, hidden=(16, 16), warmup_steps=3)
-    per_agent = VIEWS[view]
-    joint = None if per_agent is None else (
-        lambda obs: jax.vmap(per_agent)(obs, jnp.arange(obs.shape[0])))
-    old = make_soft_q(SoftQConfig(**kwargs), game, joint)
-    new = make_new_soft_q(NewSoftQConfig(**kwargs), num_agents=2, obs_shape=game.obs_shape,
-                          num_actions=3, env=game, obs_transform=per_agent)
-    key = jax.random.key(11)
-    update_keys = jax.random.split(jax.random.key(12), 5)
-
-    @jax.jit
-    def run_old():
-        key_init, key_warmup = jax.random.split(key)
-        state = old.init(key_init)
-        state, _ = jax.lax.scan(lambda s, k: (old.collect(s, k), None), state,
-                                jax.random.split(key_warmup, 3))
-        return jax.lax.scan(old.update, state, update_keys)
-
-    @jax.jit
-    def run_new():
-        state = new.init(key, Batch(None))
-        return jax.lax.scan(lambda s, k: new.update(s, Batch(None), k), state, update_keys)
-
-    (state_old, metrics_old), (state_new, metrics_new) = run_old(), run_new()
-    assert int(state_new.buffer.size) == 4 * (3 + 5)
-    stored = state_new.buffer.data.obs
-    if view in ("smaller", "uint8"):  # the buffer holds the views
-        assert stored.shape[1:] == state_old.buffer.data.obs.shape[1:]
-        assert stored.dtype == state_old.buffer.data.obs.dtype
-    else:
-        assert stored.shape[1:] == (2, *game.obs_shape)
-    for name in ("params", "target_params"):
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-                     getattr(state_old, name), getattr(state_new, name))
-    np.testing.assert_allclose(metrics_old["loss"], metrics_new["loss"], rtol=1e-5)
-    obs, _ = game.reset(jax.random.key(0))
-    np.testing.assert_allclose(old.q_values(state_old.params, obs),
-                               new.q_values(state_new.params, obs), rtol=1e-5, atol=1e-6)
+# -- the learner in make_train ------------------------------------------------------------------
+def algo_on(game, config, obs_transform=None):
+    return make_soft_q(config, num_agents=game.num_agents, obs_shape=game.obs_shape,
+                       num_actions=game.num_actions, env=game, obs_transform=obs_transform)
 
 
 def test_algos_soft_q_runs_in_make_train():
     game = envs.make("stag-hunt")
-    config = NewSoftQConfig(batch_size=16, num_envs=4, buffer_size=64, hidden=(8,),
+    config = SoftQConfig(batch_size=16, num_envs=4, buffer_size=64, hidden=(8,),
                             warmup_steps=2)
-    algo = make_new_soft_q(config, num_agents=2, obs_shape=game.obs_shape,
-                           num_actions=game.num_actions, env=game)
+    algo = algo_on(game, config)
+    assert ALGOS["soft-q"].config is SoftQConfig and ALGOS["soft-q"].make is make_soft_q
     assert algo.needs.expert_batch == 0 and algo.needs.rewards and algo.needs.num_envs == 4
-    train = make_train_loop(algo, TrainConfig(num_updates=6, eval_every=3),
+    train = make_train(algo, TrainConfig(num_updates=6, eval_every=3),
                             make_eval_fn(algo, game, episodes=4))
     result = jax.jit(train)(jax.random.key(0), TrainData(None, None))
     assert result.curves["train/loss"].shape == (2, 2)
@@ -188,14 +126,16 @@ def test_soft_q_learning_reaches_soft_value_iteration_on_one_agent_game():
     game = chain_game()
     config = SoftQConfig(alpha=1.0, gamma=0.9, learning_rate=0.05, batch_size=64, num_envs=8,
                          buffer_size=512, tau=0.1, critic="tabular", max_grad_norm=None,
-                         num_updates=1500, warmup_steps=8, eval_every=500, eval_episodes=8)
-    result = jax.jit(make_train(config, game))(jax.random.key(0))
+                         warmup_steps=8)
+    algo = algo_on(game, config)
+    train = make_train(algo, TrainConfig(num_updates=1500, eval_every=500),
+                       make_eval_fn(algo, game, episodes=8))
+    result = jax.jit(train)(jax.random.key(0), TrainData(None, None))
     exact = soft_value_iteration(game, alpha=1.0, gamma=0.9).q  # (agent, state, action)
-    learner = make_soft_q(config, game)
-    q = learner.q_values(result.state.params, jax.vmap(game.observe)(jnp.arange(2))[:, 0][None])
+    q = algo.q_values(result.state.params, jax.vmap(game.observe)(jnp.arange(2))[:, 0][None])
     np.testing.assert_allclose(q[0], exact[0, :2], atol=0.02)
-    assert result.metrics["eval_return"].shape == (3, 1)
-    np.testing.assert_array_equal(result.metrics["update"], [500, 1000, 1500])
+    assert result.curves["return"].shape == (3, 1)
+    np.testing.assert_array_equal(result.updates, [500, 1000, 1500])
 
 
 @pytest.mark.slow
@@ -205,12 +145,12 @@ def test_soft_q_learning_approaches_the_logit_equilibrium_of_stag_hunt():
     # equilibrium (within the noise of sampled targets).
     game = envs.make("stag-hunt")
     config = SoftQConfig(alpha=1.0, gamma=0.5, learning_rate=0.01, batch_size=256, num_envs=16,
-                         buffer_size=2048, tau=0.05, critic="tabular", num_updates=2000,
-                         warmup_steps=16, eval_every=2000, eval_episodes=4)
-    result = jax.jit(make_train(config, game))(jax.random.key(1))
+                         buffer_size=2048, tau=0.05, critic="tabular", warmup_steps=16)
+    algo = algo_on(game, config)
+    train = make_train(algo, TrainConfig(num_updates=2000, eval_every=2000))
+    result = jax.jit(train)(jax.random.key(1), TrainData(None, None))
     exact = soft_value_iteration(game, alpha=1.0, gamma=0.5).q[:, 0]  # (agent, action)
-    learner = make_soft_q(config, game)
-    q = learner.q_values(result.state.params, game.observe(0))
+    q = algo.q_values(result.state.params, game.observe(0))
     np.testing.assert_allclose(q, exact, atol=0.15)
 
 
@@ -219,9 +159,8 @@ def test_params_round_trip_and_errors(tmp_path):
     game = envs.make("stag-hunt")
 
     def template(hidden):
-        return jax.eval_shape(
-            make_soft_q(SoftQConfig(hidden=hidden), game).init_params, jax.random.key(0)
-        )
+        algo = algo_on(game, SoftQConfig(hidden=hidden))
+        return jax.eval_shape(algo.init, jax.random.key(0), Batch(None)).params
 
     rng = np.random.default_rng(0)
     params = jax.tree.map(lambda x: rng.normal(size=x.shape).astype(x.dtype), template((8, 4)))
@@ -271,6 +210,25 @@ def test_gems_features_of_a_known_state():
                                atol=1e-6)
     with pytest.raises(ValueError, match="Gems map observation"):
         gems_features(jnp.zeros((2, 22)))
+    # the per-agent view is each agent's row of the joint features
+    obs = env.get_obs(state_from_cells(cells))
+    for agent in (0, 1):
+        np.testing.assert_allclose(gems_agent_features(obs[agent], agent), feats[agent],
+                                   atol=1e-6)
+    with pytest.raises(ValueError, match="one agent's Gems map observation"):
+        gems_agent_features(jnp.zeros((22,)), 0)
+
+
+def test_soft_q_buffer_holds_gems_features_not_maps():
+    # 35 float32 features (140 bytes) per agent instead of a 5 x 15 x 15 map (4,500).
+    env = envs.make("gems")
+    algo = algo_on(env, SoftQConfig(num_envs=2, buffer_size=64, warmup_steps=1),
+                   gems_agent_features)
+    state = jax.eval_shape(algo.init, jax.random.key(0), Batch(None))
+    assert state.buffer.data.obs.shape == (64, 2, GEMS_NUM_FEATURES)
+    assert state.buffer.data.next_obs.dtype == jnp.float32
+    assert state.buffer.data.rewards.shape == (64, 2)
+    assert state.env_obs.shape == (2, 2, 5, 15, 15)
 
 
 def test_shipped_gems_expert_loads_and_acts():
@@ -284,6 +242,22 @@ def test_shipped_gems_expert_loads_and_acts():
     actions = jax.jit(jax.vmap(policy_fn))(jax.random.split(jax.random.key(1), 4), obs)
     assert actions.shape == (4, 2) and actions.dtype == jnp.int32
     assert bool(jnp.all((actions >= 0) & (actions < 5)))
+
+
+def test_shipped_gems_expert_plays_as_before():
+    # Known answers: this file's critic values and sampled actions on these keys,
+    # as the code that trained it computes them; a new loader must not change them.
+    env = envs.make("gems")
+    obs, _ = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 8))
+    policy_fn = make_expert(env, "soft-q")
+    actions = jax.jit(jax.vmap(policy_fn))(jax.random.split(jax.random.key(1), 8), obs)
+    assert actions.tolist() == [[2, 3], [3, 1], [0, 1], [2, 0], [2, 3], [3, 3], [3, 1], [0, 1]]
+    params, metadata = load_params(GEMS_SOFT_Q_PARAMS)
+    algo = algo_on(env, SoftQConfig(alpha=metadata["alpha"], hidden=(128, 128)),
+                   gems_agent_features)
+    q = algo.q_values(jax.tree.map(jnp.asarray, params), obs[0])
+    np.testing.assert_allclose(q, [[6.781, 9.508, 12.193, 10.599, 6.467],
+                                   [10.057, 9.492, 12.501, 12.767, 10.431]], atol=2e-3)
 
 
 def test_soft_q_expert_rejects_other_games_and_files(tmp_path):
