@@ -346,6 +346,11 @@ class Setup:
     def jittable(self) -> bool:
         return getattr(self.env, "jittable", True)
 
+    @property
+    def host_loop(self) -> bool:
+        """Online on a host-side game: trained by ``mairl.train.train_host``."""
+        return self.algo.act is not None
+
 
 # -- the run object ------------------------------------------------------------------------------
 @dataclass
@@ -522,15 +527,18 @@ def _first_non_finite(curves: dict) -> str | None:
 
 
 def _train_jitted(s: Setup, out: Path, tdata, progress, resume: bool, log) -> tuple:
+    """``make_train``'s program one chunk per call (the same compiled chunk every
+    time), with progress, trackers, the non-finite check and a checkpoint between
+    calls; numbers equal those of the whole run in one call."""
     from mairl.train import TrainConfig, make_train
 
     cfg = s.config
     sched = cfg.schedule
     tcfg = TrainConfig(num_updates=sched.updates, eval_every=sched.eval_every)
-    train = make_train(s.algo, tcfg, s.eval_fn, progress=progress)
+    train = make_train(s.algo, tcfg, s.eval_fn)
     keys = jax.random.split(jax.random.key(sched.seed), sched.seeds)
     init = jax.jit(jax.vmap(train.init, in_axes=(0, None)))
-    chunks = jax.jit(jax.vmap(train.chunks, in_axes=(0, 0, None, None)))
+    chunk = jax.jit(jax.vmap(train.chunks, in_axes=(0, 0, None, None)), donate_argnums=0)
     per = (sched.checkpoint_every or sched.updates) // sched.eval_every
     ckpt = Checkpoints(out / "checkpoints", sched.keep_checkpoints)
     meta = {"config": config_to_dict(cfg), "data_sha256": s.data_sha256}
@@ -538,25 +546,22 @@ def _train_jitted(s: Setup, out: Path, tdata, progress, resume: bool, log) -> tu
     t0 = time.perf_counter()
     state, chunk_keys = init(keys, tdata)
     done, curves = 0, []
-    if resume:
-        latest = ckpt.latest()
-        if latest is None:
-            raise ValueError(f"resume: {out / 'checkpoints'} holds no complete checkpoint")
+    latest = ckpt.latest() if resume else None
+    if latest is not None:  # else: killed before its first checkpoint, start again
         (state, chunk_keys), saved = ckpt.restore(latest, (state, chunk_keys))
         if saved.get("data_sha256") != s.data_sha256:
+            ckpt.close()
             raise ValueError(f"resume: the demonstrations changed since the checkpoint "
                              f"(SHA-256 {saved.get('data_sha256')} -> {s.data_sha256})")
         done = int(saved["chunks_done"])
-        curves = [{k: np.asarray(v) for k, v in saved["curves"].items()}] if done else []
-    first = min(per, tcfg.num_chunks - done)
-    compiled = chunks.lower(state, chunk_keys[:, done:done + first], jnp.int32(done),
-                            tdata).compile() if first else None
+        curves = [{k: np.asarray(v) for k, v in saved["curves"].items()}]
+    if progress is not None:
+        progress(done, tcfg.num_chunks)
+    compiled = chunk.lower(state, chunk_keys[:, :1], jnp.int32(0), tdata).compile()
     compile_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     while done < tcfg.num_chunks:
-        n = min(per, tcfg.num_chunks - done)
-        fn = compiled if n == first else chunks
-        state, c = fn(state, chunk_keys[:, done:done + n], jnp.int32(done), tdata)
+        state, c = compiled(state, chunk_keys[:, done:done + 1], jnp.int32(done), tdata)
         c = jax.tree.map(np.asarray, c)
         where = _first_non_finite(c)
         if where is not None:
@@ -567,20 +572,24 @@ def _train_jitted(s: Setup, out: Path, tdata, progress, resume: bool, log) -> tu
             ckpt.close()
             raise NonFiniteLossError(
                 f"{cfg.algo_name}: non-finite loss in updates {done * sched.eval_every}-"
-                f"{(done + n) * sched.eval_every} ({where}); {kept}")
+                f"{(done + 1) * sched.eval_every} ({where}); {kept}")
         if log is not None:
-            log(c, (np.arange(done, done + n) + 1) * sched.eval_every)
+            log(c, np.array([done + 1]) * sched.eval_every)
         curves.append(c)
-        done += n
-        so_far = {k: np.concatenate([x[k] for x in curves], axis=1) for k in curves[0]}
-        curves = [so_far]
-        ckpt.save(done, (state, chunk_keys),
-                  {**meta, "chunks_done": done, "curves": _curves_to_json(so_far)})
+        done += 1
+        if progress is not None:
+            progress(done, tcfg.num_chunks)
+        if done % per == 0 or done == tcfg.num_chunks:
+            curves = [{k: np.concatenate([x[k] for x in curves], axis=1) for k in curves[0]}]
+            ckpt.save(done, (state, chunk_keys),
+                      {**meta, "chunks_done": done, "curves": _curves_to_json(curves[0])})
     jax.block_until_ready(state)
     ckpt.close()
     run_s = time.perf_counter() - t1
     updates = (np.arange(tcfg.num_chunks) + 1) * sched.eval_every
-    return state, curves[0] if curves else {}, updates, compile_s, run_s
+    curves = {k: np.concatenate([x[k] for x in curves], axis=1) for k in curves[0]} if curves \
+        else {}
+    return state, curves, updates, compile_s, run_s
 
 
 def _train_host(s: Setup, tdata, progress) -> tuple:
@@ -794,19 +803,18 @@ def _run(config: RunConfig, out: Path, *, progress, trackers, resume: bool) -> R
         if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
             raise ValueError(f"run: {out} already holds a run's checkpoints; resume it or "
                              "choose another directory")
-    elif not s.jittable:
-        raise ValueError(f"resume: {config.env.name} steps on the host; its environments' "
-                         "state cannot be checkpointed, so the run cannot be resumed exactly")
+    elif s.host_loop:
+        raise ValueError(f"resume: {config.algo_name} steps {config.env.name} on the host; "
+                         "those environments' state cannot be checkpointed, so the run cannot "
+                         "be resumed exactly")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config_to_dict(config), indent=2) + "\n")
     tdata = train_data(s.train_demos, s.held)
     num_chunks = config.schedule.updates // config.schedule.eval_every
-    seen = [0]
 
-    def on_chunk(done):
-        seen[0] = max(seen[0], int(np.max(done)))
+    def on_chunk(done):  # the host loop's progress
         if progress is not None:
-            progress(seen[0], num_chunks)
+            progress(int(done), num_chunks)
 
     sinks = [make_trackers(t, out, config_to_dict(config), s.env.agents) if isinstance(t, str)
              else [t] for t in trackers]
@@ -817,12 +825,12 @@ def _run(config: RunConfig, out: Path, *, progress, trackers, resume: bool) -> R
             tracker.log(curves, updates)
 
     try:
-        if s.jittable:
-            state, curves, updates, compile_s, run_s = _train_jitted(
-                s, out, tdata, on_chunk, resume, log if sinks else None)
-        else:
+        if s.host_loop:
             state, curves, updates, compile_s, run_s = _train_host(s, tdata, on_chunk)
             log(curves, updates)
+        else:
+            state, curves, updates, compile_s, run_s = _train_jitted(
+                s, out, tdata, progress, resume, log if sinks else None)
     finally:
         for tracker in sinks:
             tracker.close()
