@@ -17,11 +17,14 @@ from flax import struct
 
 from mairl.algos.base import Algo, Batch, Needs
 from mairl.algos.common import (
+    check_fields,
     init_stacked,
     l2_penalty,
     log_policy,
+    make_config_critic,
     make_optimizer,
     make_stacked_apply,
+    stacked_optimizer_step,
     view_shape,
 )
 
@@ -54,15 +57,13 @@ class BCConfig:
     max_grad_norm: float | None = 10.0
 
     def __post_init__(self):
-        for name, ok, expected in [
+        check_fields(self, [
             ("alpha", self.alpha > 0, "> 0"),
             ("gamma", 0 <= self.gamma < 1, "in [0, 1)"),
             ("learning_rate", self.learning_rate > 0, "> 0"),
             ("batch_size", self.batch_size >= 1, ">= 1"),
             ("l2", self.l2 >= 0, ">= 0"),
-        ]:
-            if not ok:
-                raise ValueError(f"BCConfig.{name}: expected {expected}, got {getattr(self, name)}")
+        ])
 
 
 @struct.dataclass
@@ -80,11 +81,8 @@ def bc_loss(q: jax.Array, actions: jax.Array, alpha: float) -> jax.Array:
 
 def make_bc(config: BCConfig, *, num_agents: int, obs_shape: tuple[int, ...],
             num_actions: int, env=None, obs_transform=None) -> Algo:
-    from mairl.networks import make_critic
-
-    kwargs = {"hidden": config.hidden} if config.critic == "mlp" else {}
     critic_shape = view_shape(obs_shape, obs_transform)
-    net = make_critic(config.critic, num_actions, critic_shape, **kwargs)
+    net = make_config_critic(config, num_actions, critic_shape)
     tx = make_optimizer(config.learning_rate, config.max_grad_norm)
     q_values = make_stacked_apply(net, obs_shape, obs_transform)
 
@@ -102,8 +100,7 @@ def make_bc(config: BCConfig, *, num_agents: int, obs_shape: tuple[int, ...],
 
     def update(state: BCState, batch: Batch, key):
         grads, aux = jax.grad(loss_fn, has_aux=True)(state.params, batch)
-        updates, opt_state = jax.vmap(tx.update)(grads, state.opt_state, state.params)
-        params = jax.tree.map(lambda p, u: p + u, state.params, updates)
+        params, opt_state = stacked_optimizer_step(tx, grads, state.opt_state, state.params)
         return BCState(params, opt_state, state.step + 1), aux
 
     return Algo(name="bc", init=init, update=update, q_values=q_values, alpha=config.alpha,

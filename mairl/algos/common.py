@@ -6,12 +6,41 @@ Axis conventions: per-agent values carry the agent axis first, ``(agent, batch,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
+
+from mairl.networks import make_critic
+
+
+def check_fields(config: Any, checks: Iterable[tuple[str, bool, str]]) -> None:
+    """Raise ``ValueError`` naming the first field whose check fails.
+
+    ``checks``: ``(field, ok, expected)`` triples, e.g. ``("gamma", 0 <= gamma < 1,
+    "in [0, 1)")``; the message reads ``Config.field: expected ..., got value``.
+    """
+    for name, ok, expected in checks:
+        if not ok:
+            raise ValueError(f"{type(config).__name__}.{name}: expected {expected}, "
+                             f"got {getattr(config, name)!r}")
+
+
+def make_config_critic(config: Any, num_outputs: int, obs_shape: tuple[int, ...]):
+    """The network preset ``config.critic`` (``mairl.networks.make_critic``), with
+    ``config.hidden`` as its hidden widths where it is an ``mlp``."""
+    kwargs = {"hidden": tuple(config.hidden)} if config.critic == "mlp" else {}
+    return make_critic(config.critic, num_outputs, obs_shape, **kwargs)
+
+
+def check_jittable_env(name: str, env: Any) -> None:
+    """An online learner's environment: given, and jittable."""
+    if env is None:
+        raise ValueError(f"{name}: needs an environment (env=...)")
+    if not getattr(env, "jittable", True):
+        raise ValueError(f"{name}: {env!r} is not jittable")
 
 
 def soft_value(q: jax.Array, alpha: float) -> jax.Array:
@@ -62,6 +91,13 @@ def make_optimizer(learning_rate: float, max_grad_norm: float | None = None):
     if max_grad_norm is not None:
         tx = optax.chain(optax.clip_by_global_norm(max_grad_norm), tx)
     return tx
+
+
+def stacked_optimizer_step(tx, grads: Any, opt_state: Any, params: Any) -> tuple[Any, Any]:
+    """One step of every agent's optimizer, ``tx`` vmapped over the agent axis:
+    ``(params, opt_state)`` after ``grads``."""
+    updates, opt_state = jax.vmap(tx.update)(grads, opt_state, params)
+    return jax.tree.map(lambda p, u: p + u, params, updates), opt_state
 
 
 def l2_penalty(params: Any) -> jax.Array:

@@ -37,6 +37,7 @@ from flax import struct
 from mairl.algos.base import Algo, Batch, Needs, Transition
 from mairl.algos.common import (
     ObsTransform,
+    check_fields,
     chi2_phi,
     init_stacked,
     l2_penalty,
@@ -95,10 +96,8 @@ class IQConfig:
     buffer_size: int = 100_000
 
     def __post_init__(self):
-        if self.mode not in self.modes:
-            raise ValueError(f"{type(self).__name__}.mode: expected one of {self.modes}, "
-                             f"got {self.mode!r}")
         checks = [
+            ("mode", self.mode in self.modes, f"one of {self.modes}"),
             ("alpha", self.alpha > 0, "> 0"),
             ("gamma", 0 <= self.gamma < 1, "in [0, 1)"),
             ("learning_rate", self.learning_rate > 0, "> 0"),
@@ -110,10 +109,7 @@ class IQConfig:
         ]
         if self.target_tau is not None:
             checks.append(("target_tau", 0 < self.target_tau <= 1, "in (0, 1] or None"))
-        for name, ok, expected in checks:
-            if not ok:
-                raise ValueError(f"{type(self).__name__}.{name}: expected {expected}, "
-                                 f"got {getattr(self, name)}")
+        check_fields(self, checks)
 
 
 @struct.dataclass

@@ -22,15 +22,8 @@ class IQJointConfig(IQConfig):
     name: ClassVar[str] = "iq-joint"
 
 
-def make_iq_joint(
-    config: IQConfig,
-    *,
-    num_agents: int,
-    obs_shape: tuple[int, ...],
-    num_actions: int,
-    env: Any = None,
-    obs_transform: Any = None,
-) -> Algo:
-    return make_iq(config, num_agents=num_agents, obs_shape=obs_shape,
-                   num_actions=num_actions, head="joint", env=env, name="iq-joint",
-                   obs_transform=obs_transform)
+def make_iq_joint(config: IQConfig, **problem: Any) -> Algo:
+    """IQ-Learn with joint-action critics; ``problem``: the keywords of
+    :func:`mairl.algos.iq.make_iq` (``num_agents``, ``obs_shape``, ``num_actions``,
+    ``env``, ``obs_transform``)."""
+    return make_iq(config, head="joint", name="iq-joint", **problem)

@@ -42,21 +42,13 @@ class MAMQLOfflineConfig(IQConfig):
     mode: Literal["value_expert", "v0"] = "value_expert"
 
 
-def make_mamql(
-    config: IQConfig,
-    *,
-    num_agents: int,
-    obs_shape: tuple[int, ...],
-    num_actions: int,
-    env: Any = None,
-    obs_transform: Any = None,
-) -> Algo:
-    """MAMQL with marginal critics; ``env`` is needed for ``mode="online"``;
-    ``obs_transform(obs, agent)``: each agent's view of its observation."""
+def make_mamql(config: IQConfig, **problem: Any) -> Algo:
+    """MAMQL with marginal critics; ``problem``: the keywords of
+    :func:`mairl.algos.iq.make_iq` (``num_agents``, ``obs_shape``, ``num_actions``;
+    ``env``, needed for ``mode="online"``; ``obs_transform(obs, agent)``, each
+    agent's view of its observation)."""
     name = "mamql" if config.mode == "online" else f"mamql-{config.mode}"
-    return make_iq(config, num_agents=num_agents, obs_shape=obs_shape,
-                   num_actions=num_actions, head="marginal", env=env, name=name,
-                   obs_transform=obs_transform)
+    return make_iq(config, head="marginal", name=name, **problem)
 
 
 __all__ = ["MAMQLConfig", "MAMQLOfflineConfig", "MAMQLState", "iq_chi2_loss", "make_mamql"]

@@ -46,13 +46,16 @@ from flax import struct
 from mairl.algos.base import Algo, Batch, Needs
 from mairl.algos.common import (
     ObsTransform,
+    check_fields,
+    check_jittable_env,
     init_stacked,
+    make_config_critic,
     make_optimizer,
     make_stacked_apply,
     step_envs,
     view_shape,
 )
-from mairl.networks import CRITICS, make_critic
+from mairl.networks import CRITICS
 
 __all__ = [
     "PPOConfig",
@@ -127,7 +130,7 @@ class PPOConfig:
     shaping_updates: int = 1
 
     def __post_init__(self):
-        checks = [
+        check_fields(self, [
             ("alpha", self.alpha > 0, "> 0"),
             ("gamma", 0 <= self.gamma < 1, "in [0, 1)"),
             ("learning_rate", self.learning_rate > 0, "> 0"),
@@ -150,12 +153,7 @@ class PPOConfig:
             ("actor_init_scale", self.actor_init_scale > 0, "> 0"),
             ("shaping_start", self.shaping_start >= 0, ">= 0"),
             ("shaping_updates", self.shaping_updates >= 1, ">= 1"),
-        ]
-        for name, ok, expected in checks:
-            if not ok:
-                raise ValueError(
-                    f"PPOConfig.{name}: expected {expected}, got {getattr(self, name)!r}"
-                )
+        ])
 
 
 @struct.dataclass
@@ -306,15 +304,11 @@ def make_ppo(
 ) -> Algo:
     """PPO (module docstring) on a jittable discrete ``env``; ``obs_transform(obs,
     agent)``: agent ``agent``'s view of one observation, read by its networks."""
-    if env is None:
-        raise ValueError("ppo: needs an environment (env=...)")
-    if not getattr(env, "jittable", True):
-        raise ValueError(f"ppo: {env!r} is not jittable")
+    check_jittable_env("ppo", env)
     obs_shape = tuple(obs_shape)
     net_shape = view_shape(obs_shape, obs_transform)
-    kwargs = {"hidden": tuple(config.hidden)} if config.critic == "mlp" else {}
-    actor = make_critic(config.critic, num_actions, net_shape, **kwargs)
-    critic = make_critic(config.critic, 1, net_shape, **kwargs)
+    actor = make_config_critic(config, num_actions, net_shape)
+    critic = make_config_critic(config, 1, net_shape)
     shared = config.shared
 
     def make_apply(net):

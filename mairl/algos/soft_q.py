@@ -56,18 +56,22 @@ from flax import struct
 from mairl.algos.base import Algo, Batch, Needs
 from mairl.algos.common import (
     ObsTransform,
+    check_fields,
+    check_jittable_env,
     init_stacked,
+    make_config_critic,
     make_optimizer,
     make_stacked_apply,
     polyak,
     sample_actions,
     soft_value,
+    stacked_optimizer_step,
     step_envs,
     view_shape,
 )
 from mairl.buffers import ReplayBuffer, buffer_add, buffer_init, buffer_sample
 from mairl.data import Transition
-from mairl.networks import CRITICS, make_critic
+from mairl.networks import CRITICS
 
 __all__ = [
     "SoftQConfig",
@@ -130,11 +134,7 @@ class SoftQConfig:
             checks.append(("max_grad_norm", self.max_grad_norm > 0, "> 0 or None"))
         if self.huber_delta is not None:
             checks.append(("huber_delta", self.huber_delta > 0, "> 0 or None"))
-        for name, ok, expected in checks:
-            if not ok:
-                raise ValueError(
-                    f"SoftQConfig.{name}: expected {expected}, got {getattr(self, name)!r}"
-                )
+        check_fields(self, checks)
 
 
 @struct.dataclass
@@ -227,14 +227,10 @@ def make_soft_q(
     parameters to start from instead of fresh ones (a curriculum stage, a
     fine-tuning): ``algo._replace(init=functools.partial(algo.init, params=p))``.
     """
-    if env is None:
-        raise ValueError("soft-q: needs an environment (env=...)")
-    if not getattr(env, "jittable", True):
-        raise ValueError(f"soft-q: {env!r} is not jittable")
+    check_jittable_env("soft-q", env)
     obs_shape = tuple(obs_shape)
     critic_shape = view_shape(obs_shape, obs_transform)
-    kwargs = {"hidden": tuple(config.hidden)} if config.critic == "mlp" else {}
-    net = make_critic(config.critic, num_actions, critic_shape, **kwargs)
+    net = make_config_critic(config, num_actions, critic_shape)
     on_obs = make_stacked_apply(net, obs_shape, obs_transform)
     tx = make_optimizer(config.learning_rate, config.max_grad_norm)
     alpha, gamma = config.alpha, config.gamma
@@ -322,8 +318,7 @@ def make_soft_q(
         grads, metrics = jax.grad(loss_fn, has_aux=True)(
             state.params, state.target_params, sample
         )
-        updates, opt_state = jax.vmap(tx.update)(grads, state.opt_state, state.params)
-        params = jax.tree.map(lambda p, u: p + u, state.params, updates)
+        params, opt_state = stacked_optimizer_step(tx, grads, state.opt_state, state.params)
         target = polyak(state.target_params, params, config.tau)
         state = state.replace(
             params=params, target_params=target, opt_state=opt_state, step=state.step + 1
