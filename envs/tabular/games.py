@@ -190,23 +190,11 @@ def grid_rendezvous(
     Meeting pays more than a goal but needs the other agent to come too (a
     stag hunt on a grid).
     """
-    num_cells = width * height
-    goals = (0, width - 1)
     meet = (height // 2) * width + width // 2
-    rewards = np.zeros((2, num_cells, num_cells))
-    rewards[0, goals[0], :] += goal_reward
-    rewards[1, :, goals[1]] += goal_reward
-    rewards[:, meet, meet] += meet_bonus
-    starts = ((height - 1, 0), (height - 1, width - 1))
-    return grid_game(
-        width,
-        height,
-        starts,
-        rewards,
-        slip=slip,
-        move_cost=move_cost,
-        max_steps=max_steps,
-        obs_mode=obs_mode,
+    return _goal_grid_game(
+        width, height, starts=((height - 1, 0), (height - 1, width - 1)), goals=(0, width - 1),
+        goal_reward=goal_reward, together=[meet], together_reward=meet_bonus,
+        slip=slip, move_cost=move_cost, max_steps=max_steps, obs_mode=obs_mode,
     )
 
 
@@ -229,25 +217,36 @@ def grid_crossing(
     the two share a cell costs each ``collision_cost``. One must wait or detour
     to let the other through the centre.
     """
-    num_cells = width * height
     mid_row, mid_col = height // 2, width // 2
-    goals = (mid_row * width + width - 1, (height - 1) * width + mid_col)
+    return _goal_grid_game(
+        width, height, starts=((mid_row, 0), (0, mid_col)),
+        goals=(mid_row * width + width - 1, (height - 1) * width + mid_col),
+        goal_reward=goal_reward, together=np.arange(width * height),
+        together_reward=-collision_cost,
+        slip=slip, move_cost=move_cost, max_steps=max_steps, obs_mode=obs_mode,
+    )
+
+
+def _goal_grid_game(
+    width: int,
+    height: int,
+    *,
+    starts: tuple[tuple[int, int], tuple[int, int]],
+    goals: tuple[int, int],
+    goal_reward: float,
+    together: Sequence[int],
+    together_reward: float,
+    **options,
+) -> TabularGame:
+    """A :func:`grid_game` in which agent ``i`` earns ``goal_reward`` on its goal
+    cell ``goals[i]`` and both earn ``together_reward`` whenever they share one of
+    the cells ``together``; ``options``: ``grid_game``'s keywords."""
+    num_cells = width * height
     rewards = np.zeros((2, num_cells, num_cells))
     rewards[0, goals[0], :] += goal_reward
     rewards[1, :, goals[1]] += goal_reward
-    same = np.arange(num_cells)
-    rewards[:, same, same] -= collision_cost
-    starts = ((mid_row, 0), (0, mid_col))
-    return grid_game(
-        width,
-        height,
-        starts,
-        rewards,
-        slip=slip,
-        move_cost=move_cost,
-        max_steps=max_steps,
-        obs_mode=obs_mode,
-    )
+    rewards[:, together, together] += together_reward
+    return grid_game(width, height, starts, rewards, **options)
 
 
 # -- random games ----------------------------------------------------------------------------
