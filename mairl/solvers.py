@@ -468,19 +468,12 @@ def _trace_branch(P, R, term, alpha, gamma, tol, max_steps):
 
 # -- host-side entry points ---------------------------------------------------------------------
 def soft_value_iteration(
-    game: Any,
-    alpha: float = 1.0,
-    gamma: float = 0.99,
-    *,
-    method: str = "auto",
-    damping: float = 0.5,
-    tol: float = 1e-8,
-    max_iters: int = 100_000,
-    init: Any = None,
-    extrapolate: bool = True,
+    game: Any, alpha: float = 1.0, gamma: float = 0.99, **options: Any
 ) -> SoftVIResult:
     """Logit equilibrium of ``game`` (``.transitions``, ``.rewards``, ``.initial``,
-    optional ``.terminal``); see ``soft_value_iteration_from_tensors``."""
+    optional ``.terminal``); ``options`` (``method``, ``damping``, ``tol``,
+    ``max_iters``, ``init``, ``extrapolate``) and the result are those of
+    ``soft_value_iteration_from_tensors``."""
     for attr in ("transitions", "rewards", "initial"):
         if not hasattr(game, attr):
             raise TypeError(
@@ -494,12 +487,7 @@ def soft_value_iteration(
         alpha,
         gamma,
         terminal=getattr(game, "terminal", None),
-        method=method,
-        damping=damping,
-        tol=tol,
-        max_iters=max_iters,
-        init=init,
-        extrapolate=extrapolate,
+        **options,
     )
 
 
