@@ -105,6 +105,22 @@ def best_assignment(cost: np.ndarray) -> np.ndarray:
     return perm
 
 
+def _vectors(row: np.ndarray, start: int, *counts: int) -> list[np.ndarray]:
+    """Consecutive blocks of 2-D vectors in one agent's observation row, from
+    ``start``: ``(count, 2)`` for each of ``counts``, then the rest of the row."""
+    blocks = []
+    for count in counts:
+        blocks.append(row[start: start + 2 * count].reshape(count, 2))
+        start += 2 * count
+    return [*blocks, row[start:]]
+
+
+def _each_agent(choose, obs: np.ndarray) -> np.ndarray:
+    """``(agent, 2)``: ``choose(i, obs[i])`` for every agent ``i``, each reading its own
+    row of the joint observation only (a decentralized expert)."""
+    return np.stack([choose(i, row) for i, row in enumerate(obs)])
+
+
 def _host(policy_fn):
     policy_fn.host = True
     return policy_fn
@@ -177,18 +193,17 @@ class SimpleSpread(MPE2Game):
         self._check_discrete()
         n = self.num_agents
 
+        def target(i, row):
+            pos = row[2:4]
+            landmarks, others, _ = _vectors(row, 4, n, n - 1)
+            landmarks = pos + landmarks
+            agents = np.insert(pos + others, i, pos, axis=0)  # (agent, 2), agent order
+            cost = np.linalg.norm(agents[:, None] - landmarks[None], axis=-1)
+            return landmarks[best_assignment(cost)[i]]
+
         def policy_fn(key, obs):
             obs = np.asarray(obs, np.float64)
-            targets = np.zeros((n, 2))
-            for i in range(n):
-                row = obs[i]
-                pos = row[2:4]
-                landmarks = pos + row[4: 4 + 2 * n].reshape(n, 2)
-                others = pos + row[4 + 2 * n: 4 + 2 * n + 2 * (n - 1)].reshape(n - 1, 2)
-                agents = np.insert(others, i, pos, axis=0)  # (agent, 2), agent order
-                cost = np.linalg.norm(agents[:, None] - landmarks[None], axis=-1)
-                targets[i] = landmarks[best_assignment(cost)[i]]
-            return arrive(obs[:, 2:4], obs[:, 0:2], targets, gain=gain)
+            return arrive(obs[:, 2:4], obs[:, 0:2], _each_agent(target, obs), gain=gain)
 
         return _host(policy_fn)
 
@@ -228,27 +243,25 @@ class SimpleTag(MPE2Game):
         n, a_num, num_l = self.num_agents, self.num_adversaries, self.num_obstacles
         accels, speeds = self.accels, self.max_speeds
 
+        def direction(i, row):
+            pos = row[2:4]
+            obstacles, others, rest = _vectors(row, 4, num_l, n - 1)
+            kinds = np.delete(np.arange(n) < a_num, i)  # adversary flags of the others
+            if i < a_num:  # adversary: chase the nearest good agent
+                prey = others[~kinds]
+                prey_vel = rest.reshape(-1, 2)
+                k = int(np.argmin(np.linalg.norm(prey, axis=-1)))
+                return prey[k] + lead * prey_vel[k] + 0.3 * _avoid(obstacles, 0.35)
+            # good agent: flee
+            threats = others[kinds]
+            dist2 = np.maximum((threats ** 2).sum(-1, keepdims=True), 1e-4)
+            away = -(threats / dist2).sum(0)
+            inward = -np.sign(pos) * np.maximum(np.abs(pos) - margin, 0.0) * 20.0
+            return away + inward + 2.0 * _avoid(obstacles, 0.35)
+
         def policy_fn(key, obs):
             obs = np.asarray(obs, np.float64)
-            direction = np.zeros((n, 2))
-            for i in range(n):
-                row = obs[i]
-                pos = row[2:4]
-                obstacles = row[4: 4 + 2 * num_l].reshape(num_l, 2)
-                others = row[4 + 2 * num_l: 4 + 2 * num_l + 2 * (n - 1)].reshape(n - 1, 2)
-                kinds = np.delete(np.arange(n) < a_num, i)  # adversary flags of the others
-                if i < a_num:  # adversary: chase the nearest good agent
-                    prey = others[~kinds]
-                    prey_vel = row[4 + 2 * num_l + 2 * (n - 1):].reshape(-1, 2)
-                    k = int(np.argmin(np.linalg.norm(prey, axis=-1)))
-                    direction[i] = prey[k] + lead * prey_vel[k] + 0.3 * _avoid(obstacles, 0.35)
-                else:  # good agent: flee
-                    threats = others[kinds]
-                    dist2 = np.maximum((threats ** 2).sum(-1, keepdims=True), 1e-4)
-                    away = -(threats / dist2).sum(0)
-                    inward = -np.sign(pos) * np.maximum(np.abs(pos) - margin, 0.0) * 20.0
-                    direction[i] = away + inward + 2.0 * _avoid(obstacles, 0.35)
-            return pursue(obs[:, 0:2], direction, accels, speeds)
+            return pursue(obs[:, 0:2], _each_agent(direction, obs), accels, speeds)
 
         return _host(policy_fn)
 
@@ -286,31 +299,26 @@ class SimpleAdversary(MPE2Game):
         self._check_discrete()
         n, a_num, num_l = self.num_agents, self.num_adversaries, self.num_landmarks
 
+        def target(i, row):  # relative to agent i
+            landmarks, others, _ = _vectors(row, 0 if i < a_num else 2, num_l, n - 1)
+            kinds = np.delete(np.arange(n) < a_num, i)
+            if i < a_num:
+                good = others[~kinds]  # (good, 2)
+                gap = np.linalg.norm(landmarks[:, None] - good[None], axis=-1).min(1)
+                return landmarks[int(np.argmin(gap))]
+            goal = row[0:2]
+            g = int(np.argmin(np.linalg.norm(landmarks - goal, axis=-1)))
+            team = np.insert(others[~kinds], i - a_num, np.zeros(2), axis=0)  # (good, 2)
+            cost = np.linalg.norm(team[:, None] - landmarks[None], axis=-1)
+            # the goal must be covered: weight it so the nearest agent always takes it
+            cost[:, g] *= 0.5
+            perm = best_assignment(cost)
+            return landmarks[perm[i - a_num]]
+
         def policy_fn(key, obs):
             obs = np.asarray(obs, np.float64)
-            targets = np.zeros((n, 2))  # relative to each agent
-            for i in range(n):
-                row = obs[i]
-                offset = 0 if i < a_num else 2
-                landmarks = row[offset: offset + 2 * num_l].reshape(num_l, 2)
-                others = row[offset + 2 * num_l: offset + 2 * num_l + 2 * (n - 1)]
-                others = others.reshape(n - 1, 2)
-                kinds = np.delete(np.arange(n) < a_num, i)
-                if i < a_num:
-                    good = others[~kinds]  # (good, 2)
-                    gap = np.linalg.norm(landmarks[:, None] - good[None], axis=-1).min(1)
-                    targets[i] = landmarks[int(np.argmin(gap))]
-                    continue
-                goal = row[0:2]
-                g = int(np.argmin(np.linalg.norm(landmarks - goal, axis=-1)))
-                team = np.insert(others[~kinds], i - a_num, np.zeros(2), axis=0)  # (good, 2)
-                cost = np.linalg.norm(team[:, None] - landmarks[None], axis=-1)
-                # the goal must be covered: weight it so the nearest agent always takes it
-                cost[:, g] *= 0.5
-                perm = best_assignment(cost)
-                targets[i] = landmarks[perm[i - a_num]]
             # no velocities are observed: steer on positions alone, gently
-            return arrive(np.zeros((n, 2)), np.zeros((n, 2)), targets, gain=gain)
+            return arrive(np.zeros((n, 2)), np.zeros((n, 2)), _each_agent(target, obs), gain=gain)
 
         return _host(policy_fn)
 
