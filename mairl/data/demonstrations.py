@@ -390,32 +390,25 @@ def _check(fields: dict[str, np.ndarray | None], *, env_id: Any, num_actions: An
             f"{int(episode_id.max())}]",
         )
     step = np.diff(episode_id.astype(np.int64))
-    if (step < 0).any():
-        t = int(np.flatnonzero(step < 0)[0]) + 1
-        raise _fail(
-            "episode_id",
-            f"expected non-decreasing ids (episodes stored contiguously), got "
-            f"{int(episode_id[t])} after {int(episode_id[t - 1])} at transition {t}",
-        )
     done = terminated | truncated
-    last = np.append(step > 0, True)
-    missing = last & ~done
-    if missing.any():
-        t = int(np.flatnonzero(missing)[0])
-        raise _fail(
-            "terminated",
-            f"episode_id {int(episode_id[t])} ends at transition {t} with neither terminated "
-            "nor truncated; expected every episode's last transition to be terminated or "
-            "truncated",
-        )
-    inner = done & ~last
-    if inner.any():
-        t = int(np.flatnonzero(inner)[0])
-        raise _fail(
-            "episode_id",
-            f"transition {t} is terminated or truncated but transition {t + 1} continues "
-            f"episode_id {int(episode_id[t])}; expected a new, larger id after an episode ends",
-        )
+    last = np.append(step > 0, True)  # the last transition of its episode
+    # (field, the transitions that break the rule, message about the first of them)
+    episode_rules = [
+        ("episode_id", np.append(False, step < 0),
+         "expected non-decreasing ids (episodes stored contiguously), got {id} after {prev_id} "
+         "at transition {t}"),
+        ("terminated", last & ~done,
+         "episode_id {id} ends at transition {t} with neither terminated nor truncated; "
+         "expected every episode's last transition to be terminated or truncated"),
+        ("episode_id", done & ~last,
+         "transition {t} is terminated or truncated but transition {next_t} continues "
+         "episode_id {id}; expected a new, larger id after an episode ends"),
+    ]
+    for name, broken, message in episode_rules:
+        if broken.any():
+            t = int(np.flatnonzero(broken)[0])
+            raise _fail(name, message.format(t=t, next_t=t + 1, id=int(episode_id[t]),
+                                             prev_id=int(episode_id[t - 1])))
 
     rewards = fields["rewards"]
     if rewards is not None:
