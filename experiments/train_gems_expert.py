@@ -37,10 +37,10 @@ import tyro
 
 import envs
 from mairl.algos import SoftQConfig, make_soft_q
+from mairl.algos.soft_q import save_soft_q_expert
 from mairl.evaluation import make_eval_fn, policy_fn_of
-from mairl.experts import GEMS_SOFT_Q_PARAMS, SOFT_Q_FORMAT, gems_agent_features
+from mairl.experts import GEMS_SOFT_Q_PARAMS, gems_agent_features
 from mairl.metrics import evaluate_returns, mean_confidence_interval
-from mairl.params import save_params
 from mairl.train import TrainConfig, TrainData, make_train
 
 
@@ -126,23 +126,14 @@ def main(args: Args) -> None:
     for i, name in enumerate(env.agents):
         print(f"{name}: mean return {mean[i]:.3f} (95% CI {lower[i]:.3f} .. {upper[i]:.3f}) "
               f"over {args.final_episodes} episodes, alpha {args.algo.alpha}")
-    metadata = {
-        "format": SOFT_Q_FORMAT,
-        "env_id": "gems",
-        "features": "gems",
-        "critic": args.algo.critic,
-        "hidden": ",".join(str(h) for h in args.algo.hidden),
-        "alpha": float(args.algo.alpha),
-        "gamma": float(args.algo.gamma),
-        "num_agents": int(env.num_agents),
-        "num_actions": int(env.num_actions),
-        "seed": int(args.seed),
-        "curriculum_sizes": ",".join(str(s) for s in args.sizes),
-        "curriculum_updates": ",".join(str(u) for u in args.updates),
-        "eval_episodes": int(args.final_episodes),
+    path = save_soft_q_expert(
+        args.out, params, args.algo, env, env_id="gems", features="gems",
+        seed=int(args.seed),
+        curriculum_sizes=",".join(str(s) for s in args.sizes),
+        curriculum_updates=",".join(str(u) for u in args.updates),
+        eval_episodes=int(args.final_episodes),
         **{f"eval_return_{name}": float(mean[i]) for i, name in enumerate(env.agents)},
-    }
-    path = save_params(args.out, jax.device_get(params), metadata)
+    )
     print(f"saved {path} ({path.stat().st_size / 1024:.0f} KiB); "
           f"total {time.perf_counter() - t0:.1f} s")
 

@@ -50,10 +50,9 @@ import envs
 from envs.jaxmarl import DELIVERY_REWARD
 from mairl import runs
 from mairl.algos import PPOConfig
+from mairl.algos.soft_q import save_soft_q_expert
 from mairl.evaluation import policy_fn_of
-from mairl.experts import SOFT_Q_FORMAT
 from mairl.metrics import episode_info_sums
-from mairl.params import save_params
 
 ASSET = Path(__file__).resolve().parent.parent / "mairl" / "assets" / "overcooked_cramped_room.npz"
 
@@ -173,24 +172,15 @@ def main(args: Args) -> None:
     actor = params["actor"]
     if args.algo.shared:  # the soft-Q expert format: critics stacked on the agent axis
         actor = jax.tree.map(lambda p: jnp.stack([p] * env.num_agents), actor)
-    metadata = {
-        "format": SOFT_Q_FORMAT,
-        "env_id": args.env_name,
-        "features": "identity",
-        "critic": args.algo.critic,
-        "hidden": ",".join(str(h) for h in args.algo.hidden),
-        "alpha": float(args.algo.alpha),
-        "gamma": float(args.algo.gamma),
-        "num_agents": int(env.num_agents),
-        "num_actions": int(env.num_actions),
-        "trainer": "ppo-shared" if args.algo.shared else "ppo",
-        "seed": int(args.seed),
-        "total_steps": int(args.updates * steps),
-        "eval_episodes": int(args.final_episodes),
-        "eval_soups_per_episode": float(stats["soups"].mean()),
-        "random_soups_per_episode": float(random_stats["soups"].mean()),
-    }
-    path = save_params(args.out, jax.device_get(actor), metadata)
+    path = save_soft_q_expert(
+        args.out, actor, args.algo, env, env_id=args.env_name, features="identity",
+        trainer="ppo-shared" if args.algo.shared else "ppo",
+        seed=int(args.seed),
+        total_steps=int(args.updates * steps),
+        eval_episodes=int(args.final_episodes),
+        eval_soups_per_episode=float(stats["soups"].mean()),
+        random_soups_per_episode=float(random_stats["soups"].mean()),
+    )
     print(f"saved {path} ({path.stat().st_size / 1024:.0f} KiB); "
           f"total {time.perf_counter() - t0:.1f} s")
 

@@ -46,7 +46,9 @@ environments first, ``(env, agent, ...)``, in the env states and buffer items.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import jax
@@ -72,11 +74,13 @@ from mairl.algos.common import (
 from mairl.buffers import ReplayBuffer, buffer_add, buffer_init, buffer_sample
 from mairl.data import Transition
 from mairl.networks import CRITICS
+from mairl.params import save_params
 
 __all__ = [
     "SoftQConfig",
     "SoftQState",
     "make_soft_q",
+    "save_soft_q_expert",
     "soft_bellman_target",
     "soft_q_loss",
 ]
@@ -328,3 +332,38 @@ def make_soft_q(
     needs = Needs(expert_batch=0, num_envs=config.num_envs, rewards=True)
     return Algo(name=SoftQConfig.name, init=init, update=update, q_values=q_values,
                 alpha=alpha, gamma=gamma, config=config, needs=needs)
+
+
+def save_soft_q_expert(
+    path: str | os.PathLike, params: Any, config: Any, env: Any, *, env_id: str, features: str,
+    **entries: str | int | float | bool,
+) -> Path:
+    """Write a soft-Q expert file, the one ``mairl.experts.load_soft_q_expert`` reads.
+
+    Args:
+        params: the critics, stacked on the agent axis.
+        config: their configuration: ``critic``, ``hidden``, ``alpha`` (the
+            expert's temperature) and ``gamma`` (a :class:`SoftQConfig`, or any
+            config with these fields).
+        env: the game, for its agent and action counts; ``env_id`` names it.
+        features: each agent's view of its observation, a key of
+            ``mairl.experts.FEATURES``.
+        entries: further scalar metadata, recorded as given (seed, evaluation, ...).
+
+    Returns:
+        ``path``.
+    """
+    from mairl.experts import SOFT_Q_FORMAT
+
+    metadata = {
+        "format": SOFT_Q_FORMAT,
+        "env_id": env_id,
+        "features": features,
+        "critic": config.critic,
+        "hidden": ",".join(str(h) for h in config.hidden),
+        "alpha": float(config.alpha),
+        "gamma": float(config.gamma),
+        "num_agents": int(env.num_agents),
+        "num_actions": int(env.num_actions),
+    }
+    return save_params(path, jax.device_get(params), {**metadata, **entries})

@@ -11,7 +11,7 @@ import envs
 from envs.gems import state_from_cells
 from envs.tabular import TabularGame
 from mairl.algos import ALGOS, Batch, SoftQConfig, make_soft_q
-from mairl.algos.soft_q import soft_bellman_target, soft_q_loss
+from mairl.algos.soft_q import save_soft_q_expert, soft_bellman_target, soft_q_loss
 from mairl.evaluation import make_eval_fn
 from mairl.experts import (
     GEMS_NUM_FEATURES,
@@ -20,6 +20,7 @@ from mairl.experts import (
     gems_features,
     load_soft_q_expert,
     make_expert,
+    soft_q_expert_config,
 )
 from mairl.metrics.returns import evaluate_returns
 from mairl.params import check_params, load_params, save_params
@@ -258,6 +259,25 @@ def test_shipped_gems_expert_plays_as_before():
     q = algo.q_values(jax.tree.map(jnp.asarray, params), obs[0])
     np.testing.assert_allclose(q, [[6.781, 9.508, 12.193, 10.599, 6.467],
                                    [10.057, 9.492, 12.501, 12.767, 10.431]], atol=2e-3)
+
+
+def test_save_soft_q_expert_writes_what_the_loader_reads(tmp_path):
+    # The shipped Gems expert saved again from its config and its own entries:
+    # the same metadata and parameters, and the same policy.
+    env = envs.make("gems")
+    params, metadata = load_params(GEMS_SOFT_Q_PARAMS)
+    described = {"format", "env_id", "features", "critic", "hidden", "alpha", "gamma",
+                 "num_agents", "num_actions"}
+    entries = {k: v for k, v in metadata.items() if k not in described}
+    path = save_soft_q_expert(tmp_path / "gems.npz", params, soft_q_expert_config(metadata), env,
+                              env_id="gems", features="gems", **entries)
+    saved, saved_metadata = load_params(path, template=params)
+    assert saved_metadata == metadata
+    jax.tree.map(np.testing.assert_array_equal, saved, params)
+    obs, _ = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 4))
+    keys = jax.random.split(jax.random.key(1), 4)
+    np.testing.assert_array_equal(jax.vmap(load_soft_q_expert(path, env))(keys, obs),
+                                  jax.vmap(make_expert(env, "soft-q"))(keys, obs))
 
 
 def test_soft_q_expert_rejects_other_games_and_files(tmp_path):
