@@ -68,6 +68,7 @@ def demos(
 
     from mairl.data import collect, episode_returns
     from mairl.experts import make_expert
+    from mairl.runs import make_env
 
     if episodes < 1:
         raise SystemExit(f"error: --episodes must be >= 1, got {episodes}")
@@ -77,7 +78,10 @@ def demos(
         raise SystemExit(f"error: --alpha must be > 0, got {alpha}")
     if expert_params is not None and expert != "soft-q":
         raise SystemExit(f"error: --expert-params needs --expert soft-q, got --expert {expert}")
-    game = _make_env(env)
+    try:
+        game = make_env(env)
+    except ValueError as err:  # it names the field, ``env``, whose flag is --env
+        raise SystemExit(f"error: --{err}") from None
     try:
         policy_fn = make_expert(
             game, expert, alpha=alpha, gamma=gamma, params_path=expert_params
@@ -116,13 +120,3 @@ def bench(what: Positional[Literal["envs", "mamql"]] = "envs", quick: bool = Fal
 
     run(what, quick=quick)
 
-
-def _make_env(name: str):
-    import envs
-
-    try:
-        return envs.make(name)
-    except KeyError as err:
-        raise SystemExit(f"error: --env: {err.args[0]}") from None
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"error: --env {name}: {err}") from None
