@@ -90,10 +90,9 @@ class Args:
             be a multiple of it).
         games: random games per agent count (game ``g`` is ``random_game(key(g))``).
         seeds: training seeds per game and per stochastic variant, vmapped.
-        gamma: discount of the expert and of the learner.
-        chi2_coef: chi-squared coefficient ``c`` of the MAMQL loss.
-        learning_rate: Adam step size (constant).
-        batch_size: transitions per update, both stochastic variants.
+        learner: offline MAMQL with tabular critics (its options: ``--gamma``, the
+            discount of the expert too, ``--chi2-coef``, ``--learning-rate``,
+            ``--batch-size`` for both stochastic variants, ...).
         updates: gradient updates per stochastic run.
         eval_every: updates between evaluations (``--curves`` prints them all).
         lbfgs_steps: L-BFGS iterations of the ``minimum`` variant.
@@ -108,10 +107,9 @@ class Args:
     episode_length: int = 100
     games: int = 3
     seeds: int = 2
-    gamma: float = 0.9
-    chi2_coef: float = 0.5
-    learning_rate: Annotated[float, tyro.conf.arg(aliases=("--lr",))] = 3e-3
-    batch_size: int = 1024
+    learner: Annotated[MAMQLOfflineConfig, tyro.conf.OmitArgPrefixes] = MAMQLOfflineConfig(
+        critic="tabular", gamma=0.9, chi2_coef=0.5, learning_rate=3e-3, batch_size=1024,
+        max_grad_norm=None)
     updates: int = 8_000
     eval_every: int = 2_000
     lbfgs_steps: int = 300
@@ -203,12 +201,7 @@ class Runs(NamedTuple):
 
 def make_runs(args: Args, num_agents: int) -> Runs:
     """The fits of ``num_agents``-agent games, compiled once for all of them."""
-    config = MAMQLOfflineConfig(
-        mode="value_expert", critic="tabular", alpha=1.0, gamma=args.gamma,
-        learning_rate=args.learning_rate, batch_size=args.batch_size,
-        chi2_coef=args.chi2_coef, max_grad_norm=None,
-    )
-    algo = make_algo(config, num_agents=num_agents, obs_shape=(args.states,),
+    algo = make_algo(args.learner, num_agents=num_agents, obs_shape=(args.states,),
                      num_actions=args.actions)
     train_config = TrainConfig(num_updates=args.updates, eval_every=args.eval_every)
     game = OracleScored(num_agents, (args.states,))
@@ -220,11 +213,11 @@ def make_runs(args: Args, num_agents: int) -> Runs:
 
     def exact(key, expert, oracle):
         return make_train(algo, train_config, make_eval_fn(algo, game, oracle=oracle),
-                          batch_source=occupancy_batches(args.batch_size))(key, expert)
+                          batch_source=occupancy_batches(args.learner.batch_size))(key, expert)
 
     def minimum(oracle):
         loss = functools.partial(expected_loss, alpha=algo.alpha, gamma=algo.gamma,
-                                 chi2_coef=args.chi2_coef)
+                                 chi2_coef=args.learner.chi2_coef)
 
         def loss_fn(params):  # the agents' losses are separate: their sum has their minima
             q = algo.q_values(params, one_hot)  # (N, S, A)
@@ -243,7 +236,7 @@ def run_game(args: Args, num_agents: int, game_index: int, key: jax.Array, runs:
     """All variants on one game: ``{variant: curves}``, each ``(seed, chunk, agent)``."""
     game = random_game(jax.random.key(game_index), args.states, args.actions, num_agents,
                        max_steps=args.episode_length)
-    solution = soft_value_iteration(game, alpha=1.0, gamma=args.gamma)
+    solution = soft_value_iteration(game, alpha=1.0, gamma=args.learner.gamma)
     oracle = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), solution)
     key_demos, key_sampled, key_exact = jax.random.split(key, 3)
     demos = collect(key_demos, game, tabular_policy_fn(game, solution.policy),
@@ -313,8 +306,8 @@ def main(args: Args) -> None:
         )
     t0 = time.perf_counter()
     print(f"MAMQL value_expert, tabular critic: {args.states} states, {args.actions} actions, "
-          f"alpha 1, gamma {args.gamma}, chi2 coef {args.chi2_coef}; Adam lr "
-          f"{args.learning_rate}, batch {args.batch_size}, {args.updates} updates; "
+          f"alpha 1, gamma {args.learner.gamma}, chi2 coef {args.learner.chi2_coef}; Adam lr "
+          f"{args.learner.learning_rate}, batch {args.learner.batch_size}, {args.updates} updates; "
           f"{args.games} games x {args.seeds} seeds")
     key = jax.random.key(args.seed)
     failures, rows = 0, 0

@@ -62,6 +62,18 @@ def tabular_reward(algo: Algo, params: Any, oracle, num_agents: int):
     return q, expected, transition_form
 
 
+def _after(held, done: jax.Array):
+    """``held`` with its observations made to depend on ``done`` (adding an exact 0).
+
+    Both shaping-aware correlations run a batched SVD, which XLA's CPU runtime
+    fans out onto the thread pool it already runs on: two at once deadlock a
+    two-thread pool. The runtime orders operations by the buffers they read and
+    write, so the second SVD is made to read a buffer the first one produced.
+    """
+    zero = jnp.isnan(jnp.sum(done)).astype(held.obs.dtype) * 0.0
+    return held._replace(obs=held.obs + zero, next_obs=held.next_obs + zero)
+
+
 def heldout_batch(heldout: Demonstrations, max_transitions: int = 2048):
     """The first ``max_transitions`` held-out transitions, agent axis first, with their
     true rewards (read by evaluation only). Passed to ``eval_fn`` as an argument,
@@ -93,19 +105,6 @@ def make_eval_fn(
         if jittable:
             returns = metrics.evaluate_returns(key, env, policy_fn_of(algo, params), episodes)
             out["return"] = returns.mean(axis=0)
-        if held is not None:
-            r_hat, v, v_next = sampled_reward(algo, params, held)
-            q = algo.q_values(params, held.obs)
-            out["action_accuracy"] = metrics.action_accuracy(q, held.actions)
-            out["imitation_mse"] = metrics.imitation_mse(
-                held.rewards, v, v_next, held.terminated, algo.gamma
-            )
-            out["reward_pearson_sampled"] = metrics.pearson(r_hat, held.rewards)
-            feats = held.obs[0].reshape(held.obs.shape[1], -1)
-            next_feats = held.next_obs[0].reshape(held.obs.shape[1], -1)
-            out["reward_shaping_corr_sampled"] = metrics.shaping_aware_correlation_sampled(
-                r_hat, held.rewards, feats, next_feats, held.terminated, algo.gamma, ridge=1e-3
-            )
         if orc is not None:
             q, r_exp, r_trans = tabular_reward(algo, params, orc, num_agents)
             learned = jax.nn.softmax(q / algo.alpha, axis=-1)
@@ -118,6 +117,21 @@ def make_eval_fn(
             out["reward_spearman"] = metrics.spearman(r_exp, true)
             out["reward_epic"] = metrics.epic_distance(
                 r_trans, true, orc.marginal_transitions, algo.gamma
+            )
+        if held is not None:
+            if orc is not None:
+                held = _after(held, out["reward_shaping_corr"])
+            r_hat, v, v_next = sampled_reward(algo, params, held)
+            q = algo.q_values(params, held.obs)
+            out["action_accuracy"] = metrics.action_accuracy(q, held.actions)
+            out["imitation_mse"] = metrics.imitation_mse(
+                held.rewards, v, v_next, held.terminated, algo.gamma
+            )
+            out["reward_pearson_sampled"] = metrics.pearson(r_hat, held.rewards)
+            feats = held.obs[0].reshape(held.obs.shape[1], -1)
+            next_feats = held.next_obs[0].reshape(held.obs.shape[1], -1)
+            out["reward_shaping_corr_sampled"] = metrics.shaping_aware_correlation_sampled(
+                r_hat, held.rewards, feats, next_feats, held.terminated, algo.gamma, ridge=1e-3
             )
         return out
 
