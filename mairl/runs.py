@@ -521,9 +521,8 @@ def _first_non_finite(curves: dict) -> str | None:
     bad = np.argwhere(~np.isfinite(loss))
     if not len(bad):
         return None
-    seed, chunk = int(bad[0][0]), int(bad[0][1])
     agent = f", agent {int(bad[0][2])}" if bad.shape[1] > 2 else ""
-    return f"seed {seed}{agent}, chunk {chunk}"
+    return f"seed {int(bad[0][0])}{agent}"
 
 
 def _train_jitted(s: Setup, out: Path, tdata, progress, resume: bool, log) -> tuple:

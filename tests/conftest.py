@@ -1,6 +1,16 @@
-"""Suite-wide settings: which registered games get the full checks only under ``-m slow``."""
+"""Suite-wide settings: a compilation cache shared by the test processes, and which
+registered games get the full checks only under ``-m slow``."""
+
+import os
+import tempfile
 
 import pytest
+
+# Programs that several tests (and their subprocesses) compile alike are compiled
+# once per session: JAX's persistent cache, in a directory shared by the xdist
+# workers of one run (the controller sets it; workers and subprocesses inherit it).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      tempfile.mkdtemp(prefix="mairl-test-jax-cache-"))
 
 import envs
 
