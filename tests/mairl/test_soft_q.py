@@ -22,7 +22,7 @@ from mairl.experts import (
     make_expert,
     soft_q_expert_config,
 )
-from mairl.metrics.returns import evaluate_returns
+from mairl.metrics.returns import evaluate_returns, mean_confidence_interval
 from mairl.params import check_params, load_params, save_params
 from mairl.solvers import soft_value_iteration
 from mairl.train import TrainConfig, TrainData, make_train
@@ -237,8 +237,13 @@ def test_shipped_gems_expert_loads_and_acts():
     params, metadata = load_params(GEMS_SOFT_Q_PARAMS)
     assert GEMS_SOFT_Q_PARAMS.stat().st_size < 2_000_000
     assert metadata["features"] == "gems" and metadata["alpha"] > 0
-    assert min(metadata["eval_return_agent_0"], metadata["eval_return_agent_1"]) >= 13.2
     policy_fn = make_expert(env, "soft-q")
+    # Measured, not read from the file: 128 episodes; the lower end of the 99%
+    # t-interval of each agent's mean return must clear the authors' experts' 13.2
+    # (the shipped expert plays about 33.5 per agent).
+    returns = np.asarray(evaluate_returns(jax.random.key(11), env, policy_fn, 128))
+    summary = mean_confidence_interval(returns, confidence=0.99)
+    assert np.all(np.asarray(summary.lower) > AUTHORS_GEMS_RETURN), summary
     obs, _ = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), 4))
     actions = jax.jit(jax.vmap(policy_fn))(jax.random.split(jax.random.key(1), 4), obs)
     assert actions.shape == (4, 2) and actions.dtype == jnp.int32
