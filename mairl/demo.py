@@ -45,12 +45,15 @@ class DemoArgs:
 
 
 def run_config(algo: str, demos: Path, args: DemoArgs):
-    """The run of one algorithm in the demo: the MLP critic on the egocentric view."""
+    """The run of one algorithm in the demo: the MLP critic on the egocentric view.
+    The online learner's replay holds every transition of its run (8 per update)
+    and no more: a larger buffer changes nothing but costs memory and time."""
     from mairl import runs
     from mairl.algos import ALGOS
 
+    online = {"iq-joint": {"num_envs": 8, "buffer_size": 8 * args.updates}}
     return runs.RunConfig(
-        algo=ALGOS[algo].config(learning_rate=5e-4, hidden=(128, 128)),
+        algo=ALGOS[algo].config(learning_rate=5e-4, hidden=(128, 128), **online.get(algo, {})),
         env=runs.EnvConfig("gems"),
         data=runs.DataConfig(demos=str(demos)),
         schedule=runs.ScheduleConfig(seeds=args.seeds, updates=args.updates,

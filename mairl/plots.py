@@ -97,9 +97,9 @@ def plot_reward_heatmap(path: Path, algo, params, env, heldout=None, oracle=None
             base[k, i, x, y] = 1.0
             for a, (dx, dy) in enumerate(moves):
                 nxt[k, a, i, min(max(x + dx, 0), nx - 1), min(max(y + dy, 0), ny - 1)] = 1.0
-        q = algo.q_values(params, jnp.broadcast_to(jnp.asarray(base), (n, *base.shape)))[i]
-        flat = jnp.asarray(nxt.reshape(-1, *shape))
-        q_next = algo.q_values(params, jnp.broadcast_to(flat, (n, *flat.shape)))[i]
+        both = jnp.asarray(np.concatenate([base, nxt.reshape(-1, *shape)]))
+        q_both = jax.jit(algo.q_values)(params, jnp.broadcast_to(both, (n, *both.shape)))[i]
+        q, q_next = q_both[: len(cells)], q_both[len(cells):]
         v_next = soft_value(q_next, algo.alpha).reshape(len(cells), len(moves))
         r = np.asarray(q[:, : len(moves)] - algo.gamma * v_next)
         grid = r.mean(axis=1).reshape(nx, ny)

@@ -605,9 +605,14 @@ def _train_host(s: Setup, tdata, progress) -> tuple:
     return result.state, curves, np.asarray(result.updates[0]), 0.0, time.perf_counter() - t1
 
 
-def final_evaluation(s: Setup, params: Any, episodes: int) -> dict:
+def final_evaluation(s: Setup, params: Any, episodes: int, last: dict | None = None) -> dict:
     """Final metrics per seed (leading axis): ``eval_fn`` on the final parameters
-    plus ``returns (seed, episode, agent)`` over ``episodes`` episodes."""
+    plus ``returns (seed, episode, agent)`` over ``episodes`` episodes.
+
+    ``last``: the curves' values after the last chunk, which are ``eval_fn`` on
+    the same final parameters already (only their short ``return`` differs):
+    given, they are reused instead of compiling and running ``eval_fn`` again.
+    """
     from mairl import metrics
     from mairl.evaluation import policy_fn_of
 
@@ -616,7 +621,7 @@ def final_evaluation(s: Setup, params: Any, episodes: int) -> dict:
 
     def one(params, key, held):
         key_eval, key_ret = jax.random.split(key)
-        out = s.eval_fn(params, key_eval, held)
+        out = s.eval_fn(params, key_eval, held) if last is None else {}
         if s.jittable:
             out["returns"] = metrics.evaluate_returns(key_ret, s.env, policy_fn_of(s.algo, params),
                                                       episodes)
@@ -632,6 +637,8 @@ def final_evaluation(s: Setup, params: Any, episodes: int) -> dict:
             ))
             for i in range(seeds)
         ])
+    if last is not None:
+        final = {**{k: v for k, v in last.items() if not k.startswith("train/")}, **final}
     return final
 
 
@@ -833,7 +840,8 @@ def _run(config: RunConfig, out: Path, *, progress, trackers, resume: bool) -> R
     finally:
         for tracker in sinks:
             tracker.close()
-    final = final_evaluation(s, state.params, config.eval.final_episodes)
+    last = {k: np.asarray(v)[:, -1] for k, v in curves.items()}  # (seed, ...)
+    final = final_evaluation(s, state.params, config.eval.final_episodes, last)
     summary = summarize(s, final, compile_s, run_s)
     _write_outputs(s, out, state.params, curves, updates, summary)
     return Run(config, summary, curves, updates, jax.tree.map(np.asarray, state.params),
