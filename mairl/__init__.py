@@ -7,7 +7,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("data", "solvers", "cli")
+_SUBMODULES = ("algos", "cli", "data", "experts", "metrics", "runs", "solvers", "train")
 
 
 def __getattr__(name):
