@@ -312,7 +312,7 @@ def example_batch(algo: Any, env: Any):
 
 class Setup:
     """What a run needs beside its config: the env, the algorithm, the data, the
-    evaluation. Built by :func:`setup` for :func:`run` and :func:`load_run`."""
+    evaluation. Built by :func:`run`, :func:`load_run` and :func:`evaluate_run`."""
 
     def __init__(self, config: RunConfig, *, with_data: bool = True):
         from mairl import data
@@ -848,13 +848,14 @@ def _run(config: RunConfig, out: Path, *, progress, trackers, resume: bool) -> R
                s.algo, s.env, out)
 
 
-def load_run(out: str | Path) -> Run:
-    """A finished run from its directory: config, metrics, curves and parameters."""
+def load_run(out: str | Path, setup: Setup | None = None) -> Run:
+    """A finished run from its directory: config, metrics, curves and parameters
+    (``setup``: the run's :class:`Setup`, if already built)."""
     from mairl.params import load_params
 
     out = Path(out)
     config = read_config(out)
-    s = Setup(config, with_data=False)
+    s = Setup(config, with_data=False) if setup is None else setup
     template = jax.eval_shape(s.algo.init, jax.random.key(0), example_batch(s.algo, s.env)).params
     try:
         params, _ = load_params(out / "params.npz", template, leading=1)
@@ -873,8 +874,8 @@ def evaluate_run(out: str | Path, episodes: int | None = None) -> dict:
     """Evaluate a finished run again (``episodes`` per seed, default the run's
     ``final_episodes``) and write ``eval.json``; returns the summary."""
     out = Path(out)
-    loaded = load_run(out)
-    s = Setup(loaded.config)
+    s = Setup(read_config(out))
+    loaded = load_run(out, s)
     final = final_evaluation(s, loaded.params, episodes or loaded.config.eval.final_episodes)
     summary = summarize(s, final, loaded.metrics.get("compile_time_s", 0.0),
                         loaded.metrics.get("run_time_s", float("nan")))
