@@ -225,16 +225,30 @@ def _project_out(
 def _shaping_features(
     transitions: jax.Array, gamma: float | jax.Array, terminal: jax.Array | None
 ) -> jax.Array:
-    """Columns ``b_k(s, a) = 1[s = k] - gamma P(k|s, a) (1 - terminal(k))``, ``(S * A, S)``."""
+    """The invariance directions of a tabular reward, ``(S * A, S + 1)``.
+
+    Columns ``b_k(s, a) = 1[s = k] - gamma P(k|s, a) (1 - terminal(k))``, the
+    shaping by a unit potential on state ``k`` (no ``Phi(s')`` after entering
+    a terminal state: the episode has no future there), and a constant column
+    that is kept only when no state is terminal. With terminations a constant
+    changes the incentive to end the episode, so it is not an invariance; when
+    nothing terminates and ``gamma < 1`` it already lies in the span of the
+    ``b_k`` (``sum_k b_k = 1 - gamma``) and the extra column changes nothing.
+    """
     num_states, num_actions = transitions.shape[:2]
-    if terminal is not None:
-        transitions = jnp.where(jnp.asarray(terminal, bool)[None, None, :], 0.0, transitions)
+    if terminal is None:
+        keep_constant = jnp.ones((), transitions.dtype)
+    else:
+        term = jnp.asarray(terminal, bool)
+        transitions = jnp.where(term[None, None, :], 0.0, transitions)
+        keep_constant = (~jnp.any(term)).astype(transitions.dtype)
     eye = jnp.eye(num_states, dtype=transitions.dtype)[:, None, :]
     b = eye - gamma * transitions  # (S, A, K)
-    return b.reshape(num_states * num_actions, num_states)
+    const = jnp.full((num_states, num_actions, 1), 1.0, transitions.dtype) * keep_constant
+    return jnp.concatenate([b, const], axis=-1).reshape(num_states * num_actions, num_states + 1)
 
 
-def _check_tabular(r_hat, r, transitions, weights):
+def _check_tabular(r_hat, r, transitions, weights, terminal=None):
     r_hat, r, transitions, weights = (jnp.asarray(a) for a in (r_hat, r, transitions, weights))
     if r_hat.ndim != 2 or r_hat.shape != r.shape:
         raise ValueError(
@@ -248,6 +262,10 @@ def _check_tabular(r_hat, r, transitions, weights):
         )
     if weights.shape != r.shape:
         raise ValueError(f"weights: expected (S, A) = {r.shape}, got {weights.shape}")
+    if terminal is not None and jnp.shape(terminal) != (num_states,):
+        raise ValueError(
+            f"terminal: expected a bool mask (S',) = ({num_states},), got shape {jnp.shape(terminal)}"
+        )
     dtype = _float_dtype(r_hat, r, transitions, weights)
     return (a.astype(dtype) for a in (r_hat, r, transitions, weights))
 
@@ -262,11 +280,12 @@ def shaping_residual(
     terminal: jax.Array | None = None,
     rcond: float | None = None,
 ) -> jax.Array:
-    """What is left of a tabular reward once constants and potential shaping are removed.
+    """What is left of a tabular reward once potential shaping (and constants) are removed.
 
-    The weighted least-squares residual of ``reward (S, A)`` against the constant
-    and the shaping columns ``b_k(s, a) = 1[s = k] - gamma P(k|s, a)`` for every
-    state ``k``: any ``r + gamma P Phi - Phi + c`` has the same residual as
+    The weighted least-squares residual of ``reward (S, A)`` against the
+    shaping columns ``b_k(s, a) = 1[s = k] - gamma P(k|s, a)`` for every
+    non-terminal state ``k`` (see ``terminal``) and, when no state is terminal,
+    the constant: any ``r + gamma P Phi - Phi (+ c)`` has the same residual as
     ``r``. ``weights (S, A)`` (non-negative, not all zero) define the inner
     product; the residual is also given where the weight is zero. Rank
     deficiency (the constant lies in the span of the ``b_k`` when
@@ -274,25 +293,53 @@ def shaping_residual(
     singular values below ``rcond`` times the largest are dropped (default
     ``max(S * A, S) * eps``, as ``numpy.linalg.lstsq``).
 
+    Args:
+        terminal: optional bool ``(S',)``. Entering a terminal state ends the
+            episode, so the potential is zero there (no ``Phi(s')`` after it)
+            and a constant is *not* removed: with terminations ``r + c`` makes
+            ending the episode more or less attractive than ``r`` does.
+
     Returns:
-        ``(S, A)``, weighted mean zero.
+        ``(S, A)``; weighted mean zero when the constant is removed.
     """
-    reward, _, transitions, weights = _check_tabular(reward, reward, transitions, weights)
+    reward, _, transitions, weights = _check_tabular(reward, reward, transitions, weights,
+                                                     terminal)
     residuals, _ = _tabular_residuals(reward[None], transitions, gamma, weights, terminal, rcond)
     return residuals[0].reshape(reward.shape)
 
 
 def _tabular_residuals(ys, transitions, gamma, weights, terminal, rcond):
+    """Residuals ``(K, S * A)`` of ``ys`` against :func:`_shaping_features` (no centring:
+    the constant is one of the features when it is an invariance), and the weighted
+    root mean squares of ``ys`` ``(K,)`` as scales for the degenerate-case test."""
     feats = _shaping_features(transitions, gamma, terminal)
     m, f = feats.shape
     if rcond is None:
         rcond = max(m, f) * float(np.finfo(feats.dtype).eps)
     w = _normalize(weights.reshape(-1))
+    ys = ys.reshape(ys.shape[0], -1)
+    sw = jnp.sqrt(w)
+    u, s, vt = jnp.linalg.svd(sw[:, None] * feats, full_matrices=False)
+    keep = s > rcond * s[0]
+    inv = jnp.where(keep, 1.0 / jnp.where(keep, s, 1.0), 0.0)
+    coef = (((ys * sw[None, :]) @ u) * inv[None, :]) @ vt  # least-squares potentials (K, F)
+    return ys - coef @ feats.T, _rms_rows(ys, w)
 
-    def shrink(s):
-        return (s > rcond * s[0]).astype(s.dtype)
 
-    return _project_out(ys.reshape(ys.shape[0], -1), feats, w, shrink)
+def _rms_rows(ys, w):
+    return jnp.sqrt(jnp.sum(w[None, :] * ys * ys, axis=-1))
+
+
+def _cosine(x, y, w, scale_x, scale_y, tol):
+    """Weighted cosine similarity, with :func:`_correlation`'s degenerate cases."""
+    nx = jnp.sum(w * x * x)
+    ny = jnp.sum(w * y * y)
+    flat_x = nx <= (tol * scale_x) ** 2
+    flat_y = ny <= (tol * scale_y) ** 2
+    ok = ~(flat_x | flat_y)
+    denom = jnp.sqrt(jnp.where(ok, nx * ny, 1.0))
+    rho = jnp.clip(jnp.where(ok, jnp.sum(w * x * y), 0.0) / denom, -1.0, 1.0)
+    return jnp.where(ok, rho, jnp.where(flat_x & flat_y, 1.0, jnp.nan)).astype(x.dtype)
 
 
 @partial(jax.jit, static_argnames=("rcond", "tol"))
@@ -307,44 +354,46 @@ def shaping_aware_correlation(
     rcond: float | None = None,
     tol: float | None = None,
 ) -> jax.Array:
-    """Correlation of two tabular rewards after projecting out shaping and constants.
+    """Correlation of two tabular rewards after projecting out shaping (and constants).
 
     A reward is identified only up to potential shaping
-    ``r(s, a) + gamma sum_s' P(s'|s, a) Phi(s') - Phi(s)``, a constant and a
-    positive scale. This removes the first two exactly: both rewards are
-    replaced by their :func:`shaping_residual` (the weighted least-squares
-    residual against the columns ``b_k(s, a) = 1[s = k] - gamma P(k|s, a)``
-    and the constant), and the weighted Pearson correlation of the residuals
-    is returned, which the scale does not change. It equals 1 whenever
-    ``r_hat = c * (r + gamma P Phi - Phi) + const`` with ``c > 0`` on the
-    support of ``weights``, for any dynamics.
+    ``r(s, a) + gamma sum_s' P(s'|s, a) (1 - terminal(s')) Phi(s') - Phi(s)``
+    and a positive scale; without terminal states also up to a constant. Both
+    rewards are replaced by their :func:`shaping_residual` and the weighted
+    cosine similarity of the residuals is returned (their Pearson correlation
+    when the constant is removed, as the residuals then have mean zero), which
+    the scale does not change. It equals 1 whenever
+    ``r_hat = c * (r + gamma P (1 - terminal) Phi - Phi) (+ const)`` with
+    ``c > 0`` on the support of ``weights``, for any dynamics.
 
     Args:
-        r_hat, r: ``(S, A)`` rewards of one agent.
+        r_hat, r: ``(S, A)`` rewards of one agent, in expected form
+            (``r(s, a) = E[R(s, a, s')]``).
         transitions: ``(S, A, S')``, the dynamics that agent faces (in a Markov
             game the marginal ``P_i^pi(s'|s, a_i)`` under the others' policies).
         gamma: discount.
         weights: ``(S, A)`` coverage, e.g. the expert's state-action occupancy;
             non-negative, positive somewhere; normalized inside.
-        terminal: optional bool ``(S',)``; no shaping term ``Phi(s')`` after
-            entering a terminal state.
+        terminal: optional bool ``(S',)``: entering a terminal state ends the
+            episode; the potential is zero there and constants are kept (see
+            :func:`shaping_residual`).
         rcond: SVD cut-off, see :func:`shaping_residual`.
-        tol: a residual counts as zero when its weighted standard deviation is at
+        tol: a residual counts as zero when its weighted root mean square is at
             most ``tol`` times that of the reward it came from (default
             ``sqrt(eps)``: about ``3.5e-4`` in float32).
 
     Returns:
         A scalar in ``[-1, 1]``; ``1.0`` when both residuals are zero (both
-        rewards are pure shaping plus a constant), ``nan`` when only one is.
+        rewards are pure shaping), ``nan`` when only one is.
     """
-    r_hat, r, transitions, weights = _check_tabular(r_hat, r, transitions, weights)
+    r_hat, r, transitions, weights = _check_tabular(r_hat, r, transitions, weights, terminal)
     if tol is None:
         tol = _default_tol(r.dtype)
     residuals, scales = _tabular_residuals(
         jnp.stack([r_hat, r]), transitions, gamma, weights, terminal, rcond
     )
     w = _normalize(weights.reshape(-1))
-    return _correlation(residuals[0], residuals[1], w, scales[0], scales[1], tol)
+    return _cosine(residuals[0], residuals[1], w, scales[0], scales[1], tol)
 
 
 @partial(jax.jit, static_argnames=("rcond", "tol"))

@@ -240,6 +240,74 @@ def test_shaping_aware_terminal_states():
     assert float(got) == pytest.approx(float(expected), abs=1e-4)
 
 
+def _goal_game(gamma=0.9, seed=6):
+    """8 states, 3 actions, state 7 terminal; ``r(s, a) = P(7|s, a)``, a pure goal reward."""
+    P = _random_tensors(seed, 8, 3, 1)[0]
+    terminal = np.zeros(8, bool)
+    terminal[7] = True
+    return P, terminal, P[:, :, 7].copy()
+
+
+def test_shaping_aware_pure_goal_reward_survives_projection():
+    """A reward paid on entering a terminal state is not shaping when ``gamma < 1``:
+    its residual is not zero, it scores 1 against its own shapings and a finite
+    number (not ``nan``) against anything else."""
+    gamma = 0.9
+    P, terminal, goal = _goal_game(gamma)
+    w = np.ones((8, 3))
+    res = np.asarray(metrics.shaping_residual(goal, P, gamma, w, terminal=terminal))
+    assert np.sqrt(np.mean(res**2)) > 0.05 * np.sqrt(np.mean(goal**2))
+    rng = np.random.default_rng(7)
+    phi = 10 * rng.normal(size=8)
+    shaped = goal + gamma * np.einsum("sat,t->sa", P, np.where(terminal, 0.0, phi)) - phi[:, None]
+    assert float(metrics.shaping_aware_correlation(shaped, goal, P, gamma, w,
+                                                   terminal=terminal)) > 1 - 1e-4
+    other = rng.normal(size=(8, 3))
+    got = float(metrics.shaping_aware_correlation(other, goal, P, gamma, w, terminal=terminal))
+    assert np.isfinite(got) and abs(got) < 0.9
+    assert float(metrics.shaping_aware_correlation(-goal, goal, P, gamma, w,
+                                                   terminal=terminal)) < -1 + 1e-4
+
+
+def test_shaping_aware_constant_matters_only_with_terminations():
+    """``r + c`` is equivalent to ``r`` without terminal states, not with them (a
+    constant changes the incentive to end the episode)."""
+    gamma = 0.9
+    P, terminal, _ = _goal_game(gamma)
+    rng = np.random.default_rng(8)
+    r = rng.normal(size=(8, 3))
+    w = np.ones((8, 3))
+    plus = r + 3.0
+    assert float(metrics.shaping_aware_correlation(plus, r, P, gamma, w)) > 1 - 1e-4
+    with_term = float(metrics.shaping_aware_correlation(plus, r, P, gamma, w, terminal=terminal))
+    assert with_term < 0.9
+    # A constant is still removed when the mask marks no state.
+    none = np.zeros(8, bool)
+    assert float(metrics.shaping_aware_correlation(plus, r, P, gamma, w, terminal=none)) > 1 - 1e-4
+
+
+def test_shaping_aware_terminal_matches_float64_least_squares():
+    """With a terminal state: residuals against ``b_k`` with ``P(k|.)`` zeroed into the
+    terminal state and no constant column; the weighted cosine of the residuals."""
+    gamma = 0.8
+    P, terminal, _ = _goal_game(gamma, seed=9)
+    rng = np.random.default_rng(10)
+    r_hat, r = rng.normal(size=(2, 8, 3))
+    w = rng.random((8, 3))
+    Pz = np.where(terminal[None, None, :], 0.0, P)
+    basis = (np.eye(8)[:, None, :] - gamma * Pz).reshape(24, 8)
+    sw = np.sqrt(w.reshape(-1) / w.sum())
+
+    def residual(y):
+        coef = np.linalg.lstsq(sw[:, None] * basis, sw * y.reshape(-1), rcond=None)[0]
+        return (y.reshape(-1) - basis @ coef) * sw
+
+    a, b = residual(r_hat), residual(r)
+    expected = a @ b / np.sqrt((a @ a) * (b @ b))
+    got = metrics.shaping_aware_correlation(r_hat, r, P, gamma, w, terminal=terminal)
+    assert float(got) == pytest.approx(expected, abs=1e-4)
+
+
 # -- shaping-aware correlation on samples --------------------------------------------------------
 def test_sampled_matches_tabular_on_deterministic_dynamics():
     """One-hot features, deterministic ``s' = f(s, a)``: the sampled regression
