@@ -35,6 +35,13 @@ register(
     description="Gems with compact coordinate observations (22 numbers per agent)",
     obs_mode="compact",
 )
+register(
+    "gems-authors",
+    "envs.gems:Gems",
+    family="gems",
+    description="Gems under the authors' data rule: ends when the joint return exceeds 20",
+    end_rule="joint-return",
+)
 
 # -- tabular general-sum Markov games ----------------------------------------------------
 _TABULAR = "envs.tabular.games"

@@ -19,12 +19,25 @@ Faithful to the authors' reference dynamics (``gems/env.py`` of USC-Lira/ma-mql)
 - After both moved: if both agents are on purple, both get +6, and each
   distinct remembered purple gem respawns and counts as collected (one gem
   when both remembered the same one).
-- ``terminated`` once more than ``gems_to_end`` (6) gems were collected in the
-  episode; ``max_steps`` (45) truncates.
+- ``max_steps`` (45) truncates.
 
-The authors' published demonstrations follow these rules in every transition
-(rewards and moves), but their ``done`` flags end an episode once the joint
-return of both agents exceeds 20, not by the gem count.
+Two rules for where an episode ends (``terminated``), chosen by ``end_rule``:
+
+- ``"gems"`` (default): once more than ``gems_to_end`` (6) gems were collected
+  in the episode. This is the rule of the authors' ``env.py``.
+- ``"joint-return"``: once the joint return of both agents in the episode
+  exceeds ``return_to_end`` (20); the gem count is kept but ends nothing. This
+  is the rule of the authors' published demonstrations
+  (``expert_data/gem_dataset.csv``, read by ``mairl.data.from_mamql_gems``):
+  they follow the rules above in every transition (rewards and moves), but
+  all 864 of their terminated episodes end at the first step where the joint
+  return exceeds 20 (joint returns 21 to 32), and at least 126 of them run on
+  after the step where the gem rule would have ended them.
+  ``envs.make("gems-authors")`` is Gems under this rule.
+
+Demonstrations compared with one another, or with a learner's returns, should
+come from the same rule: :attr:`Gems.episode_rule` names it, and
+``mairl.data`` records it in demonstration files.
 
 No rule of one agent's turn reads the other agent's cell or gems, and purple
 gems only move after both turns, so the two turns are computed at once on the
@@ -54,6 +67,8 @@ Observations, the same row for both agents (the game is fully observed):
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -69,6 +84,9 @@ NUM_OBJECTS = NUM_AGENTS + NUM_GEMS
 NUM_CHANNELS = 5
 PURPLE_BONUS = 6.0
 OBS_MODES = ("map", "compact")
+#: Where an episode ends: ``"gems"`` (the authors' ``env.py``) or
+#: ``"joint-return"`` (the authors' published demonstrations).
+END_RULES = ("gems", "joint-return")
 
 #: Displacement ``(dx, dy)`` of actions 0..4: y+1, x+1, y-1, x-1, stay.
 MOVES = np.array([[0, 1], [1, 0], [0, -1], [-1, 0], [0, 0]], np.int32)
@@ -87,11 +105,14 @@ class GemsState(EnvState):
         agents: int32 ``(agent=2, xy=2)``.
         gems: int32 ``(gem=9, xy=2)``: 0-2 blue, 3-5 red, 6-8 purple.
         collected: int32 ``()``, gems collected in the episode.
+        joint_return: float32 ``()``, the sum of both agents' rewards in the
+            episode so far (the ``"joint-return"`` end rule reads it).
     """
 
     agents: jax.Array
     gems: jax.Array
     collected: jax.Array
+    joint_return: jax.Array = struct.field(default_factory=lambda: jnp.zeros((), jnp.float32))
 
 
 class Gems(Environment):
@@ -102,8 +123,13 @@ class Gems(Environment):
             (``(22,)`` per agent).
         max_steps: truncation horizon.
         size: side of the square grid.
-        gems_to_end: the episode terminates once more than this many gems
-            were collected.
+        end_rule: where an episode ends: ``"gems"`` (more than ``gems_to_end``
+            gems collected) or ``"joint-return"`` (the joint return exceeds
+            ``return_to_end``); see the module docstring.
+        gems_to_end: under ``"gems"``, the episode terminates once more than
+            this many gems were collected.
+        return_to_end: under ``"joint-return"``, the episode terminates once
+            the sum of both agents' rewards in the episode exceeds this.
         view_radius: half-width of the egocentric window of ``agent_view``
             (``size - 1`` sees the whole grid).
     """
@@ -115,15 +141,25 @@ class Gems(Environment):
         size: int = 15,
         gems_to_end: int = 6,
         view_radius: int = 7,
+        end_rule: str = "gems",
+        return_to_end: float = 20.0,
     ):
         if obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
         if size < 2:
             raise ValueError(f"size must be at least 2, got {size}")
+        if end_rule not in END_RULES:
+            raise ValueError(f"end_rule must be one of {END_RULES}, got {end_rule!r}")
+        if int(max_steps) < 1:
+            raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+        if not np.isfinite(return_to_end):
+            raise ValueError(f"return_to_end must be finite, got {return_to_end}")
         self.obs_mode = obs_mode
         self.max_steps = int(max_steps)
         self.size = int(size)
+        self.end_rule = end_rule
         self.gems_to_end = int(gems_to_end)
+        self.return_to_end = float(return_to_end)
         self.view_radius = int(view_radius)
         self.num_agents = NUM_AGENTS
         self.agents = ("agent_0", "agent_1")
@@ -132,6 +168,20 @@ class Gems(Environment):
             self.obs_shape = (NUM_CHANNELS, self.size, self.size)
         else:
             self.obs_shape = (2 * NUM_OBJECTS,)
+
+    @property
+    def episode_rule(self) -> dict[str, Any]:
+        """The keyword arguments that decide where an episode ends: ``end_rule``,
+        its threshold (``gems_to_end`` or ``return_to_end``) and ``max_steps``.
+
+        ``Gems(**rule)`` (or ``envs.make("gems", **rule)``) ends episodes
+        the same way; demonstration files record it (``mairl.data``).
+        """
+        if self.end_rule == "gems":
+            threshold = {"gems_to_end": self.gems_to_end}
+        else:
+            threshold = {"return_to_end": self.return_to_end}
+        return {"end_rule": self.end_rule, **threshold, "max_steps": self.max_steps}
 
     # -- randomness -------------------------------------------------------------------
     def step_randomness(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -207,13 +257,19 @@ class Gems(Environment):
         reward = jnp.any(hit, axis=-1).astype(jnp.float32) + PURPLE_BONUS * bonus
         gained = jnp.sum(hit, dtype=jnp.int32) + jnp.sum(respawn, dtype=jnp.int32)
         collected = state.collected + gained
+        joint_return = state.joint_return + jnp.sum(reward)
         state = GemsState(
             time=state.time + 1,
             agents=after,
             gems=jnp.concatenate([own.reshape(6, 2), purple]),
             collected=collected,
+            joint_return=joint_return,
         )
-        return state, reward, collected > self.gems_to_end
+        if self.end_rule == "gems":
+            terminated = collected > self.gems_to_end
+        else:
+            terminated = joint_return > self.return_to_end
+        return state, reward, terminated
 
     def step(self, key: jax.Array, state: GemsState, actions: jax.Array):
         """One step with truncation at ``max_steps`` and auto-reset.
@@ -298,6 +354,7 @@ def state_from_cells(cells: jax.Array) -> GemsState:
         agents=cells[:NUM_AGENTS],
         gems=cells[NUM_AGENTS:],
         collected=jnp.zeros((), jnp.int32),
+        joint_return=jnp.zeros((), jnp.float32),
     )
 
 

@@ -84,12 +84,16 @@ def port_compact(agents, gems, size=15):
 
 
 # -- helpers ---------------------------------------------------------------------------
-def make_state(agents, gems, collected=0, time=0) -> GemsState:
+def make_state(agents, gems, collected=0, time=0, joint_return=None) -> GemsState:
+    time = jnp.asarray(time, jnp.int32)
+    if joint_return is None:
+        joint_return = jnp.zeros(time.shape, jnp.float32)
     return GemsState(
-        time=jnp.asarray(time, jnp.int32),
+        time=time,
         agents=jnp.asarray(agents, jnp.int32),
         gems=jnp.asarray(gems, jnp.int32),
         collected=jnp.asarray(collected, jnp.int32),
+        joint_return=jnp.asarray(joint_return, jnp.float32),
     )
 
 
@@ -251,6 +255,84 @@ def test_gems_to_end_is_configurable():
     gems = [[5, 6]] + [FAR] * 8
     _, _, term = scripted([[5, 5], [9, 9]], gems, [0, 4], env=env)
     assert term
+
+
+# -- the authors' data rule: the joint return ends the episode ---------------------------
+AUTHORS = Gems(end_rule="joint-return")
+
+
+@pytest.mark.parametrize(
+    "joint_before, actions, reward, terminated",
+    [
+        (13.0, [0, 4], [1.0, 0.0], False),  # 14: not more than 20
+        (19.0, [0, 4], [1.0, 0.0], False),  # 20: not more than 20
+        (20.0, [0, 4], [1.0, 0.0], True),  # 21
+        (20.0, [4, 4], [0.0, 0.0], False),  # 20, no reward this step
+        (9.0, [0, 0], [7.0, 6.0], True),  # purple bonus and a blue gem: 9 + 13 = 22
+    ],
+)
+def test_joint_return_rule_terminates_above_twenty(joint_before, actions, reward, terminated):
+    # agent 0 at (5, 5) below its blue gem at (5, 6); with ``actions == [0, 0]``
+    # (both y + 1) both agents step onto purple gems, (5, 6) and (9, 10)
+    purple = [[5, 6], [9, 10]] if actions == [0, 0] else [FAR, FAR]
+    gems = [[5, 6], FAR, FAR, FAR, FAR, FAR, *purple, FAR]
+    state = make_state([[5, 5], [9, 9]], gems, collected=0, time=3, joint_return=joint_before)
+    nxt, r, term = jax.jit(AUTHORS.transition)(
+        state, jnp.asarray(actions), jnp.asarray(CANDIDATES, jnp.int32)
+    )
+    assert np.asarray(r).tolist() == reward
+    assert bool(term) == terminated
+    assert float(nxt.joint_return) == joint_before + sum(reward)
+    # the gem rule sees only one or two collected gems here: it never ends these steps
+    assert not bool(TRANSITION(state, jnp.asarray(actions), jnp.asarray(CANDIDATES))[2])
+
+
+def test_joint_return_rule_ignores_the_gem_count():
+    gems = [[5, 6]] + [FAR] * 8
+    state = make_state([[5, 5], [9, 9]], gems, collected=6, time=3, joint_return=0.0)
+    candidates = jnp.asarray(CANDIDATES, jnp.int32)
+    nxt, _, term = jax.jit(AUTHORS.transition)(state, jnp.asarray([0, 4]), candidates)
+    assert int(nxt.collected) == 7 and not bool(term)
+    assert bool(TRANSITION(state, jnp.asarray([0, 4]), candidates)[2])  # the gem rule ends it
+
+
+def test_joint_return_accumulates_and_resets_with_the_episode():
+    """``step`` carries the joint return on, resets it to 0 on termination and at the cap."""
+    step = jax.jit(AUTHORS.step)
+    gems = [[5, 6]] + [FAR] * 8
+    state = make_state([[5, 5], [9, 9]], gems, time=3, joint_return=4.0)
+    _, out, reward, term, trunc, _ = step(jax.random.key(0), state, jnp.asarray([0, 4]))
+    assert not bool(term | trunc) and float(out.joint_return) == 5.0
+    state = make_state([[5, 5], [9, 9]], gems, time=3, joint_return=20.0)
+    _, out, _, term, trunc, _ = step(jax.random.key(0), state, jnp.asarray([0, 4]))
+    assert bool(term) and not bool(trunc)
+    assert float(out.joint_return) == 0.0 and int(out.time) == 0
+    state = make_state([[5, 5], [9, 9]], [FAR] * 9, time=44, joint_return=20.0)
+    _, out, _, term, trunc, _ = step(jax.random.key(0), state, jnp.asarray([0, 4]))
+    assert bool(trunc) and not bool(term), "the 45-step cap is a truncation under both rules"
+    assert float(out.joint_return) == 0.0
+    _, fresh = AUTHORS.reset(jax.random.key(1))
+    assert float(fresh.joint_return) == 0.0 and fresh.joint_return.dtype == jnp.float32
+
+
+def test_episode_rule_rebuilds_the_env():
+    assert Gems().episode_rule == {"end_rule": "gems", "gems_to_end": 6, "max_steps": 45}
+    authors = envs.make("gems-authors")
+    assert authors.episode_rule == {
+        "end_rule": "joint-return", "return_to_end": 20.0, "max_steps": 45,
+    }
+    assert (authors.obs_shape, authors.max_steps) == ((5, 15, 15), 45)
+    rebuilt = envs.make("gems", **authors.episode_rule)
+    assert rebuilt.episode_rule == authors.episode_rule
+    assert Gems(gems_to_end=3, max_steps=10).episode_rule == {
+        "end_rule": "gems", "gems_to_end": 3, "max_steps": 10,
+    }
+    with pytest.raises(ValueError, match="end_rule"):
+        Gems(end_rule="joint_return")
+    with pytest.raises(ValueError, match="return_to_end"):
+        Gems(end_rule="joint-return", return_to_end=float("nan"))
+    with pytest.raises(ValueError, match="max_steps"):
+        Gems(max_steps=0)
 
 
 # -- step: truncation, termination, auto-reset -------------------------------------------
@@ -578,3 +660,28 @@ def test_authors_done_flag_is_a_joint_reward_threshold(authors_data):
     for start, end in zip(starts, ends, strict=True):
         joint = np.cumsum(r[start : end + 1].sum(-1))
         np.testing.assert_array_equal(joint > 20, done[start : end + 1])
+
+
+def test_authors_done_flags_are_the_joint_return_rule(authors_data):
+    """``Gems(end_rule="joint-return")`` terminates exactly where the file is ``done``.
+
+    Each transition is replayed from its decoded state with the joint return of
+    its episode so far (episodes split at the ``done`` flags, which is where the
+    file's states stop running on), all at once; the gem rule would end many
+    episodes earlier.
+    """
+    s, r, a, done = (authors_data[k] for k in ("s", "r", "a", "done"))
+    n = len(s)
+    episode = np.r_[0, np.cumsum(done[:-1])]
+    joint = np.cumsum(r.sum(-1))
+    before = joint - r.sum(-1)  # the joint return up to this transition, file-wide
+    starts = np.r_[0, np.flatnonzero(done[:-1]) + 1]
+    joint_before = before - before[starts][episode]
+    actions = np.stack([a[:, :5].argmax(-1), a[:, 5:].argmax(-1)], axis=-1)
+    agents, gems = decode(s)
+    states = make_state(agents, gems, np.zeros(n), np.ones(n), joint_before)
+    off_grid = jnp.full((n, 9, 2), -1, jnp.int32)
+    _, reward, term = jax.jit(jax.vmap(AUTHORS.transition))(states, jnp.asarray(actions), off_grid)
+    np.testing.assert_array_equal(np.asarray(reward), r)
+    np.testing.assert_array_equal(np.asarray(term), done)
+    assert AUTHORS.episode_rule["return_to_end"] == 20.0
