@@ -67,6 +67,8 @@ def collect(
     num_envs: int = 16,
     chunk_steps: int | None = None,
     progress: ProgressFn | None = None,
+    expert_alpha: float | None = None,
+    expert_gamma: float | None = None,
 ) -> Demonstrations:
     """Play ``num_episodes`` complete episodes of ``policy_fn`` in ``env``.
 
@@ -81,6 +83,13 @@ def collect(
     ``key`` and ``num_envs`` only. The compiled chunk is cached per
     ``(env, policy_fn, chunk_steps)`` when both objects are hashable (the cache
     keeps them alive): pass the same objects again to skip compilation.
+
+    Metadata recorded: ``env_id`` and the action count from ``env``;
+    ``episode_rule``, the env's own ``episode_rule`` (the keyword arguments
+    that decide where its episodes end, e.g. ``envs.gems.Gems.episode_rule``)
+    where it has one; ``expert_alpha`` and ``expert_gamma``, the temperature
+    and discount of the soft-optimal policy ``policy_fn`` samples, as given
+    (``None``: unknown).
     """
     if int(num_episodes) < 1:
         raise ValueError(f"collect: num_episodes must be >= 1, got {num_episodes}")
@@ -111,6 +120,9 @@ def collect(
         rewards=fields["rewards"],
         env_id=getattr(env, "env_id", None),
         num_actions=_num_actions(env),
+        episode_rule=getattr(env, "episode_rule", None),
+        expert_alpha=expert_alpha,
+        expert_gamma=expert_gamma,
     )
 
 

@@ -19,16 +19,30 @@ episode is complete: its last transition, and only that one, is ``terminated``
 or ``truncated`` (never both). A transition that is neither is followed by the
 next transition of the same episode.
 
+Static metadata, each ``None`` where unknown, so that a learner and its
+evaluation can match the demonstrations like for like:
+
+- ``env_id``, ``num_actions``: the game and its action count;
+- ``episode_rule``: the keyword arguments of ``envs.make(env_id, ...)`` that
+  decide where the demonstrated episodes end (the env's ``episode_rule``, e.g.
+  ``{"end_rule": "joint-return", "return_to_end": 20.0, "max_steps": 45}`` for
+  the MAMQL authors' Gems data), stored as sorted ``(name, value)`` pairs with
+  JSON scalar values; ``dict(demos.episode_rule)`` gives them back;
+- ``expert_alpha``, ``expert_gamma``: the Boltzmann temperature and discount of
+  the soft-optimal expert that produced the data.
+
 Algorithms consume batches with the agent axis first; see
 :mod:`mairl.data.sampling` for the conversion.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +51,20 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-#: Version of the ``.npz`` layout written by :meth:`Demonstrations.save`.
-SCHEMA_VERSION = 1
+#: Version of the ``.npz`` layout written by :meth:`Demonstrations.save`. Version 2
+#: adds ``episode_rule``, ``expert_alpha`` and ``expert_gamma``; :func:`load`
+#: reads versions 1 and 2.
+SCHEMA_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 
 _ARRAY_FIELDS = ("obs", "actions", "next_obs", "terminated", "truncated", "episode_id")
 _META_ENTRIES = ("schema_version", "env_id", "num_agents", "num_actions")
+#: Entries added by schema version 2, optional when reading.
+_PROVENANCE_ENTRIES = ("episode_rule", "expert_alpha", "expert_gamma")
+
+#: ``episode_rule`` as stored: sorted ``(name, value)`` pairs, hashable, so the
+#: demonstrations stay a valid pytree under ``jit``.
+EpisodeRule = tuple[tuple[str, Any], ...]
 
 
 def _fail(field: str, message: str) -> ValueError:
@@ -58,8 +81,9 @@ class Demonstrations:
 
     Build with :meth:`Demonstrations.create`, which validates; the plain
     constructor performs no checks and exists for JAX transformations.
-    ``env_id`` and ``num_actions`` are static metadata (part of the tree
-    structure, not leaves).
+    ``env_id``, ``num_actions``, ``episode_rule``, ``expert_alpha`` and
+    ``expert_gamma`` are static metadata (part of the tree structure, not
+    leaves); see the module docstring.
     """
 
     obs: jax.Array  # (T, N, *obs_shape)
@@ -71,6 +95,9 @@ class Demonstrations:
     rewards: jax.Array | None = None  # (T, N) float32, evaluation only
     env_id: str | None = struct.field(pytree_node=False, default=None)
     num_actions: int | None = struct.field(pytree_node=False, default=None)
+    episode_rule: EpisodeRule | None = struct.field(pytree_node=False, default=None)
+    expert_alpha: float | None = struct.field(pytree_node=False, default=None)
+    expert_gamma: float | None = struct.field(pytree_node=False, default=None)
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -86,9 +113,15 @@ class Demonstrations:
         *,
         env_id: str | None = None,
         num_actions: int | None = None,
+        episode_rule: Mapping[str, Any] | EpisodeRule | None = None,
+        expert_alpha: float | None = None,
+        expert_gamma: float | None = None,
     ) -> Demonstrations:
         """Validate host arrays (NumPy or JAX) and build device-resident demonstrations.
 
+        ``episode_rule`` (a mapping or ``(name, value)`` pairs of JSON scalars),
+        ``expert_alpha`` (> 0) and ``expert_gamma`` (in ``[0, 1]``) are the
+        metadata of the module docstring, ``None`` where unknown.
         ``episode_id`` defaults to the episode ordinal derived from the flags
         (a new episode after every terminated or truncated transition). Integer
         actions become int32, float actions float32, ``episode_id`` int32 and
@@ -112,6 +145,7 @@ class Demonstrations:
         }
         fields = {k: None if v is None else np.asarray(v) for k, v in given.items()}
         _check(fields, env_id=env_id, num_actions=num_actions)
+        provenance = _check_provenance(episode_rule, expert_alpha, expert_gamma)
         discrete = np.issubdtype(fields["actions"].dtype, np.integer)
         dtypes = {
             "actions": jnp.int32 if discrete else jnp.float32,
@@ -126,6 +160,7 @@ class Demonstrations:
             **arrays,
             env_id=env_id,
             num_actions=None if num_actions is None else int(num_actions),
+            **provenance,
         )
 
     def validate(self) -> Demonstrations:
@@ -133,7 +168,43 @@ class Demonstrations:
         fields = {name: np.asarray(getattr(self, name)) for name in _ARRAY_FIELDS}
         fields["rewards"] = None if self.rewards is None else np.asarray(self.rewards)
         _check(fields, env_id=self.env_id, num_actions=self.num_actions)
+        _check_provenance(self.episode_rule, self.expert_alpha, self.expert_gamma)
         return self
+
+    def with_meta(self, **meta: Any) -> Demonstrations:
+        """A copy with metadata replaced, validated as in :meth:`create`.
+
+        Keywords: ``env_id``, ``num_actions``, ``episode_rule``, ``expert_alpha``,
+        ``expert_gamma`` (``None`` for unknown). For example, after collecting
+        from a soft-Q expert: ``demos.with_meta(expert_alpha=0.05, expert_gamma=0.95)``.
+        """
+        names = ("env_id", "num_actions", *_PROVENANCE_ENTRIES)
+        unknown = sorted(set(meta) - set(names))
+        if unknown:
+            raise TypeError(f"with_meta: unknown metadata {unknown}; expected some of {names}")
+        current = {name: getattr(self, name) for name in names}
+        current.update(meta)
+        _check_meta(current["env_id"], current["num_actions"])
+        provenance = _check_provenance(
+            current["episode_rule"], current["expert_alpha"], current["expert_gamma"]
+        )
+        num_actions = current["num_actions"]
+        return self.replace(
+            env_id=current["env_id"],
+            num_actions=None if num_actions is None else int(num_actions),
+            **provenance,
+        )
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The static metadata as a plain dict (``episode_rule`` as a dict or ``None``)."""
+        return {
+            "env_id": self.env_id,
+            "num_actions": self.num_actions,
+            "episode_rule": None if self.episode_rule is None else dict(self.episode_rule),
+            "expert_alpha": self.expert_alpha,
+            "expert_gamma": self.expert_gamma,
+        }
 
     # -- sizes ---------------------------------------------------------------------------
     @property
@@ -224,8 +295,9 @@ class Demonstrations:
 
         Entries: the array fields (``rewards`` only when present) and the
         metadata ``schema_version``, ``env_id`` (``""`` for none),
-        ``num_agents`` and ``num_actions`` (``-1`` for none). Read it back with
-        :func:`load`.
+        ``num_agents``, ``num_actions`` (``-1`` for none), ``episode_rule`` (a
+        JSON object as a string, ``""`` for none), ``expert_alpha`` and
+        ``expert_gamma`` (float64, NaN for none). Read it back with :func:`load`.
         """
         path = Path(path)
         entries: dict[str, np.ndarray] = {
@@ -239,6 +311,12 @@ class Demonstrations:
         entries["num_actions"] = np.asarray(
             -1 if self.num_actions is None else self.num_actions, np.int64
         )
+        entries["episode_rule"] = np.asarray(
+            "" if self.episode_rule is None else json.dumps(dict(self.episode_rule), sort_keys=True)
+        )
+        for name in ("expert_alpha", "expert_gamma"):
+            value = getattr(self, name)
+            entries[name] = np.asarray(np.nan if value is None else value, np.float64)
         tmp = path.with_name(path.name + ".tmp")
         writer = np.savez_compressed if compress else np.savez
         try:
@@ -287,8 +365,7 @@ def _check_finite(field: str, x: np.ndarray) -> None:
         )
 
 
-def _check(fields: dict[str, np.ndarray | None], *, env_id: Any, num_actions: Any) -> None:
-    """All consistency checks; raises ``ValueError`` naming the field."""
+def _check_meta(env_id: Any, num_actions: Any) -> None:
     if env_id is not None and not isinstance(env_id, str):
         raise _fail("env_id", f"expected a str or None, got {type(env_id).__name__}")
     if num_actions is not None:
@@ -296,6 +373,63 @@ def _check(fields: dict[str, np.ndarray | None], *, env_id: Any, num_actions: An
             raise _fail("num_actions", f"expected an int or None, got {num_actions!r}")
         if num_actions < 1:
             raise _fail("num_actions", f"expected a positive number of actions, got {num_actions}")
+
+
+def _real(field: str, x: Any) -> float | None:
+    if x is None:
+        return None
+    if isinstance(x, np.ndarray) and x.shape == ():
+        x = x[()]
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)):
+        raise _fail(field, f"expected a real number or None, got {x!r}")
+    x = float(x)
+    if not math.isfinite(x):
+        raise _fail(field, f"expected a finite number or None, got {x}")
+    return x
+
+
+def _check_provenance(episode_rule: Any, expert_alpha: Any, expert_gamma: Any) -> dict[str, Any]:
+    """Validated, normalized ``episode_rule``, ``expert_alpha``, ``expert_gamma``."""
+    rule = None
+    if episode_rule is not None:
+        if isinstance(episode_rule, Mapping):
+            pairs = list(episode_rule.items())
+        elif isinstance(episode_rule, (tuple, list)) and all(
+            isinstance(p, (tuple, list)) and len(p) == 2 for p in episode_rule
+        ):
+            pairs = [tuple(p) for p in episode_rule]
+        else:
+            raise _fail(
+                "episode_rule",
+                f"expected a mapping of keyword arguments or None, got {episode_rule!r}",
+            )
+        names = [name for name, _ in pairs]
+        if len(set(names)) != len(names):
+            raise _fail("episode_rule", f"repeated names in {names}")
+        for name, value in pairs:
+            if not isinstance(name, str) or not name.isidentifier():
+                raise _fail("episode_rule", f"names must be keyword identifiers, got {name!r}")
+            scalar = isinstance(value, (str, bool, int, float)) and not (
+                isinstance(value, float) and not math.isfinite(value)
+            )
+            if not scalar:
+                raise _fail(
+                    "episode_rule",
+                    f"value of {name!r} must be a str, bool, int or finite float, got {value!r}",
+                )
+        rule = tuple(sorted(pairs))
+    alpha = _real("expert_alpha", expert_alpha)
+    if alpha is not None and alpha <= 0:
+        raise _fail("expert_alpha", f"expected a temperature > 0, got {alpha}")
+    gamma = _real("expert_gamma", expert_gamma)
+    if gamma is not None and not 0 <= gamma <= 1:
+        raise _fail("expert_gamma", f"expected a discount in [0, 1], got {gamma}")
+    return {"episode_rule": rule, "expert_alpha": alpha, "expert_gamma": gamma}
+
+
+def _check(fields: dict[str, np.ndarray | None], *, env_id: Any, num_actions: Any) -> None:
+    """All consistency checks of the arrays; raises ``ValueError`` naming the field."""
+    _check_meta(env_id, num_actions)
 
     obs = fields["obs"]
     if obs.ndim < 2:
@@ -431,7 +565,8 @@ def concatenate(demos: Sequence[Demonstrations]) -> Demonstrations:
     """Join demonstrations in order; ``episode_id`` is renumbered ``0 .. E - 1``.
 
     All parts must agree on agent count, observation shape, action kind and
-    shape, ``env_id``, ``num_actions`` and whether ``rewards`` are present.
+    shape, the metadata (``env_id``, ``num_actions``, ``episode_rule``,
+    ``expert_alpha``, ``expert_gamma``) and whether ``rewards`` are present.
     """
     demos = list(demos)
     if not demos:
@@ -447,6 +582,9 @@ def concatenate(demos: Sequence[Demonstrations]) -> Demonstrations:
             ("obs.dtype", d.obs.dtype, first.obs.dtype),
             ("env_id", d.env_id, first.env_id),
             ("num_actions", d.num_actions, first.num_actions),
+            ("episode_rule", d.episode_rule, first.episode_rule),
+            ("expert_alpha", d.expert_alpha, first.expert_alpha),
+            ("expert_gamma", d.expert_gamma, first.expert_gamma),
             ("rewards present", d.rewards is not None, first.rewards is not None),
         ]
         for what, got, want in checks:
@@ -473,6 +611,9 @@ def concatenate(demos: Sequence[Demonstrations]) -> Demonstrations:
         rewards=cat("rewards"),
         env_id=first.env_id,
         num_actions=first.num_actions,
+        episode_rule=first.episode_rule,
+        expert_alpha=first.expert_alpha,
+        expert_gamma=first.expert_gamma,
     )
 
 
@@ -485,6 +626,8 @@ def _scalar(path: Path, entries: dict[str, np.ndarray], name: str, kind: str) ->
         return int(x)
     if kind == "str" and x.dtype.kind == "U":
         return str(x)
+    if kind == "float" and x.dtype.kind in "iuf":
+        return float(x)
     raise ValueError(f"{path}: entry {name!r} should be a {kind}, got dtype {x.dtype}")
 
 
@@ -496,9 +639,11 @@ def load(
 ) -> Demonstrations:
     """Read and validate a ``.npz`` written by :meth:`Demonstrations.save`.
 
-    Read with ``allow_pickle=False``. With ``env`` (any object with the
-    environment protocol's static facts), the agent count, observation shape,
-    ``env_id`` (when both are set) and action kind are checked against it.
+    Read with ``allow_pickle=False``; files of schema versions 1 and 2 (version
+    1 holds no ``episode_rule``, ``expert_alpha``, ``expert_gamma``: they load
+    as ``None``). With ``env`` (any object with the environment protocol's
+    static facts), the agent count, observation shape, ``env_id`` (when both
+    are set) and action kind are checked against it.
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming
     the path for anything else: unreadable, truncated or corrupt file, unknown
     schema version, missing or unexpected entry, invalid contents, mismatch with
@@ -523,21 +668,24 @@ def load(
         ) from e
 
     version = _scalar(path, entries, "schema_version", "int")
-    if version != SCHEMA_VERSION:
+    if version not in _READABLE_VERSIONS:
         raise ValueError(
-            f"{path}: unknown schema_version {version}; this mairl reads version {SCHEMA_VERSION}"
+            f"{path}: unknown schema_version {version}; this mairl reads versions "
+            f"{', '.join(map(str, _READABLE_VERSIONS))}"
         )
     required = _ARRAY_FIELDS + _META_ENTRIES
     missing = [name for name in required if name not in entries]
     if missing:
         raise ValueError(f"{path}: missing entries {missing} (schema version {version})")
-    unexpected = sorted(set(entries) - set(required) - {"rewards"})
+    optional = {"rewards", *(_PROVENANCE_ENTRIES if version >= 2 else ())}
+    unexpected = sorted(set(entries) - set(required) - optional)
     if unexpected:
         raise ValueError(f"{path}: unexpected entries {unexpected} (schema version {version})")
     env_id = _scalar(path, entries, "env_id", "str") or None
     num_agents = _scalar(path, entries, "num_agents", "int")
     num_actions = _scalar(path, entries, "num_actions", "int")
     num_actions = None if num_actions == -1 else num_actions
+    provenance = _read_provenance(path, entries)
     for name in _ARRAY_FIELDS + ("rewards",):
         if name in entries and entries[name].dtype.kind not in "biuf":
             raise ValueError(f"{path}: entry {name!r} has non-numeric dtype {entries[name].dtype}")
@@ -548,6 +696,7 @@ def load(
             rewards=entries.get("rewards"),
             env_id=env_id,
             num_actions=num_actions,
+            **provenance,
         )
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from e
@@ -563,6 +712,29 @@ def load(
     if env is not None:
         _check_against_env(path, demos, env)
     return demos
+
+
+def _read_provenance(path: Path, entries: dict[str, np.ndarray]) -> dict[str, Any]:
+    """``episode_rule`` (parsed from JSON), ``expert_alpha``, ``expert_gamma``; ``None``
+    where absent, empty or NaN. Their values are checked by ``Demonstrations.create``."""
+    out: dict[str, Any] = {"episode_rule": None, "expert_alpha": None, "expert_gamma": None}
+    if "episode_rule" in entries:
+        text = _scalar(path, entries, "episode_rule", "str")
+        if text:
+            try:
+                rule = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: entry 'episode_rule' is not valid JSON ({e})") from e
+            if not isinstance(rule, dict):
+                raise ValueError(
+                    f"{path}: entry 'episode_rule' should be a JSON object, got {text!r}"
+                )
+            out["episode_rule"] = rule
+    for name in ("expert_alpha", "expert_gamma"):
+        if name in entries:
+            value = _scalar(path, entries, name, "float")
+            out[name] = None if math.isnan(value) else value
+    return out
 
 
 def _check_against_env(path: Path, demos: Demonstrations, env: Any) -> None:

@@ -7,7 +7,9 @@ gzip-compressed pickle of a list of tuples ``(s, s_next, a, r, done)``:
   agent 1, agent 0's gems, agent 1's gems, shared gems), indexed ``[channel, x, y]``;
 - ``a``: ``(10,)`` joint action, two concatenated one-hots of 5 (agent 0 first);
 - ``r``: ``(2,)`` true per-agent rewards;
-- ``done``: bool, the episode ended by the gem rule.
+- ``done``: bool, the episode ended. Despite the reference ``env.py``'s gem
+  rule, the published file's flags end an episode once the joint return of
+  both agents exceeds 20 (``envs.make("gems-authors")``; see ``envs.gems``).
 
 Pickle is untrusted input: it is read by :class:`RestrictedUnpickler`, which
 admits only the globals that rebuild plain NumPy arrays and scalars, so a file
@@ -30,6 +32,8 @@ from mairl.data.demonstrations import Demonstrations
 _MAP_SHAPE = (5, 15, 15)
 _NUM_AGENTS = 2
 _NUM_ACTIONS = 5
+#: The joint return above which the authors' data ends an episode.
+AUTHORS_RETURN_TO_END = 20.0
 
 
 class UnsafePickleError(pickle.UnpicklingError, ValueError):
@@ -177,7 +181,13 @@ def from_mamql_gems(path: str | os.PathLike, *, max_steps: int | None = 45) -> D
 
     Returns ``obs``/``next_obs`` ``(T, 2, 5, 15, 15)`` float32 (both agents see
     the same map), ``actions (T, 2)`` int32 decoded from the one-hots,
-    ``rewards (T, 2)``, ``env_id="gems"``, ``num_actions=5``. Raises
+    ``rewards (T, 2)``, ``env_id="gems"``, ``num_actions=5``, and
+    ``episode_rule`` the authors' data rule, ``{"end_rule": "joint-return",
+    "return_to_end": 20.0, "max_steps": max_steps}`` (no ``max_steps`` when
+    ``None``), when the file's flags follow it: every ``done`` transition, and
+    only those, brings its episode's joint return above 20 for the first time
+    (as in the published file). Otherwise ``episode_rule`` is ``None``
+    (unknown). The expert's temperature and discount are unknown (``None``). Raises
     ``ValueError`` naming the record index and field for malformed content and
     :class:`UnsafePickleError` for a file that names a refused global.
     """
@@ -198,6 +208,12 @@ def from_mamql_gems(path: str | os.PathLike, *, max_steps: int | None = 45) -> D
             truncated[t] = True
             step = 0
 
+    episode_rule = None
+    if _follows_joint_return_rule(rewards, terminated, truncated):
+        episode_rule = {"end_rule": "joint-return", "return_to_end": AUTHORS_RETURN_TO_END}
+        if max_steps is not None:
+            episode_rule["max_steps"] = int(max_steps)
+
     shape = (num_t, _NUM_AGENTS, *_MAP_SHAPE)
     s = jnp.broadcast_to(jnp.asarray(s)[:, None], shape)
     s_next = jnp.broadcast_to(jnp.asarray(s_next)[:, None], shape)
@@ -210,7 +226,23 @@ def from_mamql_gems(path: str | os.PathLike, *, max_steps: int | None = 45) -> D
         rewards=rewards,
         env_id="gems",
         num_actions=_NUM_ACTIONS,
+        episode_rule=episode_rule,
     )
+
+
+def _follows_joint_return_rule(
+    rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray
+) -> bool:
+    """Whether exactly the terminated transitions take their episode's joint return
+    above :data:`AUTHORS_RETURN_TO_END` for the first time."""
+    joint = rewards.astype(np.float64).sum(axis=1)  # (T,)
+    done = terminated | truncated
+    starts = np.concatenate([[0], np.flatnonzero(done[:-1]) + 1])
+    episode = np.cumsum(np.isin(np.arange(len(joint)), starts)) - 1
+    total = np.cumsum(joint)
+    before = total - joint
+    so_far = total - before[starts][episode]  # the episode's joint return after each step
+    return bool(np.array_equal(so_far > AUTHORS_RETURN_TO_END, terminated))
 
 
 def _read_records(path: Path):

@@ -119,11 +119,16 @@ def valid_fields(num_t: int = 6) -> dict:
     )
 
 
+PROVENANCE = ("episode_rule", "expert_alpha", "expert_gamma")
+AUTHORS_RULE = {"end_rule": "joint-return", "return_to_end": 20.0, "max_steps": 45}
+
+
 def make(**overrides) -> Demonstrations:
     fields = valid_fields()
     meta = {
         "env_id": overrides.pop("env_id", "counter"),
         "num_actions": overrides.pop("num_actions", 3),
+        **{k: overrides.pop(k) for k in PROVENANCE if k in overrides},
     }
     fields.update(overrides)
     return Demonstrations.create(**fields, **meta)
@@ -286,7 +291,7 @@ def test_create_rejects(case):
 
 # -- persistence ----------------------------------------------------------------------------
 def assert_demos_equal(a: Demonstrations, b: Demonstrations):
-    assert (a.env_id, a.num_actions) == (b.env_id, b.num_actions)
+    assert a.meta == b.meta
     for name in ("obs", "actions", "next_obs", "terminated", "truncated", "episode_id"):
         x, y = getattr(a, name), getattr(b, name)
         assert x.dtype == y.dtype, name
@@ -406,6 +411,115 @@ def test_garbled_member_is_detected(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match=r"d\.npz: cannot read demonstrations \(BadZipFile"):
         load(path)
+
+
+# -- provenance: episode rule and the expert's temperature and discount ---------------------
+def test_provenance_round_trip(tmp_path):
+    d = make(episode_rule=AUTHORS_RULE, expert_alpha=0.05, expert_gamma=0.95)
+    assert d.episode_rule == (("end_rule", "joint-return"), ("max_steps", 45),
+                              ("return_to_end", 20.0))
+    assert d.meta == {"env_id": "counter", "num_actions": 3, "episode_rule": AUTHORS_RULE,
+                      "expert_alpha": 0.05, "expert_gamma": 0.95}
+    back = load(d.save(tmp_path / "d.npz"))
+    assert_demos_equal(back, d)
+    assert dict(back.episode_rule) == AUTHORS_RULE and back.expert_gamma == 0.95
+    assert isinstance(dict(back.episode_rule)["max_steps"], int)
+    with np.load(tmp_path / "d.npz", allow_pickle=False) as npz:
+        assert int(npz["schema_version"]) == SCHEMA_VERSION == 2
+        assert str(npz["episode_rule"]) == (
+            '{"end_rule": "joint-return", "max_steps": 45, "return_to_end": 20.0}'
+        )
+        assert npz["expert_alpha"].dtype == np.float64 and float(npz["expert_alpha"]) == 0.05
+    # static metadata: hashable, so the demonstrations still pass through jit
+    assert float(jax.jit(lambda x: x.obs.sum())(d)) == pytest.approx(float(d.obs.sum()))
+    assert split_by_episode(d, 0.5)[1].meta == d.meta and d.select_episodes([1]).meta == d.meta
+    assert concatenate([d, d]).meta == d.meta
+
+
+def test_provenance_unknown_is_none(tmp_path):
+    d = make()
+    assert d.meta["episode_rule"] is None and d.expert_alpha is None and d.expert_gamma is None
+    path = d.save(tmp_path / "d.npz")
+    with np.load(path, allow_pickle=False) as npz:
+        assert str(npz["episode_rule"]) == "" and np.isnan(npz["expert_gamma"])
+    assert load(path).meta == d.meta
+
+
+def test_schema_version_1_files_still_load(tmp_path):
+    good = make(episode_rule=AUTHORS_RULE, expert_alpha=0.5).save(tmp_path / "good.npz")
+    v1 = _rewrite(good, tmp_path / "v1.npz", schema_version=np.asarray(1, np.int64),
+                  episode_rule=None, expert_alpha=None, expert_gamma=None)
+    old = load(v1)
+    assert old.episode_rule is None and old.expert_alpha is None and old.expert_gamma is None
+    np.testing.assert_array_equal(old.obs, make().obs)
+    v1_extra = _rewrite(good, tmp_path / "v1x.npz", schema_version=np.asarray(1, np.int64))
+    with pytest.raises(ValueError, match=r"unexpected entries \['episode_rule', 'expert_alpha'"):
+        load(v1_extra)
+
+
+BAD_PROVENANCE = {
+    "rule not a mapping": ({"episode_rule": "joint-return"}, r"Demonstrations\.episode_rule: "),
+    "rule list value": ({"episode_rule": {"max_steps": [45]}}, r"episode_rule: value of 'max_st"),
+    "rule nan value": ({"episode_rule": {"x": float("nan")}}, r"episode_rule: value of 'x'"),
+    "rule bad name": ({"episode_rule": {"max steps": 3}}, r"episode_rule: names must be keyword"),
+    "alpha zero": ({"expert_alpha": 0.0}, r"Demonstrations\.expert_alpha: expected a temp"),
+    "alpha nan": ({"expert_alpha": float("nan")}, r"expert_alpha: expected a finite"),
+    "alpha str": ({"expert_alpha": "0.05"}, r"expert_alpha: expected a real number"),
+    "alpha bool": ({"expert_alpha": True}, r"expert_alpha: expected a real number"),
+    "gamma above one": ({"expert_gamma": 1.5}, r"Demonstrations\.expert_gamma: expected a disc"),
+    "gamma negative": ({"expert_gamma": -0.1}, r"expert_gamma: expected a discount in \[0, 1\]"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_PROVENANCE))
+def test_bad_provenance_names_the_field(case):
+    meta, message = BAD_PROVENANCE[case]
+    with pytest.raises(ValueError, match=message):
+        make(**meta)
+    with pytest.raises(ValueError, match=message):
+        make().with_meta(**meta)
+    with pytest.raises(ValueError, match=message):
+        make().replace(**meta).validate()
+
+
+def test_with_meta():
+    d = make(episode_rule=AUTHORS_RULE).with_meta(expert_alpha=0.05, expert_gamma=0.95)
+    assert (d.expert_alpha, d.expert_gamma, dict(d.episode_rule)) == (0.05, 0.95, AUTHORS_RULE)
+    assert d.with_meta(episode_rule=None).episode_rule is None
+    assert d.with_meta(expert_alpha=np.float32(0.5)).expert_alpha == 0.5
+    with pytest.raises(TypeError, match=r"unknown metadata \['alpha'\]"):
+        d.with_meta(alpha=0.1)
+    with pytest.raises(ValueError, match=r"Demonstrations\.num_actions"):
+        d.with_meta(num_actions=0)
+
+
+def test_load_rejects_bad_provenance_entries(tmp_path):
+    good = make().save(tmp_path / "good.npz")
+    cases = {
+        "json": ({"episode_rule": np.asarray("{end_rule: 1")}, r"json\.npz: entry 'episode_rule' "
+                 r"is not valid JSON"),
+        "array": ({"episode_rule": np.asarray("[1, 2]")}, r"entry 'episode_rule' should be a JSON "
+                  r"object"),
+        "list value": ({"episode_rule": np.asarray('{"max_steps": [1]}')},
+                       r"list value\.npz: Demonstrations\.episode_rule: value of 'max_steps'"),
+        "alpha dtype": ({"expert_alpha": np.asarray("0.1")}, r"entry 'expert_alpha' should be a "
+                        r"float"),
+        "alpha shape": ({"expert_alpha": np.zeros(2)}, r"entry 'expert_alpha' should be a scalar"),
+        "alpha value": ({"expert_alpha": np.asarray(-1.0)},
+                        r"alpha value\.npz: Demonstrations\.expert_alpha: expected a temperature"),
+        "gamma value": ({"expert_gamma": np.asarray(np.inf)}, r"expert_gamma: expected a finite"),
+    }
+    for name, (changes, message) in cases.items():
+        path = _rewrite(good, tmp_path / f"{name}.npz", **changes)
+        with pytest.raises(ValueError, match=message):
+            load(path)
+
+
+def test_concatenate_rejects_other_provenance():
+    with pytest.raises(ValueError, match=r"demos\[1\] expert_alpha is 0\.5, expected 0\.05"):
+        concatenate([make(expert_alpha=0.05), make(expert_alpha=0.5)])
+    with pytest.raises(ValueError, match=r"demos\[1\] episode_rule is None"):
+        concatenate([make(episode_rule=AUTHORS_RULE), make()])
 
 
 # -- combining and selecting ----------------------------------------------------------------
@@ -609,6 +723,25 @@ def test_collect_progress_and_few_episodes():
     assert all(a <= b for (a, _), (b, _) in zip(calls, calls[1:], strict=False))
     with pytest.raises(ValueError, match="num_episodes must be >= 1"):
         collect(jax.random.key(2), CounterGame(), random_policy, 0)
+
+
+class RuledCounterGame(CounterGame):
+    """The counter game stating where its episodes end."""
+
+    @property
+    def episode_rule(self):
+        return {"p_end": self.p_end, "max_steps": self.max_steps}
+
+
+def test_collect_records_provenance(collected):
+    assert collected.meta["episode_rule"] is None and collected.expert_alpha is None
+    game = RuledCounterGame(max_steps=4, p_end=0.5)
+    d = collect(jax.random.key(1), game, random_policy, 3, num_envs=3, expert_alpha=0.25,
+                expert_gamma=0.9)
+    assert d.meta["episode_rule"] == {"p_end": 0.5, "max_steps": 4}
+    assert (d.expert_alpha, d.expert_gamma) == (0.25, 0.9)
+    with pytest.raises(ValueError, match="Demonstrations.expert_gamma"):
+        collect(jax.random.key(1), game, random_policy, 3, num_envs=3, expert_gamma=2.0)
 
 
 def test_collect_detects_endless_episodes():

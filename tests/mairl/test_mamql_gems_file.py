@@ -21,6 +21,7 @@ from mairl.data import (
     Demonstrations,
     UnsafePickleError,
     from_mamql_gems,
+    load,
     load_pickle_restricted,
 )
 
@@ -28,13 +29,27 @@ SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 DATA = Path(os.environ.get("MAIRL_GEMS_DATA", SHARED_DATA / "gems_mamql_authors.pkl.gz"))
 
 
-@pytest.fixture(scope="module")
-def gems() -> Demonstrations:
+AUTHORS_RULE = {"end_rule": "joint-return", "return_to_end": 20.0, "max_steps": 45}
+
+
+def _need_data():
     if not DATA.is_file():
         pytest.skip(
             f"the MAMQL authors' Gems file is not at {DATA} (set MAIRL_GEMS_DATA to its path)"
         )
+
+
+@pytest.fixture(scope="module")
+def gems() -> Demonstrations:
+    _need_data()
     return from_mamql_gems(DATA)
+
+
+@pytest.fixture(scope="module")
+def records() -> list:
+    """The file's own records, read independently of the converter (restricted unpickler)."""
+    _need_data()
+    return load_pickle_restricted(DATA)
 
 
 # -- the authors' file ----------------------------------------------------------------------
@@ -72,6 +87,53 @@ def test_episode_boundaries(gems):
     assert lengths[-1] == 8
 
 
+def test_records_the_authors_episode_rule(gems, tmp_path):
+    """The file's flags follow the joint-return rule, so the converter records it."""
+    assert gems.meta["episode_rule"] == AUTHORS_RULE
+    assert gems.expert_alpha is None and gems.expert_gamma is None
+    back = load(gems.select_episodes(slice(0, 3)).save(tmp_path / "a.npz"))
+    assert back.meta["episode_rule"] == AUTHORS_RULE
+    starts, stops = gems.episode_bounds()
+    joint = np.asarray(gems.rewards).sum(axis=1)
+    finals = np.array([joint[a:b].sum() for a, b in zip(starts, stops, strict=True)])
+    terminated = np.asarray(gems.terminated)[stops - 1]
+    assert terminated.sum() == 864
+    assert finals[terminated].min() == 21 and finals[terminated].max() == 32
+
+
+def test_channels_actions_rewards_are_the_records(gems, records):
+    """Each agent's row of ``obs``/``next_obs`` is the record's map, channel by channel
+    (agent 0, agent 1, blue, red, purple); actions and rewards keep the agent order."""
+    index = np.r_[0:300, len(records) - 300 : len(records)]
+    obs, next_obs = np.asarray(gems.obs[index]), np.asarray(gems.next_obs[index])
+    s = np.stack([records[t][0] for t in index])
+    s_next = np.stack([records[t][1] for t in index])
+    for agent in range(2):
+        for channel in range(5):
+            np.testing.assert_array_equal(obs[:, agent, channel], s[:, channel])
+            np.testing.assert_array_equal(next_obs[:, agent, channel], s_next[:, channel])
+    a = np.stack([records[t][2] for t in index])
+    np.testing.assert_array_equal(np.asarray(gems.actions[index, 0]), a[:, :5].argmax(-1))
+    np.testing.assert_array_equal(np.asarray(gems.actions[index, 1]), a[:, 5:].argmax(-1))
+    r = np.stack([records[t][3] for t in index])
+    np.testing.assert_array_equal(np.asarray(gems.rewards[index]), r)
+
+
+def test_own_gem_rewards_match_each_agents_channels(gems):
+    """Semantics, not layout: where agent ``i`` earns an own-gem reward (1 or 7), its
+    cell after the move (channel ``i`` of ``next_obs``) held one of its own gems
+    before (channel ``2 + i`` of ``obs``: blue for agent 0, red for agent 1)."""
+    obs, next_obs = np.asarray(gems.obs[:, 0]), np.asarray(gems.next_obs[:, 0])
+    rewards = np.asarray(gems.rewards)
+    for agent in range(2):
+        own = np.flatnonzero(rewards[:, agent] % 6 == 1)
+        assert len(own) > 1000
+        on_gem = (next_obs[own, agent] * obs[own, 2 + agent]).sum(axis=(1, 2))
+        np.testing.assert_array_equal(on_gem, 1.0)
+        other = (next_obs[own, agent] * obs[own, 3 - agent]).sum(axis=(1, 2))
+        assert other.mean() < 0.2  # the other agent's gems: only by coincidence
+
+
 def test_both_agents_see_the_same_map(gems):
     obs = np.asarray(gems.obs)
     np.testing.assert_array_equal(obs[:, 0], obs[:, 1])
@@ -102,6 +164,60 @@ def _chain(length: int, start: int = 0, done_last: bool = False):
         _record(start + i, 3, i % 4, (i + 1) % 4, done=done_last and i == length - 1)
         for i in range(length)
     ]
+
+
+def _random_records(rng, length: int, returns: list[float] | None = None):
+    """``length`` records of distinct, asymmetric maps (one cell per agent, three per
+    gem colour), random joint actions, rewards that differ per agent and ``done``
+    by the joint-return rule; a record's ``s_next`` is the next one's ``s``."""
+    maps = np.zeros((length + 1, 5, 15, 15))
+    for t in range(length + 1):
+        cells = rng.choice(225, size=11, replace=False)
+        maps[t, 0].flat[cells[0]] = maps[t, 1].flat[cells[1]] = 1.0
+        for colour in range(3):
+            maps[t, 2 + colour].flat[cells[2 + 3 * colour: 5 + 3 * colour]] = 1.0
+    out, joint = [], 0.0
+    for t in range(length):
+        a = np.zeros(10)
+        a[rng.integers(0, 5)] = a[5 + rng.integers(0, 5)] = 1.0
+        r = np.array([1.0, 0.0]) if t % 3 else np.array([7.0, 6.0])
+        joint += r.sum()
+        done = joint > 20
+        if done:
+            joint = 0.0
+        out.append((maps[t], maps[t + 1], a, r, done))
+    return out
+
+
+def test_crafted_records_channel_by_channel(tmp_path):
+    """A small file written here: each converted channel, action and reward is the
+    record's own, for both agents (runs without ``../shared``)."""
+    records = _random_records(np.random.default_rng(0), 12)
+    demos = from_mamql_gems(_write(tmp_path / "g.pkl.gz", records))
+    obs, next_obs = np.asarray(demos.obs), np.asarray(demos.next_obs)
+    for t, (s, s_next, a, r, done) in enumerate(records):
+        for agent in range(2):
+            for channel in range(5):
+                np.testing.assert_array_equal(obs[t, agent, channel], s[channel])
+                np.testing.assert_array_equal(next_obs[t, agent, channel], s_next[channel])
+        assert np.asarray(demos.actions[t]).tolist() == [a[:5].argmax(), a[5:].argmax()]
+        assert np.asarray(demos.rewards[t]).tolist() == r.tolist()
+        assert bool(demos.terminated[t]) == done
+    np.testing.assert_array_equal(np.flatnonzero(np.asarray(demos.terminated)), [3, 9])
+    # joint returns 13, 14, 15, 28 (ends), then 1, 2, 15, 16, 17, 30 (ends), 1, 2 (cut)
+    assert demos.meta["episode_rule"] == AUTHORS_RULE
+
+
+def test_episode_rule_recorded_only_when_the_flags_follow_it(tmp_path):
+    records = _random_records(np.random.default_rng(1), 12)
+    uncapped = from_mamql_gems(_write(tmp_path / "g.pkl.gz", records), max_steps=None)
+    assert uncapped.meta["episode_rule"] == {"end_rule": "joint-return", "return_to_end": 20.0}
+    early = list(records)
+    early[1] = early[1][:4] + (True,)  # ends at a joint return of 14: not the rule
+    assert from_mamql_gems(_write(tmp_path / "e.pkl.gz", early)).episode_rule is None
+    late = list(records)
+    late[3] = late[3][:4] + (False,)  # runs on past 20: not the rule either
+    assert from_mamql_gems(_write(tmp_path / "l.pkl.gz", late)).episode_rule is None
 
 
 def test_boundaries_on_crafted_file(tmp_path):
