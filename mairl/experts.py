@@ -235,15 +235,16 @@ def soft_q_expert_config(metadata: dict, alpha: float | None = None):
     )
 
 
-def load_soft_q_expert(
-    path: str | os.PathLike, env, *, alpha: float | None = None, greedy: bool = False
-) -> PolicyFn:
-    """The Boltzmann policy of the soft-Q critics saved at ``path``, for ``env``.
+def load_soft_q_critics(path: str | os.PathLike, env, *, alpha: float | None = None):
+    """The soft-Q algorithm and parameters saved at ``path``, checked against ``env``.
 
     The file (``mairl.params.save_params``: the critics stacked on the agent
     axis and scalar metadata) names each agent's view (``features``, a key of
     :data:`FEATURES`), critic and temperature; its parameter shapes are checked
     against the critics of ``mairl.algos.soft_q`` that ``env`` needs.
+
+    Returns:
+        ``(algo, params)``; ``algo.alpha`` is ``alpha`` or the file's temperature.
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -252,7 +253,6 @@ def load_soft_q_expert(
     """
     from mairl.algos.base import Batch
     from mairl.algos.soft_q import make_soft_q
-    from mairl.evaluation import policy_fn_of
     from mairl.params import check_params, load_params
 
     path = Path(path)
@@ -281,5 +281,27 @@ def load_soft_q_expert(
         check_params(params, template)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
-    params = jax.tree.map(jnp.asarray, params)
+    return algo, jax.tree.map(jnp.asarray, params)
+
+
+def load_soft_q_expert(
+    path: str | os.PathLike, env, *, alpha: float | None = None, greedy: bool = False
+) -> PolicyFn:
+    """The Boltzmann policy of the soft-Q critics saved at ``path``, for ``env``
+    (the file and its errors: :func:`load_soft_q_critics`)."""
+    from mairl.evaluation import policy_fn_of
+
+    algo, params = load_soft_q_critics(path, env, alpha=alpha)
     return policy_fn_of(algo, params, greedy)
+
+
+def soft_q_expert_logits(path: str | os.PathLike, env) -> Callable[[jax.Array], jax.Array]:
+    """``logits(obs (agent, B, *obs_shape)) -> (agent, B, A)``: the saved expert's
+    policy logits ``Q_E / alpha_E`` at the file's own temperature (errors:
+    :func:`load_soft_q_critics`)."""
+    algo, params = load_soft_q_critics(path, env)
+
+    def logits(obs: jax.Array) -> jax.Array:
+        return algo.q_values(params, obs) / algo.alpha
+
+    return logits

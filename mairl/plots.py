@@ -66,7 +66,7 @@ def plot_reward_heatmap(path: Path, algo, params, env, heldout=None, oracle=None
     n = env.num_agents
     if oracle is not None:
         orc = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), oracle)
-        _, r_hat, _ = tabular_reward(algo, params, orc, n)
+        _, r_hat = tabular_reward(algo, params, orc, n, getattr(env, "terminal", None))
         fig, axes = plt.subplots(n, 2, figsize=(6, 2.2 + 0.12 * r_hat.shape[1] * n),
                                  squeeze=False)
         for i in range(n):

@@ -136,10 +136,14 @@ class EvalConfig:
     Attributes:
         eval_episodes: episodes per evaluation during training.
         final_episodes: episodes per seed in the final evaluation.
+        expert: optional soft-Q expert file (``mairl.experts``) of the expert that
+            made the demonstrations; with it the run reports ``heldout_kl``, the
+            behavioural KL to the expert on held-out states.
     """
 
     eval_episodes: int = 64
     final_episodes: int = 1000
+    expert: str | None = None
 
     def __post_init__(self):
         _check(self, [
@@ -339,8 +343,42 @@ class Setup:
             raise ValueError(f"data.demos: {config.algo_name} learns from demonstrations; "
                              "give a demonstrations file")
         self.oracle = oracle_for(self.env, self.algo.alpha, self.algo.gamma)
+        expert_logits = None
+        if config.eval.expert is not None:
+            from mairl.experts import soft_q_expert_logits
+
+            try:
+                expert_logits = soft_q_expert_logits(config.eval.expert, self.env)
+            except (FileNotFoundError, ValueError) as err:
+                raise ValueError(f"eval.expert: {err}") from None
         self.eval_fn = make_eval_fn(self.algo, self.env, oracle=self.oracle,
-                                    episodes=config.eval.eval_episodes)
+                                    episodes=config.eval.eval_episodes,
+                                    expert_logits=expert_logits)
+        self._calibration = None
+
+    @property
+    def calibration(self) -> dict:
+        """``metric -> MetricCalibration`` of the reward metrics this run reports
+        (tabular games; empty elsewhere). Computed once, on first use."""
+        if self._calibration is None:
+            self._calibration = {}
+            if self.oracle is not None:
+                from mairl.evaluation import tabular_reward
+                from mairl.metrics.calibration import calibrate_tabular
+
+                terminal = getattr(self.env, "terminal", None)
+                algo, n = self.algo, self.env.num_agents
+                batch = example_batch(algo, self.env)
+                orc = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), self.oracle)
+
+                def random_critic(key):
+                    params = algo.init(key, batch).params
+                    return tabular_reward(algo, params, orc, n, terminal)[1]
+
+                self._calibration = calibrate_tabular(
+                    self.oracle, self.algo.alpha, self.algo.gamma, terminal=terminal,
+                    random_critic=random_critic, key=jax.random.key(self.config.schedule.seed))
+        return self._calibration
 
     @property
     def jittable(self) -> bool:
@@ -644,8 +682,22 @@ def final_evaluation(s: Setup, params: Any, episodes: int, last: dict | None = N
 
 #: Final metrics written to ``metrics.json``, under their names there.
 SUMMARY_METRICS = ("reward_shaping_corr", "reward_pearson", "reward_spearman", "reward_epic",
-                   "policy_kl", "action_accuracy", "imitation_mse", "reward_pearson_sampled",
-                   "reward_shaping_corr_sampled")
+                   "policy_kl", "heldout_kl", "action_accuracy", "imitation_mse")
+
+#: What each reported number measures (``metrics.json["measures"]``).
+MEASURES = {
+    "reward_shaping_corr": "reward recovery: correlation with the true marginal reward after "
+                           "projecting out potential shaping (exact, tabular), expert occupancy",
+    "reward_pearson": "reward recovery: plain Pearson correlation with the true marginal reward",
+    "reward_spearman": "reward recovery: Spearman correlation with the true marginal reward",
+    "reward_epic": "reward recovery: EPIC distance of the expected-form rewards (0 best)",
+    "policy_kl": "behaviour: KL(pi_E || pi) under the expert occupancy (exact, tabular)",
+    "heldout_kl": "behaviour: KL(pi_E || pi) averaged over held-out demonstration states",
+    "action_accuracy": "behaviour: greedy action = demonstrated action on held-out data",
+    "imitation_mse": "the MAMQL reference code's imitation loss on held-out data",
+    "return_per_agent": "true return of the learned policies per agent",
+    "return_mean": "true return of the learned policies, mean over agents",
+}
 
 
 def summarize(s: Setup, final: dict, compile_s: float, run_s: float) -> dict:
@@ -656,13 +708,9 @@ def summarize(s: Setup, final: dict, compile_s: float, run_s: float) -> dict:
     if "returns" in final:
         per_seed["return_per_agent"] = final["returns"].mean(axis=1)  # (seed, agent)
         per_seed["return_mean"] = final["returns"].mean(axis=(1, 2))
-    names = {k: k for k in SUMMARY_METRICS}
-    if "reward_shaping_corr" not in final and "reward_shaping_corr_sampled" in final:
-        names["reward_shaping_corr_sampled"] = "reward_shaping_corr"
-        names["reward_pearson_sampled"] = "reward_pearson"
-    for key, name in names.items():
-        if key in final:
-            per_seed[name] = final[key]  # (seed, agent)
+    for name in SUMMARY_METRICS:
+        if name in final:
+            per_seed[name] = final[name]  # (seed, agent)
     summary: dict[str, Any] = {"algo": cfg.algo_name, "env": cfg.env.name,
                                "seeds": cfg.schedule.seeds}
     for name, value in per_seed.items():
@@ -690,7 +738,25 @@ def summarize(s: Setup, final: dict, compile_s: float, run_s: float) -> dict:
         "seed_updates_per_s": cfg.schedule.seeds * updates / run_s if run_s > 0 else float("nan"),
         "device": str(jax.devices()[0]),
     })
+    summary["measures"] = measures(s, [k for k in per_seed])
     return summary
+
+
+def measures(s: Setup, names: Sequence[str]) -> dict:
+    """``metrics.json["measures"]``: for each reported number, what it measures and,
+    for reward metrics, its calibration on this game and whether it counts as
+    reward recovery (``mairl.metrics.calibration``)."""
+    out = {}
+    calibration = s.calibration
+    for name in names:
+        entry: dict[str, Any] = {"measures": MEASURES.get(name, name)}
+        if name.startswith("reward_"):
+            cal = calibration.get(name)
+            entry["reward_recovery"] = bool(cal is not None and cal.informative)
+            if cal is not None:
+                entry["calibration"] = cal.to_dict()
+        out[name] = entry
+    return out
 
 
 def write_curves(path: Path, curves: dict, updates: np.ndarray, batch_size: int,

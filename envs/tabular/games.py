@@ -259,6 +259,7 @@ def random_game(
     max_steps: int = 100,
     concentration: float = 1.0,
     reward_scale: float = 1.0,
+    num_terminal: int = 0,
     obs_mode: str = "onehot",
 ) -> TabularGame:
     """Random general-sum game, a deterministic function of ``key``.
@@ -273,6 +274,8 @@ def random_game(
     Args:
         key: a typed key, ``jax.random.key(seed)``.
         num_actions: one count for all agents or one per agent.
+        num_terminal: the last ``num_terminal`` states are terminal (entering
+            one ends the episode, ``terminated``); they never start an episode.
     """
     if isinstance(num_actions, int):
         num_actions = (num_actions,) * num_agents
@@ -288,12 +291,21 @@ def random_game(
         )
     if concentration <= 0:
         raise ValueError(f"concentration: expected a positive number, got {concentration}")
+    if not 0 <= num_terminal < num_states:
+        raise ValueError(f"num_terminal: expected 0 .. num_states - 1 = {num_states - 1}, "
+                         f"got {num_terminal}")
     rng = np.random.default_rng(_key_words(key))
     joint_shape = (num_states, *num_actions)
     transitions = _normalize_rows(rng.gamma(concentration, size=(*joint_shape, num_states)))
     rewards = reward_scale * rng.normal(size=(num_agents, *joint_shape))
-    initial = _normalize_rows(rng.gamma(1.0, size=num_states))
-    return TabularGame(transitions, rewards, initial, max_steps=max_steps, obs_mode=obs_mode)
+    initial = rng.gamma(1.0, size=num_states)
+    terminal = None
+    if num_terminal:
+        terminal = np.arange(num_states) >= num_states - num_terminal
+        initial[terminal] = 0.0
+    initial = _normalize_rows(initial)
+    return TabularGame(transitions, rewards, initial, terminal=terminal, max_steps=max_steps,
+                       obs_mode=obs_mode)
 
 
 def random_game_env(
@@ -302,11 +314,19 @@ def random_game_env(
     num_actions: int = 3,
     num_agents: int = 2,
     max_steps: int = 100,
+    num_terminal: int = 0,
 ) -> TabularGame:
     """``random_game(jax.random.key(seed), ...)`` with registry-friendly arguments."""
     return random_game(
-        jax.random.key(seed), num_states, num_actions, num_agents, max_steps=max_steps
+        jax.random.key(seed), num_states, num_actions, num_agents, max_steps=max_steps,
+        num_terminal=num_terminal,
     )
+
+
+def random_goal_game_env(seed: int = 0, num_states: int = 20, num_actions: int = 3,
+                         num_agents: int = 2, max_steps: int = 100) -> TabularGame:
+    """:func:`random_game_env` whose last 2 states are terminal (episodes end there)."""
+    return random_game_env(seed, num_states, num_actions, num_agents, max_steps, num_terminal=2)
 
 
 def _key_words(key: jax.Array) -> list[int]:

@@ -146,10 +146,22 @@ def print_summary(summary: dict) -> None:
     print(f"{summary['algo']} on {summary['env']}, {summary['seeds']} seeds, "
           f"{summary['updates']} updates: {summary['updates_per_s']:.0f} updates/s per seed, "
           f"wall {summary['wall_time_s']:.1f} s (compile {summary['compile_time_s']:.1f} s)")
+    measures = summary.get("measures", {})
     for key in ("return_per_agent", "return_mean", "reward_shaping_corr", "reward_pearson",
-                "reward_epic", "policy_kl", "action_accuracy", "imitation_mse"):
+                "reward_spearman", "reward_epic", "policy_kl", "heldout_kl", "action_accuracy",
+                "imitation_mse"):
         if key in summary:
-            print(f"  {key:<20} {fmt(summary[key])}")
+            note = ""
+            m = measures.get(key, {})
+            if "reward_recovery" in m:
+                cal = m.get("calibration")
+                if cal is None:
+                    note = "  (not calibrated on this game)"
+                else:
+                    verdict = "calibrated" if m["reward_recovery"] else "NOT informative"
+                    note = (f"  ({verdict}: true reward up to shaping scores "
+                            f"{cal['ceiling']:.2f} at worst, random {cal['floor']:.2f})")
+            print(f"  {key:<20} {fmt(summary[key])}{note}")
 
 
 def evaluate_run(run: Path, episodes: int | None = None) -> None:

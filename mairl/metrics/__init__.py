@@ -14,9 +14,16 @@ Reward recovery (:mod:`mairl.metrics.reward`), per agent, agent axis first:
   rewards over transitions ``R(s, a, s')``; :func:`epic_canonicalize`.
 - :func:`shaping_residual`, :func:`weighted_ranks`: building blocks.
 
+Calibration (:mod:`mairl.metrics.calibration`): what the true reward, its
+shapings and random rewards score under each metric, and whether the metric is
+informative (:func:`calibrate_tabular`, :func:`calibrate`,
+:func:`format_calibration`, :func:`tabular_metrics`). Only informative metrics
+are reported as reward recovery.
+
 Behaviour (:mod:`mairl.metrics.behaviour`):
 
-- :func:`policy_kl`: ``E_{d_E}[KL(pi_E || pi)]`` where the expert policy is known.
+- :func:`policy_kl`: ``E_{d_E}[KL(pi_E || pi)]`` where the expert policy is known;
+  :func:`heldout_kl`: the same on sampled (held-out) states.
 - :func:`action_accuracy`, :func:`log_likelihood`: on held-out demonstrations.
 
 Returns (:mod:`mairl.metrics.returns`):
@@ -30,7 +37,14 @@ Returns (:mod:`mairl.metrics.returns`):
 - :func:`imitation_mse`: the MAMQL reference code's "imitation loss".
 """
 
-from mairl.metrics.behaviour import action_accuracy, log_likelihood, policy_kl
+from mairl.metrics.behaviour import action_accuracy, heldout_kl, log_likelihood, policy_kl
+from mairl.metrics.calibration import (
+    MetricCalibration,
+    calibrate,
+    calibrate_tabular,
+    format_calibration,
+    tabular_metrics,
+)
 from mairl.metrics.returns import (
     ReturnSummary,
     episode_info_sums,
@@ -54,7 +68,13 @@ from mairl.metrics.reward import (
 )
 
 __all__ = [
+    "MetricCalibration",
     "ReturnSummary",
+    "calibrate",
+    "calibrate_tabular",
+    "format_calibration",
+    "heldout_kl",
+    "tabular_metrics",
     "action_accuracy",
     "epic_canonicalize",
     "epic_distance",

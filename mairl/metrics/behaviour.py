@@ -56,6 +56,33 @@ def policy_kl(
     return jnp.sum(d * per_state, axis=-1)
 
 
+@jax.jit
+def heldout_kl(expert_logits: jax.Array, logits: jax.Array) -> jax.Array:
+    """``KL(pi_E || pi)`` averaged over sampled states, per agent.
+
+    The behavioural distance to a known expert where its occupancy cannot be
+    enumerated: on held-out demonstration states (drawn from the expert's own
+    occupancy), the mean over states of
+    ``sum_a pi_E(a|s) (log pi_E(a|s) - log pi(a|s))``.
+
+    Args:
+        expert_logits: ``(N, B, A)`` the expert policy's logits (``Q_E / alpha_E``).
+        logits: ``(N, B, A)`` the learned policy's logits (``Q / alpha``).
+
+    Returns:
+        ``(N,)``, non-negative; 0 when the policies agree on every state.
+    """
+    expert_logits = jnp.asarray(expert_logits)
+    logits = jnp.asarray(logits)
+    if expert_logits.shape != logits.shape or logits.ndim != 3:
+        raise ValueError(f"expert_logits and logits: expected equal shapes (N, B, A), got "
+                         f"{expert_logits.shape} and {logits.shape}")
+    log_e = jax.nn.log_softmax(expert_logits, axis=-1)
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    kl = jnp.sum(jnp.exp(log_e) * (log_e - log_p), axis=-1)
+    return jnp.maximum(jnp.mean(kl, axis=-1), 0.0)
+
+
 def _check_samples(logits: jax.Array, actions: jax.Array) -> tuple[jax.Array, jax.Array]:
     logits = jnp.asarray(logits)
     actions = jnp.asarray(actions)

@@ -648,3 +648,18 @@ def test_mean_half_width_known_answer():
     assert half == pytest.approx(4.302653 / np.sqrt(3), rel=1e-5)  # t(0.975, 2) * 1 / sqrt(3)
     mean, half = metrics.mean_half_width([5.0])
     assert mean == 5.0 and np.isnan(half)
+
+
+def test_heldout_kl_against_numpy():
+    rng = np.random.default_rng(11)
+    e, p = rng.normal(size=(2, 2, 5, 3))
+    pe = np.exp(e) / np.exp(e).sum(-1, keepdims=True)
+    pp = np.exp(p) / np.exp(p).sum(-1, keepdims=True)
+    expected = np.mean(np.sum(pe * (np.log(pe) - np.log(pp)), -1), -1)
+    np.testing.assert_allclose(metrics.heldout_kl(e, p), expected, rtol=1e-5)
+    np.testing.assert_allclose(metrics.heldout_kl(e, e + 3.0), 0.0, atol=1e-6)
+    # KL(expert || learner), not the reverse
+    reverse = np.mean(np.sum(pp * (np.log(pp) - np.log(pe)), -1), -1)
+    assert not np.allclose(metrics.heldout_kl(e, p), reverse)
+    with pytest.raises(ValueError, match="expert_logits and logits"):
+        metrics.heldout_kl(e, p[:, :3])

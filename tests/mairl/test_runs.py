@@ -415,3 +415,21 @@ def test_wandb_tracker_offline(finished, tmp_path, monkeypatch):
     assert sent[0][1]["train/loss/seed_0/agent_1"] == pytest.approx(loss[0, 0, 1], rel=1e-6)
     assert all(len(row) == sum(np.asarray(v)[:, 0].size for v in trained.curves.values())
                for _, row in sent)
+
+
+def test_metrics_json_records_each_measure_and_its_calibration(finished, game_demos):
+    """On random-game the shaping-aware correlation is calibrated (shapings of the true
+    reward score ~1, random rewards ~0); plain Pearson and EPIC are not."""
+    _, sol, _ = game_demos
+    trained, _ = finished
+    m = trained.metrics["measures"]
+    corr = m["reward_shaping_corr"]
+    assert corr["reward_recovery"] is True
+    cal = corr["calibration"]
+    assert cal["ceiling"] > 0.99 and abs(cal["floor"]) < 0.1
+    assert set(cal["scores"]) >= {"true", "true + 10 V_E shaping", "alpha log pi_E",
+                                  "random reward", "random critic"}
+    assert m["reward_pearson"]["reward_recovery"] is False
+    assert m["reward_epic"]["reward_recovery"] is False
+    assert m["policy_kl"]["measures"].startswith("behaviour")
+    assert "reward_recovery" not in m["policy_kl"]
