@@ -144,3 +144,102 @@ def make_eval_fn(
         return out
 
     return eval_fn
+
+
+def agent_features(name: str):
+    """``fn(obs (agent, B, *obs_shape)) -> (agent, B, F)`` from a row feature map of
+    ``mairl.experts.FEATURES`` (``fn(row, agent)``)."""
+    from mairl.experts import FEATURES
+
+    row_fn = FEATURES[name]
+
+    def features(obs):
+        agents = jnp.arange(obs.shape[0])
+        return jax.vmap(lambda rows, i: jax.vmap(lambda r: row_fn(r, i))(rows))(obs, agents)
+
+    return features
+
+
+def calibrate_game(
+    env: Any,
+    *,
+    alpha: float | None = None,
+    gamma: float | None = None,
+    demos: Demonstrations | None = None,
+    expert: Any = None,
+    critic_algo: str = "mamql-offline",
+    states: int = 512,
+    key: jax.Array | None = None,
+    **options: Any,
+) -> dict:
+    """Calibrate the reward metrics a run reports on ``env`` (``mairl metrics calibrate``).
+
+    Tabular games (exact oracle at ``alpha``, ``gamma``; defaults 1 and 0.99):
+    :func:`mairl.metrics.calibrate_tabular`. Other jittable games with a soft-Q
+    ``expert`` file (``mairl.experts``; its own ``alpha`` and ``gamma``) and
+    ``demos`` (their first ``states`` demonstrated states are the sample):
+    :func:`mairl.metrics.simulated.calibrate_simulated`. The random-critic row
+    uses a fresh critic of ``critic_algo``'s default config.
+
+    Returns:
+        ``metric name -> MetricCalibration``.
+    """
+    from mairl.algos import ALGOS, make_algo
+
+    key = jax.random.key(0) if key is None else key
+    if hasattr(env, "transitions"):
+        from mairl.solvers import soft_value_iteration
+
+        alpha = 1.0 if alpha is None else alpha
+        gamma = 0.99 if gamma is None else gamma
+        sol = soft_value_iteration(env, alpha=alpha, gamma=gamma)
+        algo = make_algo(ALGOS[critic_algo].config(alpha=alpha, gamma=gamma, critic="tabular"),
+                         num_agents=env.num_agents, obs_shape=tuple(env.obs_shape),
+                         num_actions=env.num_actions, env=env)
+        orc = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), sol)
+        terminal = getattr(env, "terminal", None)
+
+        def random_critic(k):
+            params = algo.init(k, _empty_batch(algo, env)).params
+            return tabular_reward(algo, params, orc, env.num_agents, terminal)[1]
+
+        return metrics.calibrate_tabular(sol, alpha, gamma, terminal=terminal, key=key,
+                                         random_critic=random_critic, **options)
+    if expert is None or demos is None:
+        raise ValueError(f"{getattr(env, 'name', env)}: calibration off tabular games needs the "
+                         "expert file (expert=) and demonstrations (demos=)")
+    if getattr(env, "obs_mode", None) != "map" or not str(getattr(env, "name", "")).startswith(
+            "gems"):
+        raise ValueError(f"{getattr(env, 'name', env)}: simulated calibration rebuilds states "
+                         "from Gems map observations; other large games are not supported yet")
+    from mairl.experts import load_soft_q_critics
+    from mairl.metrics import simulated
+    from mairl.params import load_params
+
+    e_algo, e_params = load_soft_q_critics(expert, env)
+    feature_name = str(load_params(expert)[1]["features"])
+    n = min(states, demos.num_transitions)
+    sample = simulated.gems_states_from_maps(jnp.asarray(demos.obs[:n, 0]))
+    q_e = lambda obs: e_algo.q_values(e_params, obs)  # noqa: E731
+    k_sim, k_cal = jax.random.split(key)
+    sim = simulated.simulate(env, sample, lambda obs: q_e(obs) / e_algo.alpha, k_sim,
+                             gamma=e_algo.gamma)
+    algo = make_algo(ALGOS[critic_algo].config(alpha=e_algo.alpha, gamma=e_algo.gamma),
+                     num_agents=env.num_agents, obs_shape=tuple(env.obs_shape),
+                     num_actions=env.num_actions, env=env,
+                     obs_transform=getattr(env, "agent_view", None))
+
+    def random_critic(k):
+        params = algo.init(k, _empty_batch(algo, env)).params
+        return lambda obs: algo.q_values(params, obs)
+
+    cal = simulated.calibrate_simulated(sim, agent_features(feature_name), expert_q=q_e,
+                                        expert_alpha=e_algo.alpha, random_critic=random_critic,
+                                        key=k_cal, **options)
+    return {cal.metric: cal}
+
+
+def _empty_batch(algo, env):
+    from mairl.runs import example_batch
+
+    return example_batch(algo, env)

@@ -120,3 +120,62 @@ def bench(what: Positional[Literal["envs", "mamql"]] = "envs", quick: bool = Fal
 
     run(what, quick=quick)
 
+
+
+def calibrate(
+    env: str,
+    demos: Path | None = None,
+    expert: Path | None = None,
+    alpha: float | None = None,
+    gamma: float | None = None,
+    states: int = 512,
+    draws: int = 3,
+    seed: int = 0,
+) -> None:
+    """Print what each reward metric gives the true reward, its shapings and random rewards.
+
+    A metric counts as reward recovery only where the true reward up to any
+    shaping scores near its best (ceiling >= 0.95) and random rewards near
+    zero (floor <= 0.1); see ``mairl.metrics.calibration``.
+
+    Args:
+        env: a registered game (``mairl envs``) or ``tabular:PATH.npz``.
+        demos: demonstrations whose states are the sample (games that are not
+            tabular); their recorded ``expert_alpha``/``expert_gamma`` are the
+            defaults of ``alpha``/``gamma`` on tabular games.
+        expert: soft-Q expert file that made ``demos`` (default on Gems: the
+            shipped expert).
+        alpha: expert temperature (tabular; default: the file's or 1).
+        gamma: discount (tabular; default: the file's or 0.99).
+        states: sampled states (games that are not tabular).
+        draws: draws of each random candidate.
+        seed: randomness of the candidates.
+    """
+    import jax
+
+    import envs
+    from mairl.evaluation import calibrate_game
+    from mairl.experts import GEMS_SOFT_Q_PARAMS
+    from mairl.metrics import format_calibration
+    from mairl.runs import load_demos
+
+    game = envs.make(env)
+    data = None
+    if demos is not None:
+        try:
+            data = load_demos(demos, game)
+        except (FileNotFoundError, ValueError) as err:
+            raise SystemExit(f"error: {err}") from None
+        alpha = data.expert_alpha if alpha is None else alpha
+        gamma = data.expert_gamma if gamma is None else gamma
+    if expert is None and env.startswith("gems"):
+        expert = GEMS_SOFT_Q_PARAMS
+    t = time.perf_counter()
+    try:
+        table = calibrate_game(game, alpha=alpha, gamma=gamma, demos=data, expert=expert,
+                               states=states, draws=draws, key=jax.random.key(seed))
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    print(format_calibration(table))
+    print(f"({time.perf_counter() - t:.0f} s) ceiling: worst score of the true reward up to "
+          "shaping; floor: mean score of random rewards.")

@@ -65,3 +65,25 @@ def test_random_critic_row(table):
     cal = metrics.calibrate_tabular(sol, 1.0, 0.9, terminal=game.terminal, draws=2,
                                     random_critic=critic, key=jax.random.key(1))
     assert abs(np.mean(cal["reward_shaping_corr"].scores["random critic"])) < 0.5
+
+
+def test_calibrate_command_on_a_terminating_game(capsys):
+    from mairl.cli import main
+
+    main(["metrics", "calibrate", "--env", "random-goal-game", "--gamma", "0.9", "--draws", "2"])
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    header = out.splitlines()[0].split()
+    col = header.index("reward_shaping_corr") + 1
+    assert lines["informative"][col] == "yes"
+    assert lines["informative"][header.index("reward_pearson") + 1] == "NO"
+    assert float(lines["floor"][col]) < 0.1 and float(lines["ceiling"][col]) > 0.95
+
+
+def test_calibrate_command_errors():
+    from mairl.cli import main
+
+    with pytest.raises(SystemExit, match="needs the expert file"):  # Gems without demos
+        main(["metrics", "calibrate", "--env", "gems"])
+    with pytest.raises(SystemExit, match="no such file"):
+        main(["metrics", "calibrate", "--env", "gems", "--demos", "/nonexistent.npz"])
