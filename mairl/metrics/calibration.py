@@ -160,7 +160,8 @@ def calibrate(
 
 
 def _shape(r, transitions, gamma, phi, terminal):
-    """``r + gamma P (1 - terminal) Phi - Phi``: ``r (N, S, A)``, ``P (N, S, A, S')``, ``Phi (N, S)``."""
+    """``r + gamma P (1 - terminal) Phi - Phi``; ``r (N, S, A)``, ``P (N, S, A, S')``,
+    ``Phi (N, S)``."""
     nxt = phi if terminal is None else jnp.where(jnp.asarray(terminal)[None, :], 0.0, phi)
     return r + gamma * jnp.einsum("nsat,nt->nsa", transitions, nxt) - phi[:, :, None]
 
@@ -185,8 +186,9 @@ def tabular_metrics(oracle: Any, gamma: float, terminal: Any = None) -> dict:
     occ = jnp.asarray(oracle.occupancy, jnp.float32)
     term = None if terminal is None else jnp.asarray(terminal, bool)
     return {
-        "reward_shaping_corr": ("similarity", lambda r: reward_metrics.shaping_aware_correlation_per_agent(
-            r, true, trans, gamma, occ, terminal=term)),
+        "reward_shaping_corr": ("similarity", lambda r: (
+            reward_metrics.shaping_aware_correlation_per_agent(r, true, trans, gamma, occ,
+                                                               terminal=term))),
         "reward_pearson": ("similarity", lambda r: reward_metrics.pearson(r, true)),
         "reward_spearman": ("similarity", lambda r: reward_metrics.spearman(r, true)),
         "reward_epic": ("distance", lambda r: reward_metrics.epic_distance(r, true, trans, gamma)),
@@ -255,16 +257,17 @@ def format_calibration(table: Mapping[str, MetricCalibration]) -> str:
         cands += [c for c in cal.scores if c not in cands]
     width = max(len(c) for c in [*cands, "informative"]) + 2
     cols = [max(len(m), 8) + 2 for m in names]
-    lines = ["".ljust(width) + "".join(m.rjust(w) for m, w in zip(names, cols))]
+    lines = ["".ljust(width) + "".join(m.rjust(w) for m, w in zip(names, cols, strict=True))]
     for c in cands:
         row = c.ljust(width)
-        for m, w in zip(names, cols):
+        for m, w in zip(names, cols, strict=True):
             s = table[m].scores.get(c)
             row += (f"{np.mean(s):.3f}" if s is not None else "-").rjust(w)
         lines.append(row)
     for label, attr in (("ceiling", "ceiling"), ("floor", "floor")):
         lines.append(label.ljust(width) + "".join(
-            f"{getattr(table[m], attr):.3f}".rjust(w) for m, w in zip(names, cols)))
+            f"{getattr(table[m], attr):.3f}".rjust(w) for m, w in zip(names, cols, strict=True)))
+    verdicts = ["yes" if table[m].informative else "NO" for m in names]
     lines.append("informative".ljust(width) + "".join(
-        ("yes" if table[m].informative else "NO").rjust(w) for m, w in zip(names, cols)))
+        v.rjust(w) for v, w in zip(verdicts, cols, strict=True)))
     return "\n".join(lines)

@@ -264,7 +264,8 @@ def _check_tabular(r_hat, r, transitions, weights, terminal=None):
         raise ValueError(f"weights: expected (S, A) = {r.shape}, got {weights.shape}")
     if terminal is not None and jnp.shape(terminal) != (num_states,):
         raise ValueError(
-            f"terminal: expected a bool mask (S',) = ({num_states},), got shape {jnp.shape(terminal)}"
+            f"terminal: expected a bool mask (S',) = ({num_states},), "
+            f"got shape {jnp.shape(terminal)}"
         )
     dtype = _float_dtype(r_hat, r, transitions, weights)
     return (a.astype(dtype) for a in (r_hat, r, transitions, weights))

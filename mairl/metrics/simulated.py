@@ -36,8 +36,8 @@ its effect.
 from __future__ import annotations
 
 import itertools
-from functools import partial
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -352,18 +352,11 @@ def calibrate_simulated(
     if random_critic is not None:
         cands["random critic"] = [learned_reward(sim, random_critic(k), 1.0) for k in
                                   jax.random.split(k_crit, draws)]
-    names, flat = [], []
-    for name, lst in cands.items():
-        for r in lst:
-            names.append(name)
-            flat.append(r)
+    flat = [r for lst in cands.values() for r in lst]
     scores = shaping_aware_correlation_fitted(sim, jnp.stack(flat), true, features,
                                               key=k_fit, **fit)  # (C, N)
-    lookup: dict[str, list] = {}
-    for name, s in zip(names, scores):
-        lookup.setdefault(name, []).append(s)
     # ``calibrate`` scores candidates through a metric function; the scores are known.
-    index = {id(r): s for r, s in zip(flat, scores)}
+    index = {id(r): s for r, s in zip(flat, scores, strict=True)}
     table = calibrate({"reward_shaping_corr_fitted": ("similarity", lambda r: index[id(r)])},
                       cands)
     return table["reward_shaping_corr_fitted"]

@@ -39,7 +39,7 @@ def test_marginal_reward_against_the_rules(sim):
     cand = jnp.zeros((9, 2), jnp.int32)
     transition = jax.jit(env.transition)
     for m in (0, 3):
-        state = jax.tree.map(lambda x: x[m], rebuilt)
+        state = jax.tree.map(lambda x, m=m: x[m], rebuilt)
         for i in range(2):
             for a in range(5):
                 total = 0.0
