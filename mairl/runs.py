@@ -739,6 +739,15 @@ def summarize(s: Setup, final: dict, compile_s: float, run_s: float) -> dict:
         "device": str(jax.devices()[0]),
     })
     summary["measures"] = measures(s, [k for k in per_seed])
+    if s.demos is not None:
+        demos = s.demos
+        summary["demonstrations"] = {
+            "expert_alpha": getattr(demos, "expert_alpha", None),
+            "expert_gamma": getattr(demos, "expert_gamma", None),
+            "episode_rule": (None if getattr(demos, "episode_rule", None) is None
+                             else dict(demos.episode_rule)),
+            "learner_alpha": s.algo.alpha, "learner_gamma": s.algo.gamma,
+        }
     return summary
 
 

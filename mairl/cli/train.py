@@ -147,6 +147,12 @@ def print_summary(summary: dict) -> None:
           f"{summary['updates']} updates: {summary['updates_per_s']:.0f} updates/s per seed, "
           f"wall {summary['wall_time_s']:.1f} s (compile {summary['compile_time_s']:.1f} s)")
     measures = summary.get("measures", {})
+    d = summary.get("demonstrations") or {}
+    for what in ("alpha", "gamma"):
+        expert, learner = d.get(f"expert_{what}"), d.get(f"learner_{what}")
+        if expert is not None and learner is not None and abs(expert - learner) > 1e-9:
+            print(f"  note: the demonstrations' expert used {what} {expert:g}, the learner "
+                  f"{learner:g}: an exact recovery is not the expert's reward up to shaping")
     for key in ("return_per_agent", "return_mean", "reward_shaping_corr", "reward_pearson",
                 "reward_spearman", "reward_epic", "policy_kl", "heldout_kl", "action_accuracy",
                 "imitation_mse"):
