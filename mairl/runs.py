@@ -62,10 +62,16 @@ class EnvConfig:
         view: ``agent``: each critic sees the env's per-agent view of the
             observation where the env defines one (``env.agent_view``; Gems:
             egocentric maps); ``global``: the raw observation.
+        episode_rule: ``demonstrations``: where the demonstrations record the
+            rule that ended their episodes (``Demonstrations.episode_rule``, e.g.
+            the MAMQL authors' Gems file: the joint return exceeds 20), the run
+            is trained and evaluated under that rule, so the expert's row and
+            the learners' compare like with like; ``env``: the env's own rule.
     """
 
     name: Annotated[str, tyro.conf.arg(name="env")]
     view: Literal["agent", "global"] = "agent"
+    episode_rule: Literal["demonstrations", "env"] = "demonstrations"
 
 
 @dataclass(frozen=True)
@@ -333,6 +339,7 @@ class Setup:
             if config.data.max_demo_episodes is not None:
                 demos = demos.select_episodes(slice(0, config.data.max_demo_episodes))
             self.demos = demos
+            self._follow_rule(demos)
             self.train_demos, self.heldout = data.split_by_episode(
                 demos, config.data.heldout_fraction,
                 key=jax.random.key(config.schedule.seed + 1_000_003),
@@ -379,6 +386,24 @@ class Setup:
                     self.oracle, self.algo.alpha, self.algo.gamma, terminal=terminal,
                     random_critic=random_critic, key=jax.random.key(self.config.schedule.seed))
         return self._calibration
+
+    def _follow_rule(self, demos) -> None:
+        """Rebuild the env under the demonstrations' episode rule (``EnvConfig.episode_rule``)."""
+        rule = getattr(demos, "episode_rule", None)
+        own = getattr(self.env, "episode_rule", None)
+        if self.config.env.episode_rule != "demonstrations" or rule is None or own is None:
+            return
+        rule = dict(rule)
+        if rule == dict(own):
+            return
+        import envs
+
+        try:
+            self.env = envs.make(self.config.env.name, **rule)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"env.episode_rule: the demonstrations' rule {rule} does not fit "
+                             f"{self.config.env.name}: {err}") from None
+        self.algo = build_algo(self.config, self.env)
 
     @property
     def jittable(self) -> bool:

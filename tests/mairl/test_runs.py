@@ -433,3 +433,21 @@ def test_metrics_json_records_each_measure_and_its_calibration(finished, game_de
     assert m["reward_epic"]["reward_recovery"] is False
     assert m["policy_kl"]["measures"].startswith("behaviour")
     assert "reward_recovery" not in m["policy_kl"]
+
+
+def test_runs_follow_the_demonstrations_episode_rule(tmp_path):
+    """Demonstrations recorded under the authors' rule are trained and evaluated under it
+    (unless the config asks for the env's own rule)."""
+    authors = envs.make("gems-authors")
+    demos = data.collect(jax.random.key(0), authors, lambda k, o: authors.sample_actions(k), 4,
+                         num_envs=4)
+    assert dict(demos.episode_rule)["end_rule"] == "joint-return"
+    demos = demos.with_meta(env_id="gems")  # as the authors' file converts: Gems, their rule
+    path = tmp_path / "authors_rule.npz"
+    demos.save(path)
+    config = runs.RunConfig(algo=ALGOS["bc"].config(), env=runs.EnvConfig("gems"),
+                            data=runs.DataConfig(demos=str(path), heldout_fraction=0.25))
+    setup = runs.Setup(config)
+    assert setup.env.episode_rule == dict(demos.episode_rule)
+    own = dataclasses.replace(config, env=runs.EnvConfig("gems", episode_rule="env"))
+    assert runs.Setup(own).env.episode_rule["end_rule"] == "gems"
