@@ -226,3 +226,72 @@ def transfer_reward_of(key: jax.Array, algo: Any, params: Any, demos: Any, env: 
     obs, actions, targets = recovered_reward(algo, params, demos)
     return distil_reward(key, obs, actions, targets, getattr(env, "agent_view", None),
                          env.num_actions, **distil)
+
+
+def reward_transfer(
+    key: jax.Array,
+    shifted: Any,
+    learners: Sequence[tuple[str, Any, Any]],
+    *,
+    config: Any,
+    demos: Any,
+    demo_env: Any,
+    updates: int,
+    seeds: int = 2,
+    episodes: int = 300,
+    distil_steps: int = 3000,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """The whole transfer test (module docstring) in the game ``shifted``.
+
+    Args:
+        learners: ``(name, algo, params)`` per recovered reward (one seed's
+            parameters each; entries may share a name). The first learner's
+            ``algo`` also makes the random-critic control.
+        config: the forward learner's ``SoftQConfig``.
+        demos, demo_env: the demonstrations the rewards are distilled on, and
+            their game (for its ``agent_view``).
+        updates, seeds, episodes: each re-optimisation.
+        distil_steps: regression steps of each distillation.
+        progress: called with a line after each re-optimisation.
+
+    Returns:
+        ``name -> returns (n, agent)``, with ``"random policy"`` (one row),
+        ``"true reward"`` (``seeds`` rows), ``"random critic"`` and every
+        learner name (``seeds`` rows per entry); and ``"normalised"``:
+        ``name -> (n,)`` :func:`transfer_score` of the agents' mean return.
+    """
+    import numpy as np
+
+    from mairl.metrics import evaluate_returns
+    from mairl.runs import example_batch
+
+    say = progress or (lambda line: None)
+    keys = iter(jax.random.split(key, 4 + 2 * len(learners)))
+    out: dict[str, Any] = {}
+    out["random policy"] = np.asarray(evaluate_returns(
+        next(keys), shifted, lambda k, o: shifted.sample_actions(k), episodes).mean(0))[None]
+    out["true reward"] = np.asarray(reoptimise(next(keys), shifted, config, seeds=seeds,
+                                               updates=updates, episodes=episodes))
+    say(f"true reward: {out['true reward'].mean(0)}")
+
+    def row(name, algo, params):
+        reward_fn = transfer_reward_of(next(keys), algo, params, demos, demo_env,
+                                       steps=distil_steps)
+        ret = np.asarray(reoptimise(next(keys), RewardReplaced(shifted, reward_fn), config,
+                                    seeds=seeds, updates=updates, episodes=episodes,
+                                    true_env=shifted))
+        out[name] = ret if name not in out else np.concatenate([out[name], ret])
+        say(f"{name}: {ret.mean(0)}")
+
+    if learners:
+        algo0 = learners[0][1]
+        fresh = algo0.init(next(keys), example_batch(algo0, demo_env)).params
+        row("random critic", algo0, fresh)
+    for name, algo, params in learners:
+        row(name, algo, params)
+    low = out["random policy"].mean()
+    high = out["true reward"].mean()
+    out["normalised"] = {name: np.asarray(transfer_score(v.mean(axis=1), low, high))
+                         for name, v in out.items() if name != "normalised"}
+    return out

@@ -97,7 +97,7 @@ def run_update(make, config, q, batch):
     params = {"params": {"Dense_0": {"kernel": jnp.asarray(q, jnp.float32)}}}
     assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, state.params)
     state = state.replace(params=params)
-    state, metrics = algo.update(state, batch, jax.random.key(1))
+    state, metrics = jax.jit(algo.update)(state, batch, jax.random.key(1))
     after = np.asarray(state.params["params"]["Dense_0"]["kernel"], np.float64)
     return jax.tree.map(lambda x: np.asarray(x, np.float64), metrics), after
 
