@@ -8,6 +8,7 @@ beside its declaration: ``mairl train --algo mamql --help`` lists them.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Literal
@@ -170,18 +171,75 @@ def print_summary(summary: dict) -> None:
             print(f"  {key:<20} {fmt(summary[key])}{note}")
 
 
-def evaluate_run(run: Path, episodes: int | None = None) -> None:
+def evaluate_run(run: Path, episodes: int | None = None, transfer: str | None = None,
+                 transfer_updates: int = 6000, transfer_seeds: int = 2) -> None:
     """Re-evaluate a finished run from its directory; writes ``eval.json``.
 
     Args:
         run: the run directory written by ``mairl train``.
         episodes: episodes per seed (default: the run's ``final_episodes``).
+        transfer: instead, the reward-transfer test (``mairl.transfer``) in the
+            shifted game ``transfer`` (``envs.make`` name and keywords as
+            ``NAME:key=value,...``, e.g. ``gems:size=11``): each seed's reward
+            distilled and re-optimised by soft Q-learning; writes ``transfer.json``.
+        transfer_updates: soft Q-learning updates per re-optimisation.
+        transfer_seeds: re-optimisation seeds per reward.
     """
     from mairl import runs
 
+    if transfer is not None:
+        return _transfer(run, transfer, transfer_updates, transfer_seeds, episodes or 300)
     try:
         summary = runs.evaluate_run(run, episodes)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None
     print_summary(summary)
     print(f"written {run / 'eval.json'}")
+
+
+def parse_env_spec(spec: str) -> tuple[str, dict]:
+    """``NAME:key=value,...`` -> ``(NAME, {key: value})``; values are read as JSON
+    where they parse (numbers, booleans), else kept as strings."""
+    name, _, rest = spec.partition(":")
+    kwargs = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"transfer: expected NAME:key=value,..., got {spec!r}")
+        try:
+            kwargs[key] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key] = value
+    return name, kwargs
+
+
+def _transfer(run_dir: Path, spec: str, updates: int, seeds: int, episodes: int) -> None:
+    import jax
+    import numpy as np
+
+    import envs
+    from mairl import runs, transfer
+    from mairl.algos.soft_q import SoftQConfig
+
+    try:
+        name, kwargs = parse_env_spec(spec)
+        shifted = envs.make(name, **kwargs)
+        run = runs.load_run(run_dir)
+        demos = runs.load_demos(run.config.data.demos, run.env)
+    except (KeyError, TypeError, ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from None
+    config = SoftQConfig(alpha=run.algo.alpha, gamma=run.algo.gamma, hidden=(128, 128),
+                         learning_rate=5e-4)
+    learners = [(run.config.algo_name, run.algo, jax.tree.map(lambda x, s=s: x[s], run.params))
+                for s in range(run.config.schedule.seeds)]
+    rows = transfer.reward_transfer(jax.random.key(0), shifted, learners, config=config,
+                                    demos=demos, demo_env=run.env, updates=updates, seeds=seeds,
+                                    episodes=episodes, progress=print)
+    normalised = rows.pop("normalised")
+    result = {"shift": spec, "updates": updates, "seeds": seeds, "episodes": episodes,
+              "returns": {k: np.asarray(v).tolist() for k, v in rows.items()},
+              "normalised": {k: np.asarray(v).tolist() for k, v in normalised.items()}}
+    (run_dir / "transfer.json").write_text(json.dumps(result, indent=2))
+    for k, v in normalised.items():
+        print(f"  {k:<18} normalised return {np.mean(v):.3f}")
+    print(f"written {run_dir / 'transfer.json'}")

@@ -61,3 +61,16 @@ def test_distil_reward_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="obs, actions, targets"):
         transfer.distil_reward(jax.random.key(0), jnp.zeros((2, 5, 3)), jnp.zeros((2, 4), int),
                                jnp.zeros((2, 4)), None, 3)
+
+
+def test_shift_spec_parsing_and_errors(tmp_path):
+    from mairl.cli import main
+    from mairl.cli.train import parse_env_spec
+
+    assert parse_env_spec("gems:size=11,max_steps=60") == ("gems", {"size": 11, "max_steps": 60})
+    assert parse_env_spec("gems") == ("gems", {})
+    assert parse_env_spec("gems:obs_mode=map") == ("gems", {"obs_mode": "map"})
+    with pytest.raises(ValueError, match="NAME:key=value"):
+        parse_env_spec("gems:size")
+    with pytest.raises(SystemExit, match="error"):
+        main(["eval", "--run", str(tmp_path), "--transfer", "gems:size=11"])
