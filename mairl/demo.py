@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     import envs
     from mairl import data, runs
     from mairl.data import episode_returns
-    from mairl.experts import GEMS_SOFT_Q_PARAMS, make_expert
+    from mairl.experts import GEMS_SOFT_Q_PARAMS, expert_alpha_gamma, make_expert
     from mairl.utils import machine, progress_bar
 
     t_start = time.perf_counter()
@@ -101,7 +101,9 @@ def main(argv: list[str] | None = None) -> None:
         expert = make_expert(env, "soft-q")
         with progress_bar(args.episodes, "episodes") as update:
             demos = data.collect(jax.random.key(0), env, expert, args.episodes, num_envs=250,
-                                 progress=update)
+                                 progress=update, **dict(zip(
+                                     ("expert_alpha", "expert_gamma"),
+                                     expert_alpha_gamma("soft-q"), strict=True)))
         demos.save(demos_path)
         source = f"shipped soft-Q expert, {args.episodes} episodes -> {demos_path}"
     else:

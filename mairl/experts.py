@@ -97,6 +97,26 @@ def make_expert(
     raise ValueError(f"expert {kind!r}: unknown kind; expected one of {list(EXPERT_KINDS)}")
 
 
+def expert_alpha_gamma(
+    kind: str,
+    *,
+    alpha: float | None = None,
+    gamma: float = 0.99,
+    params_path: str | os.PathLike | None = None,
+) -> tuple[float | None, float | None]:
+    """The temperature and discount of the expert :func:`make_expert` builds with the
+    same arguments, for demonstration files to record (``None`` where the expert
+    has none: ``scripted``, ``random``)."""
+    if kind == "soft-vi":
+        return (1.0 if alpha is None else float(alpha)), float(gamma)
+    if kind == "soft-q":
+        from mairl.params import load_params
+
+        meta = load_params(GEMS_SOFT_Q_PARAMS if params_path is None else Path(params_path))[1]
+        return (float(meta["alpha"]) if alpha is None else float(alpha)), float(meta["gamma"])
+    return None, None
+
+
 def scripted_policy_fn(env) -> PolicyFn:
     """The game's own hand-written expert, ``env.scripted_policy()``.
 

@@ -67,7 +67,7 @@ def demos(
     import jax
 
     from mairl.data import collect, episode_returns
-    from mairl.experts import make_expert
+    from mairl.experts import expert_alpha_gamma, make_expert
     from mairl.runs import make_env
 
     if episodes < 1:
@@ -88,11 +88,14 @@ def demos(
         )
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: --expert {expert}: {err}") from None
+    expert_alpha, expert_gamma = expert_alpha_gamma(expert, alpha=alpha, gamma=gamma,
+                                                    params_path=expert_params)
     key = jax.random.key(seed)
     t0 = time.perf_counter()
     with progress_bar(episodes, "episodes") as update:
         data = collect(
-            key, game, policy_fn, episodes, num_envs=min(num_envs, episodes), progress=update
+            key, game, policy_fn, episodes, num_envs=min(num_envs, episodes), progress=update,
+            expert_alpha=expert_alpha, expert_gamma=expert_gamma,
         )
     elapsed = time.perf_counter() - t0
     out.parent.mkdir(parents=True, exist_ok=True)

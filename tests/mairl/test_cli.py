@@ -31,6 +31,7 @@ def test_demos_soft_vi_writes_valid_file(tmp_path, capsys):
     assert demos.num_episodes == 4
     assert demos.env_id == "stag-hunt"
     assert np.asarray(demos.actions).shape[1] == 2
+    assert (demos.expert_alpha, demos.expert_gamma) == (1.0, 0.99)  # recorded for like-for-like
 
 
 def test_demos_random_on_saved_tabular_game(tmp_path, capsys):

@@ -86,3 +86,12 @@ def test_episode_returns_known_answer():
 def test_episode_returns_needs_rewards():
     with pytest.raises(ValueError, match="no true rewards"):
         episode_returns(_tiny_demos(None))
+
+
+def test_expert_alpha_gamma_records_what_the_expert_uses():
+    from mairl.experts import expert_alpha_gamma
+
+    assert expert_alpha_gamma("soft-q") == (0.05, 0.95)  # the shipped Gems expert's file
+    assert expert_alpha_gamma("soft-q", alpha=0.2) == (0.2, 0.95)
+    assert expert_alpha_gamma("soft-vi", gamma=0.9) == (1.0, 0.9)
+    assert expert_alpha_gamma("scripted") == (None, None)
