@@ -102,6 +102,20 @@ register(
     speed_range=(-20.0, 20.0),
 )
 
+register(
+    "intersection-jax",
+    "envs.intersection_jax:IntersectionJax",
+    family="highway",
+    description="the intersection in pure JAX (jittable, vmappable), same observations",
+)
+register(
+    "intersection-jax-speed",
+    "envs.intersection_jax:IntersectionJax",
+    family="highway",
+    description="intersection-jax with informative velocity features (vx, vy over [-20, 20])",
+    speed_range=(-20.0, 20.0),
+)
+
 # -- mpe2: PettingZoo's particle games through envs.pettingzoo (envs/mpe2_games.py) -------
 for _name, _cls, _doc in [
     ("mpe2-simple", "Simple", "mpe2 simple_v3: 1 agent reaches a landmark (scripted expert)"),

@@ -324,7 +324,7 @@ class IntersectionJax(Environment):
         position_range: tuple[float, float] = (-100.0, 100.0),
         speed_range: tuple[float, float] = (20.0, 40.0),
         turns: Turns = "random",
-        unroll: int = 15,
+        unroll: int = 1,
     ):
         name = type(self).__name__
         if not 1 <= int(num_agents) <= 4:
@@ -685,6 +685,57 @@ def _polygons_intersecting(pos_a, heading_a, speed_a, pos_b, heading_b, speed_b,
     return intersecting, will, (sign * tx, sign * ty)
 
 
+
+def lockstep(host: Any, env: IntersectionJax, seed: int, policy: Any,
+             step_fn: Any = None) -> dict[str, np.ndarray]:
+    """Play one episode of a highway-env game and of ``env`` side by side.
+
+    ``host`` is an :class:`envs.intersection.Intersection` in ``env``'s
+    configuration. It is reset from ``seed``; ``env`` starts from its vehicles
+    (:meth:`IntersectionJax.state_from_highway_env`); both then take the same
+    joint actions, ``policy(t, obs) -> actions (agent,)`` of the host's
+    observation, until either episode ends or ``max_steps``.
+
+    Returns per-step arrays (step axis first): the largest absolute
+    differences ``position`` (m), ``heading`` (rad), ``speed`` (m/s) and ``obs``;
+    ``crashed``, ``arrived`` (agent axis), ``reward`` and ``terminated`` of each
+    side (``host_*``, ``jax_*``); and ``obs0``, the reset observations'
+    largest difference.
+    """
+    step = step_fn or jax.jit(env.step_env)
+    obs_host = host.reset_host(int(seed))
+    state = env.state_from_highway_env(host.game)
+    out: dict[str, list] = {k: [] for k in (
+        "position", "heading", "speed", "obs", "host_crashed", "jax_crashed", "host_arrived",
+        "jax_arrived", "host_reward", "jax_reward", "host_terminated", "jax_terminated")}
+    obs0 = float(np.abs(np.asarray(env.observe(state)) - obs_host).max())
+    key = jax.random.key(0)
+    for t in range(env.max_steps):
+        actions = np.asarray(policy(t, obs_host), np.int32)
+        obs_host, r_host, term_host, _, info = host.step_host(actions)
+        obs_jax, state, r_jax, term_jax, info_jax = step(key, state, jnp.asarray(actions))
+        vehicles = host.game.controlled_vehicles
+        out["position"].append(np.abs(np.array([v.position for v in vehicles])
+                                      - np.asarray(state.position)).max())
+        out["heading"].append(np.abs(np.array([v.heading for v in vehicles])
+                                     - np.asarray(state.heading)).max())
+        out["speed"].append(np.abs(np.array([v.speed for v in vehicles])
+                                   - np.asarray(state.speed)).max())
+        out["obs"].append(np.abs(obs_host - np.asarray(obs_jax)).max())
+        for side, crashed, arrived, reward, term in (
+                ("host", info["crashed"], info["arrived"], r_host, term_host),
+                ("jax", info_jax["crashed"], info_jax["arrived"], r_jax, term_jax)):
+            out[f"{side}_crashed"].append(np.asarray(crashed, bool))
+            out[f"{side}_arrived"].append(np.asarray(arrived, bool))
+            out[f"{side}_reward"].append(np.asarray(reward, np.float32))
+            out[f"{side}_terminated"].append(bool(term))
+        if term_host or bool(term_jax):
+            break
+    result = {k: np.asarray(v) for k, v in out.items()}
+    result["obs0"] = np.asarray(obs0)
+    return result
+
+
 # -- scripted expert ----------------------------------------------------------------------------
 def make_scripted_policy(env: IntersectionJax, *, gap: float = 14.0, box: float = 14.0):
     """:func:`envs.intersection.make_scripted_policy` in JAX: ``policy_fn(key, obs)``.
@@ -715,5 +766,5 @@ def make_scripted_policy(env: IntersectionJax, *, gap: float = 14.0, box: float 
     return policy_fn
 
 
-__all__ = ["IntersectionJax", "IntersectionState", "LANE_NAMES", "lane_index",
+__all__ = ["IntersectionJax", "IntersectionState", "LANE_NAMES", "lane_index", "lockstep",
            "make_scripted_policy"]
