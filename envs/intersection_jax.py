@@ -139,7 +139,8 @@ def _lane_table() -> dict[str, np.ndarray]:
                      rot @ [-LEFT_TURN_RADIUS + LANE_WIDTH / 2, LEFT_TURN_RADIUS - LANE_WIDTH / 2],
                      LEFT_TURN_RADIUS, angle, angle + np.radians(-90), False))
         rows.append(((f"ir{corner}", f"il{c_opp}"), "straight",
-                     rot @ [LANE_WIDTH / 2, OUTER_DISTANCE], rot @ [LANE_WIDTH / 2, -OUTER_DISTANCE]))
+                     rot @ [LANE_WIDTH / 2, OUTER_DISTANCE],
+                     rot @ [LANE_WIDTH / 2, -OUTER_DISTANCE]))
         rows.append(((f"il{c_prev}", f"o{c_prev}"), "straight",
                      rot @ [OUTER_DISTANCE, LANE_WIDTH / 2],
                      rot @ [ACCESS_LENGTH + OUTER_DISTANCE, LANE_WIDTH / 2]))
@@ -436,7 +437,6 @@ class IntersectionJax(Environment):
 
     def _frame(self, t: dict, next_free: jax.Array, v: IntersectionState) -> IntersectionState:
         dt = 1.0 / SIMULATION_FREQUENCY
-        n = self.num_agents
         # 1. ControlledVehicle.follow_road / RoadNetwork.next_lane
         s_target, _ = _local(t, jnp, v.target_lane, v.position)
         after_end = s_target > t["length"][v.target_lane] - LANE_VEHICLE_LENGTH / 2

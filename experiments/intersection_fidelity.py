@@ -68,8 +68,8 @@ def lockstep_check(episodes: int) -> None:
             if (kind == "crash") != (turns == "straight"):
                 continue
             rng = np.random.default_rng(e)
-            policy = {"scripted": lambda t, o: expert(None, o),
-                      "random": lambda t, o: rng.integers(0, 3, 4),
+            policy = {"scripted": lambda t, o, expert=expert: expert(None, o),
+                      "random": lambda t, o, rng=rng: rng.integers(0, 3, 4),
                       "crash": lambda t, o: np.full(4, FASTER),
                       "stop-go": lambda t, o: np.full(4, SLOWER if t < 5 else FASTER)}[kind]
             r = lockstep(host, env, e, policy, step)

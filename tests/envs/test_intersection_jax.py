@@ -3,10 +3,11 @@
 The lockstep checks load highway-env's vehicles after its reset into the JAX
 state and apply the same actions to both. Tolerances (float32 against
 highway-env's float64): positions 0.05 m, headings 0.01 rad, speeds 1e-4 m/s,
-observations 2e-3, on steps without a crash. Positions differ by 1e-5 m while vehicles move; a vehicle
-braking to a near standstill (below about 0.1 m/s) makes highway-env's steering
-controller oscillate between its +-60 degree limits, which amplifies rounding
-to millimetres (see ``experiments/intersection_fidelity.py``). Collisions,
+observations 2e-3, on steps without a crash. Positions differ by 1e-5 m while
+vehicles move; a vehicle braking to a near standstill (below about 0.1 m/s)
+makes highway-env's steering controller oscillate between its +-60 degree
+limits, which amplifies rounding to millimetres
+(see ``experiments/intersection_fidelity.py``). Collisions,
 arrivals, rewards and terminations must agree exactly. The 1,000-episode and
 distribution checks are in ``experiments/intersection_fidelity.py``.
 """
@@ -91,12 +92,16 @@ def games():
     return out
 
 
+def _random_policy(seed):
+    rng = np.random.default_rng(seed)
+    return lambda t, obs: rng.integers(0, 3, 4)
+
+
 def _policies(host):
     expert = host.scripted_policy()
     return {
         "scripted": lambda seed: (lambda t, obs: expert(None, obs)),
-        "random": lambda seed: (lambda t, obs, rng=np.random.default_rng(seed):
-                                rng.integers(0, 3, 4)),
+        "random": lambda seed: _random_policy(seed),
         # everyone straight at full speed: crossing paths, crashes
         "crash": lambda seed: (lambda t, obs: np.full(4, FASTER)),
         # braking to a stop, then off again
@@ -169,6 +174,7 @@ def test_vmapped_steps_equal_single_steps():
     batched = jax.jit(jax.vmap(env.step_env))(keys, states, actions)
     step = jax.jit(env.step_env)
     for b in range(3):
-        single = step(keys[b], jax.tree.map(lambda x: x[b], states), actions[b])
+        state_b = jax.tree.map(lambda x, b=b: x[b], states)
+        single = step(keys[b], state_b, actions[b])
         for x, y in zip(jax.tree.leaves(batched), jax.tree.leaves(single), strict=True):
             np.testing.assert_allclose(np.asarray(x)[b], np.asarray(y), atol=1e-5)
