@@ -1,5 +1,11 @@
 """MAMQL on highway-env's multi-agent intersection (the paper's driving domain).
 
+By default the game is ``intersection-jax`` (:mod:`envs.intersection_jax`, the
+same game in pure JAX, checked against highway-env step by step in
+``experiments/intersection_fidelity.py``), so online learners train jitted;
+``--env intersection`` (or ``intersection-speed``) plays highway-env itself
+through the host adapter, for checking.
+
 Records demonstrations with the scripted expert, trains ``mamql-offline``,
 ``iq-joint`` and ``bc`` on them (several seeds each, one ``mairl.runs.run`` per
 learner; ``iq-joint`` learns online, stepping the game on the host between
@@ -42,8 +48,9 @@ class Args(report.ExperimentArgs):
     """MAMQL, IQ-Learn (joint) and BC on highway-env's intersection.
 
     Attributes:
-        env: ``intersection`` (the paper's speed normalization) or
-            ``intersection-speed`` (informative velocity features).
+        env: ``intersection-jax`` (the paper's speed normalization, pure JAX),
+            ``intersection-jax-speed`` (informative velocity features), or the
+            highway-env originals ``intersection`` / ``intersection-speed``.
         speed_steps: random steps timed for the steps/s figures.
         greedy: play learned policies greedily instead of sampling from them.
     """
@@ -51,7 +58,8 @@ class Args(report.ExperimentArgs):
     out: Path = Path("runs/intersection")
     online_updates: int | None = 500
     final_episodes: int = 30
-    env: Literal["intersection", "intersection-speed"] = "intersection"
+    env: Literal["intersection-jax", "intersection-jax-speed", "intersection",
+                 "intersection-speed"] = "intersection-jax"
     speed_steps: int = 300
     greedy: bool = False
 
@@ -64,6 +72,7 @@ def rollout(key: jax.Array, env, policy_fn, episodes: int) -> dict[str, np.ndarr
     arrived when the episode ended).
     """
     policy = policy_fn if getattr(policy_fn, "host", False) else jax.jit(policy_fn)
+    step = jax.jit(env.step) if env.jittable else env.step
     key_reset, key_run = jax.random.split(key)
     obs, state = env.reset(key_reset)
     returns = np.zeros((episodes, env.num_agents))
@@ -73,19 +82,24 @@ def rollout(key: jax.Array, env, policy_fn, episodes: int) -> dict[str, np.ndarr
     while episode < episodes:
         key_act, key_step = jax.random.split(jax.random.fold_in(key_run, steps))
         actions = np.asarray(policy(key_act, obs), np.int32)
-        obs, state, reward, terminated, truncated, info = env.step(key_step, state, actions)
-        returns[episode] += reward
+        obs, state, reward, terminated, truncated, info = step(key_step, state, actions)
+        returns[episode] += np.asarray(reward)
         steps += 1
         if terminated or truncated:
-            crashed[episode] = info["crashed"].any()
-            arrived[episode] = info["arrived"]
+            crashed[episode] = np.asarray(info["crashed"]).any()
+            arrived[episode] = np.asarray(info["arrived"])
             episode += 1
     return {"returns": returns, "crashed": crashed, "arrived": arrived}
 
 
 def speed(env, num_steps: int) -> tuple[float, float]:
-    """Steps/s with uniformly random actions: mairl's adapter, raw highway-env."""
+    """Steps/s with uniformly random actions: mairl's adapter, raw highway-env (for
+    ``intersection-jax`` envs, of the highway-env game with the same velocity scaling;
+    ``experiments/intersection_fidelity.py`` times the JAX env)."""
     from highway_env.envs.intersection_env import MultiAgentIntersectionEnv
+
+    if env.jittable:
+        env = runs.make_env("intersection-speed" if env.speed_range[0] < 0 else "intersection")
 
     actions = report.random_actions(env, num_steps)
     raw = MultiAgentIntersectionEnv(config=env.config)
@@ -109,7 +123,7 @@ def main(args: Args) -> None:
     print(f"steps/s ({args.speed_steps} random steps): mairl adapter {adapter:.1f}, raw "
           f"highway-env (pandas observations) {raw:.1f} ({adapter / raw:.2f}x)")
 
-    expert = env.scripted_policy()
+    expert = env.scripted_policy()  # NumPy on the host, or JAX for intersection-jax
     demos_path = args.out / "intersection_expert_demos.npz"
     report.record_demos(jax.random.key(0), env, expert, args.demo_episodes, demos_path,
                         num_envs=args.demo_episodes)
@@ -118,7 +132,7 @@ def main(args: Args) -> None:
     def idle(key, obs):
         return np.ones(env.num_agents, np.int32)
 
-    idle.host = True
+    idle.host = not env.jittable
     print()
     measured = report.compare(
         lambda key, policy_fn, episodes: rollout(key, env, policy_fn, episodes),
