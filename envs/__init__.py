@@ -5,7 +5,7 @@ lists them. Game modules are imported on first use, so ``import envs`` is cheap.
 """
 
 from envs.core import Environment, EnvState
-from envs.registry import EnvSpec, make, register, register_prefix, registered, spec
+from envs.registry import EnvSpec, family_of, make, register, register_prefix, registered, spec
 from envs.spaces import Box, Discrete
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "EnvSpec",
     "EnvState",
     "Environment",
+    "family_of",
     "make",
     "register",
     "register_prefix",

@@ -86,3 +86,15 @@ def make(name: str, **kwargs: Any):
         env = _load(s.entry_point)(**{**dict(s.kwargs), **kwargs})
     env.env_id = name
     return env
+
+
+def family_of(name: str) -> str | None:
+    """The family of a registered environment (``"tabular"`` for ``tabular:PATH``), or
+    ``None`` for a name the registry does not know."""
+    prefix, sep, _ = name.partition(":")
+    if sep and prefix in _PREFIXES:
+        return "tabular" if prefix == "tabular" else None
+    try:
+        return spec(name).family
+    except KeyError:
+        return None

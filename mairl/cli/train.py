@@ -51,17 +51,21 @@ def _without(argv: list[str], flag: str) -> list[str]:
     return out
 
 
-def _args_class(name: str, resume: bool):
+def _args_class(name: str, resume: bool, family: str | None = None):
     """The flags of ``mairl train --algo name``: the algorithm's config and the run's
-    sections, flattened (``--learning-rate``, ``--env``, ``--updates``, ...)."""
+    sections, flattened (``--learning-rate``, ``--env``, ``--updates``, ...). The
+    algorithm's defaults are those of the env's ``family``
+    (``mairl.algos.FAMILY_DEFAULTS``)."""
     from mairl import runs
+    from mairl.algos import family_config
 
     spec = ALGOS[name]
+    default = family_config(name, family)
     out = [("out", Path, dataclasses.field(default=Path(".")))] if resume else [("out", Path)]
     return dataclasses.make_dataclass("TrainArgs", [
         ("env", runs.EnvConfig),
         *out,
-        ("algo", spec.config, dataclasses.field(default_factory=spec.config)),
+        ("algo", spec.config, dataclasses.field(default_factory=lambda: default)),
         ("data", runs.DataConfig, dataclasses.field(default_factory=runs.DataConfig)),
         ("schedule", runs.ScheduleConfig,
          dataclasses.field(default_factory=runs.ScheduleConfig)),
@@ -72,7 +76,10 @@ def _args_class(name: str, resume: bool):
 
 
 def _parse(name: str, argv: list[str], resume: bool):
-    cls = _args_class(name, resume)
+    import envs
+
+    env = _arg_value(argv, "--env")
+    cls = _args_class(name, resume, None if env is None else envs.family_of(env))
     cls.__doc__ = f"mairl train --algo {name}: {ALGOS[name].summary}."
     return tyro.cli(cls, args=argv, prog=f"mairl train --algo {name}",
                     config=(tyro.conf.OmitArgPrefixes,))

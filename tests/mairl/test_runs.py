@@ -451,3 +451,27 @@ def test_runs_follow_the_demonstrations_episode_rule(tmp_path):
     assert setup.env.episode_rule == dict(demos.episode_rule)
     own = dataclasses.replace(config, env=runs.EnvConfig("gems", episode_rule="env"))
     assert runs.Setup(own).env.episode_rule["end_rule"] == "gems"
+
+
+def test_defaults_follow_the_env_family(capsys):
+    """Tabular games get a tabular critic and the tabular step sizes by default; other
+    games, and algorithms without the IQ objective, keep the plain defaults; a flag
+    given on the command line wins."""
+    from mairl.algos import FAMILY_DEFAULTS, family_config
+
+    tab = family_config("mamql-offline", envs.family_of("random-game"))
+    assert (tab.critic, tab.chi2_coef, tab.learning_rate, tab.batch_size) == (
+        "tabular", 0.5, 3e-3, 1024)
+    assert envs.family_of("tabular:/some/game.npz") == "tabular"
+    assert family_config("mamql-offline", envs.family_of("gems")).critic == "mlp"
+    assert family_config("bc", "tabular") == ALGOS["bc"].config()
+    assert set(FAMILY_DEFAULTS["tabular"]) <= {f.name for f in dataclasses.fields(tab)}
+
+    def default_critic(argv):
+        with pytest.raises(SystemExit):
+            main(["train", "--algo", "mamql-offline", *argv, "--help"])
+        after = capsys.readouterr().out.split("--critic STR", 1)[1]
+        return after.split("(default: ", 1)[1].split(")", 1)[0]
+
+    assert default_critic(["--env", "random-game"]) == "tabular"
+    assert default_critic(["--env", "gems"]) == "mlp"
