@@ -471,7 +471,7 @@ def test_defaults_follow_the_env_family(capsys):
         with pytest.raises(SystemExit):
             main(["train", "--algo", "mamql-offline", *argv, "--help"])
         after = capsys.readouterr().out.split("--critic STR", 1)[1]
-        return after.split("(default: ", 1)[1].split(")", 1)[0]
+        return after.split("(default:", 1)[1].split(")", 1)[0].strip()
 
     assert default_critic(["--env", "random-game"]) == "tabular"
     assert default_critic(["--env", "gems"]) == "mlp"
