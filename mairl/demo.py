@@ -147,7 +147,7 @@ def print_table(expert_returns: np.ndarray, rows: list[dict]) -> None:
         print(f"{r['algo']:<15}{a0[0]:>10.2f} ± {a0[1]:<5.2f}{a1[0]:>10.2f} ± {a1[1]:<5.2f}"
               f"{kl:>13.3f}{acc:>12.3f}{r['wall_time_s']:>8.0f}")
     print("return: mean over seeds (300 episodes each) ± 95% t-interval over seeds; expert: "
-          "over demonstrated episodes, same 45-step cap and gem rule. held-out KL: "
+          "over demonstrated episodes; both under the demonstrations' episode rule. held-out KL: "
           "KL(expert || learner) on held-out demonstrated states, mean over agents "
           "(nan: the expert that made the data is unknown); action acc: greedy action = "
           "demonstrated action.")
