@@ -165,6 +165,9 @@ def _lane_table() -> dict[str, np.ndarray]:
             t["center"][i], t["radius"][i], t["start_phase"][i] = center, radius, phase0
             t["sense"][i] = sense
             t["length"][i] = radius * (phase1 - phase0) * sense
+    t["phase_cos"], t["phase_sin"] = np.cos(t["start_phase"]), np.sin(t["start_phase"])
+    for k in ("start", "direction", "center"):
+        t[f"{k}_x"], t[f"{k}_y"] = t[k][:, 0].copy(), t[k][:, 1].copy()
     t["names"] = names
     return t
 
@@ -202,31 +205,85 @@ def _jnp_table(t: dict, xp: Any = jnp, dtype: Any = np.float32) -> dict:
 
 # -- lane geometry, vectorized (road.lane) -----------------------------------------------------
 def _wrap_to_pi(x):
-    """``utils.wrap_to_pi``."""
-    return jnp.mod(x + jnp.pi, 2 * jnp.pi) - jnp.pi
+    """``utils.wrap_to_pi``: ``x`` minus the multiple of ``2 pi`` that lands in ``[-pi, pi)``
+    (``floor``, not ``jnp.mod``, which XLA:CPU evaluates as a scalar ``fmod`` call)."""
+    return x - 2 * jnp.pi * jnp.floor((x + jnp.pi) / (2 * jnp.pi))
+
+
+def _atan2(y, x):
+    """``arctan2`` as a polynomial: Cephes ``atanf`` (relative error below 2e-7) after
+    reducing ``|y| / |x|`` to ``[0, tan(pi / 8)]``. XLA:CPU evaluates ``arctan2``,
+    ``arcsin`` and ``arctan`` as scalar library calls, 20 times slower than this."""
+    ax, ay = jnp.abs(x), jnp.abs(y)
+    num, den = jnp.minimum(ax, ay), jnp.maximum(ax, ay)
+    big = num > 0.41421356237309503 * den  # ratio above tan(pi / 8): atan(t) = pi/4 + atan(t')
+    t = jnp.where(big, num - den, num) / jnp.where(big, num + den, jnp.where(den > 0, den, 1.0))
+    z = t * t
+    a = ((((8.05374449538e-2 * z - 1.38776856032e-1) * z + 1.99777106478e-1) * z
+          - 3.33329491539e-1) * z * t + t)
+    a = jnp.where(big, a + np.pi / 4, a)
+    a = jnp.where(ay > ax, np.pi / 2 - a, a)
+    a = jnp.where(jnp.signbit(x), np.pi - a, a)
+    return jnp.where(jnp.signbit(y), -a, a)
+
+
+def _materialize(x):
+    """``x``, evaluated once. XLA:CPU fuses a cheap elementwise value into every
+    consumer, recomputing it, and drops ``optimization_barrier``; it never duplicates
+    a division, and dividing by one is exact (booleans and small integers pass as
+    float32)."""
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        return _materialize(x.astype(jnp.float32)).astype(x.dtype)
+    return x / jnp.where(x != x, 2.0, 1.0)
+
+
+def _batch_minor(fn):
+    """``fn`` over arrays ``(vehicle, *batch)`` (elementwise over ``batch``), kept in that
+    layout under ``jax.vmap``: the mapped axis goes last, so each vehicle's values over
+    the batch are contiguous (4x faster on CPU than vmap's ``(batch, vehicle)``)."""
+    fn = jax.custom_batching.custom_vmap(fn)
+
+    @fn.def_vmap
+    def rule(axis_size, in_batched, *args):
+        args = [jnp.moveaxis(a if b else jnp.broadcast_to(a, (axis_size, *jnp.shape(a))), 0, -1)
+                for a, b in zip(args, in_batched, strict=True)]
+        out = fn(*args)
+        return (jax.tree.map(lambda o: jnp.moveaxis(o, -1, 0), out),
+                jax.tree.map(lambda _: True, out))
+
+    return fn
 
 
 def _local(t: dict, xp: Any, lane, position):
-    """``local_coordinates`` of ``position (..., 2)`` on lanes ``lane (...)``: ``(s, r)``.
+    """``local_coordinates`` of ``position (..., 2)`` on lanes ``lane (...)``: ``(s, r)``."""
+    return _local_xy(t, xp, lane, position[..., 0], position[..., 1])
+
+
+def _local_xy(t: dict, xp: Any, lane, x, y):
+    """``local_coordinates`` of the points ``x, y`` on lanes ``lane`` (same shapes): ``(s, r)``.
 
     Straight: projections on the lane's direction and its left normal;
-    circular: the arc length from the start phase (angle wrapped to within pi of
-    it) and ``sense * (radius - distance to the centre)``.
+    circular: the arc length from the start phase (the angle of the point seen from
+    the centre, relative to the start phase, within pi of it) and
+    ``sense * (radius - distance to the centre)``.
     """
-    wrap = _wrap_to_pi if xp is jnp else (lambda x: np.mod(x + np.pi, 2 * np.pi) - np.pi)
-    take = (lambda a: a[lane])
-    start, direction = take(t["start"]), take(t["direction"])
-    delta = position - start
-    s_straight = delta[..., 0] * direction[..., 0] + delta[..., 1] * direction[..., 1]
-    r_straight = -delta[..., 0] * direction[..., 1] + delta[..., 1] * direction[..., 0]
-    center, radius = take(t["center"]), take(t["radius"])
-    phase0, sense = take(t["start_phase"]), take(t["sense"])
-    dc = position - center
-    phi = phase0 + wrap(xp.arctan2(dc[..., 1], dc[..., 0]) - phase0)
-    dist = xp.sqrt(dc[..., 0] ** 2 + dc[..., 1] ** 2)
-    s_circle = sense * (phi - phase0) * radius
-    r_circle = sense * (radius - dist)
-    circular = take(t["circular"]) > 0
+    atan2 = _atan2 if xp is jnp else np.arctan2
+
+    def take(k):
+        return t[k][lane]
+
+    dx, dy = x - take("start_x"), y - take("start_y")
+    ux, uy = take("direction_x"), take("direction_y")
+    s_straight = dx * ux + dy * uy
+    r_straight = -dx * uy + dy * ux
+    radius, sense = take("radius"), take("sense")
+    cx, cy = x - take("center_x"), y - take("center_y")
+    c0, s0 = take("phase_cos"), take("phase_sin")
+    # utils.wrap_to_pi(arctan2(c) - start_phase) as one angle: c rotated by -start_phase
+    angle = atan2(c0 * cy - s0 * cx, c0 * cx + s0 * cy)
+    s_circle = sense * angle * radius
+    r_circle = sense * (radius - xp.sqrt(cx * cx + cy * cy))
+    circular = take("circular") > 0
     return xp.where(circular, s_circle, s_straight), xp.where(circular, r_circle, r_straight)
 
 
@@ -238,15 +295,22 @@ def _heading_at(t: dict, lane, s):
     return jnp.where(circular, psi, t["heading"][lane])
 
 
-def _closest_lane(t: dict, position, heading):
-    """``RoadNetwork.get_closest_lane_index``: ``(vehicle,)`` int32, first minimum of
-    ``AbstractLane.distance_with_heading`` over the 20 lanes."""
-    lanes = jnp.arange(NUM_LANES)
-    s, r = _local(t, jnp, lanes[None, :], position[:, None, :])  # (vehicle, lane)
-    length = t["length"][None, :]
-    angle = jnp.abs(_wrap_to_pi(heading[:, None] - _heading_at(t, lanes[None, :], s)))
-    dist = jnp.abs(r) + jnp.maximum(s - length, 0) + jnp.maximum(-s, 0) + angle
-    return jnp.argmin(dist, axis=-1).astype(jnp.int32)
+def _closest_lane(x, y, heading):
+    """``RoadNetwork.get_closest_lane_index`` of vehicles at ``x, y`` with ``heading``
+    (any shape): int32, the first minimum of ``AbstractLane.distance_with_heading``
+    over the 20 lanes, each lane's geometry a constant (no gathers)."""
+    table = _jnp_table(LANES, np)
+    best = lane = None
+    for i in range(NUM_LANES):
+        s, r = _local_xy(table, jnp, i, x, y)
+        angle = jnp.abs(_wrap_to_pi(heading - _heading_at(table, i, s)))
+        dist = jnp.abs(r) + jnp.maximum(s - table["length"][i], 0) + jnp.maximum(-s, 0) + angle
+        if best is None:
+            best, lane = dist, jnp.zeros(jnp.shape(x), jnp.int32)
+        else:
+            closer = dist < best
+            best, lane = jnp.where(closer, dist, best), jnp.where(closer, i, lane)
+    return _materialize(lane)
 
 
 LANES = _lane_table()
@@ -358,10 +422,8 @@ class IntersectionJax(Environment):
         self.speed_range = (float(speed_range[0]), float(speed_range[1]))
         self.turns = turns
         self.unroll = int(unroll)
-        self._pairs = np.array(np.triu_indices(self.num_agents, 1), np.int32)  # (2, pair)
-        self._member = np.zeros((self.num_agents, self._pairs.shape[1]), np.float32)
-        self._member[self._pairs[0], np.arange(self._pairs.shape[1])] = 1.0
-        self._member[self._pairs[1], np.arange(self._pairs.shape[1])] = -1.0
+        self._simulate = _make_simulate(self.unroll)
+        self._observe = _make_observe(self.position_range, self.speed_range)
 
     # -- reset (IntersectionEnv._make_vehicles) ------------------------------------------------
     def reset_env(self, key: jax.Array) -> tuple[jax.Array, IntersectionState]:
@@ -401,7 +463,7 @@ class IntersectionJax(Environment):
             target_lane=approach,
             route=jnp.stack([approach, turn_lane, exit_lane], axis=-1),
             route_index=jnp.zeros((n,), jnp.int32),
-            lane=_closest_lane(t, position, heading),
+            lane=_closest_lane_batch_minor(position[:, 0], position[:, 1], heading),
             crashed=jnp.zeros((n,), jnp.bool_),
             impact=jnp.zeros((n, 2), jnp.float32),
             has_impact=jnp.zeros((n,), jnp.bool_),
@@ -423,90 +485,16 @@ class IntersectionJax(Environment):
             actions == FASTER, 1, jnp.where(actions == SLOWER, -1, 0))
         target_speed = jnp.where(actions == IDLE, state.target_speed,
                                  self._speed_of_index(jnp.clip(index, 0, len(TARGET_SPEEDS) - 1)))
-        state = state.replace(target_speed=target_speed)
-        t = _jnp_table(LANES)
-        next_free = jnp.asarray(NEXT_WITHOUT_ROUTE)
-
-        def frame(state, _):
-            return self._frame(t, next_free, state), None
-
-        state, _ = jax.lax.scan(frame, state, None, length=SIMULATION_FREQUENCY,
-                                unroll=self.unroll)
-        lane = _closest_lane(t, state.position, state.heading)
-        return state.replace(time=state.time + 1, lane=lane)
-
-    def _frame(self, t: dict, next_free: jax.Array, v: IntersectionState) -> IntersectionState:
-        dt = 1.0 / SIMULATION_FREQUENCY
-        # 1. ControlledVehicle.follow_road / RoadNetwork.next_lane
-        s_target, _ = _local(t, jnp, v.target_lane, v.position)
-        after_end = s_target > t["length"][v.target_lane] - LANE_VEHICLE_LENGTH / 2
-        on_route = v.route_index < 2
-        route_next = jnp.take_along_axis(v.route, jnp.minimum(v.route_index + 1, 2)[:, None],
-                                         axis=1)[:, 0]
-        target_lane = jnp.where(after_end, jnp.where(on_route, route_next,
-                                                     next_free[v.target_lane]), v.target_lane)
-        route_index = jnp.where(after_end, jnp.where(on_route, v.route_index + 1, 3),
-                                v.route_index)
-        # 2. ControlledVehicle.steering_control and speed_control
-        speed = v.speed
-        not_zero = jnp.where(jnp.abs(speed) > 1e-2, speed, jnp.where(speed >= 0, 1e-2, -1e-2))
-        s, r = _local(t, jnp, target_lane, v.position)
-        future_heading = _heading_at(t, target_lane, s + speed * TAU_PURSUIT)
-        lateral_speed = -(1 / TAU_LATERAL) * r
-        heading_command = jnp.arcsin(jnp.clip(lateral_speed / not_zero, -1, 1))
-        heading_ref = future_heading + jnp.clip(heading_command, -jnp.pi / 4, jnp.pi / 4)
-        heading_rate = (1 / TAU_HEADING) * _wrap_to_pi(heading_ref - v.heading)
-        # slip = arcsin(x), steering = arctan(2 tan(slip)), written as arctan2 so that
-        # |x| = 1 gives +-pi/2 (float32 pi/2 exceeds pi/2: its tan has the wrong sign)
-        x = jnp.clip(LENGTH / 2 / not_zero * heading_rate, -1, 1)
-        steering = jnp.arctan2(2 * x, jnp.sqrt(jnp.maximum(1 - x * x, 0.0)))
-        steering = jnp.clip(steering, -MAX_STEERING_ANGLE, MAX_STEERING_ANGLE)
-        acceleration = (1 / TAU_ACC) * (v.target_speed - speed)
-        # 3. Vehicle.clip_actions and Vehicle.step
-        steering = jnp.where(v.crashed, 0.0, steering)
-        acceleration = jnp.where(v.crashed, -speed, acceleration)
-        acceleration = jnp.where(speed > MAX_SPEED, jnp.minimum(acceleration, MAX_SPEED - speed),
-                                 jnp.where(speed < MIN_SPEED,
-                                           jnp.maximum(acceleration, MIN_SPEED - speed),
-                                           acceleration))
-        beta = jnp.arctan(0.5 * jnp.tan(steering))
-        course = v.heading + beta
-        position = v.position + (speed * dt)[:, None] * jnp.stack(
-            [jnp.cos(course), jnp.sin(course)], axis=-1)
-        position = position + jnp.where(v.has_impact[:, None], v.impact, 0.0)
-        crashed = v.crashed | v.has_impact
-        heading = v.heading + speed * jnp.sin(beta) / (LENGTH / 2) * dt
-        speed = speed + acceleration * dt
-        # 4. Road.step -> RoadObject.handle_collisions, pairs i < j in order
-        crashed, impact, has_impact = self._collisions(position, heading, speed, crashed, dt)
-        return v.replace(position=position, heading=heading, speed=speed,
-                         target_lane=target_lane, route_index=route_index, crashed=crashed,
-                         impact=impact, has_impact=has_impact)
-
-    def _collisions(self, position, heading, speed, crashed, dt):
-        """Every pair's ``handle_collisions``; returns ``crashed, impact, has_impact``.
-
-        Pairs ``i < j`` on one axis, in ``Road.step``'s order; a vehicle's impact
-        comes from the last pair (in that order) predicting an intersection.
-        """
-        n = self.num_agents
-        if n < 2:
-            return crashed, jnp.zeros((n, 2), jnp.float32), jnp.zeros((n,), bool)
-        i, j = self._pairs
-        intersecting, will, (tx, ty) = _polygons_intersecting(
-            position[i], heading[i], speed[i], position[j], heading[j], speed[j], dt)
-        # RoadObject._is_colliding's spherical pre-check (with the first vehicle's speed)
-        diagonal = float(np.sqrt(LENGTH**2 + WIDTH**2))
-        gap = jnp.sqrt(jnp.sum((position[j] - position[i]) ** 2, axis=-1))
-        near = ~(gap > diagonal + speed[i] * dt)
-        intersecting, will = intersecting & near, will & near
-        member = self._member  # (vehicle, pair): +1 first, -1 second, 0 not in the pair
-        crashed = crashed | jnp.any((member != 0) & intersecting, axis=1)
-        pair = jnp.arange(len(i))
-        last = jnp.max(jnp.where((member != 0) & will, pair, -1), axis=1)  # (vehicle,)
-        pick = jnp.where(pair == last[:, None], 0.5 * member, 0.0)  # (vehicle, pair)
-        impact = jnp.stack([pick @ tx, pick @ ty], axis=-1)
-        return crashed, impact, last >= 0
+        (x, y, heading, speed, target_lane, route_index, lane, crashed, impact_x, impact_y,
+         has_impact) = self._simulate(
+            state.position[:, 0], state.position[:, 1], state.heading, state.speed, target_speed,
+            state.target_lane, state.route[:, 1], state.route[:, 2], state.route_index,
+            state.crashed, state.impact[:, 0], state.impact[:, 1], state.has_impact)
+        return state.replace(
+            time=state.time + 1, position=jnp.stack([x, y], axis=-1), heading=heading,
+            speed=speed, target_speed=target_speed, target_lane=target_lane,
+            route_index=route_index, lane=lane, crashed=crashed,
+            impact=jnp.stack([impact_x, impact_y], axis=-1), has_impact=has_impact)
 
     # -- outcome (IntersectionEnv._agent_reward, has_arrived, _is_terminated) -----------------
     def outcome(self, state: IntersectionState) -> tuple[jax.Array, jax.Array, dict]:
@@ -530,34 +518,8 @@ class IntersectionJax(Environment):
     # -- observation (KinematicObservation, Road.close_objects_to) -----------------------------
     def observe(self, state: IntersectionState) -> jax.Array:
         """``obs (agent, vehicle=3, feature=7)`` float32, as :mod:`envs.intersection`."""
-        t = _jnp_table(LANES)
-        n = self.num_agents
-        cos_h, sin_h = jnp.cos(state.heading), jnp.sin(state.heading)
-        raw = jnp.stack([jnp.ones(n), state.position[:, 0], state.position[:, 1],
-                         state.speed * cos_h, state.speed * sin_h, cos_h, sin_h], axis=-1)
-        lo = jnp.array([0, *[self.position_range[0]] * 2, *[self.speed_range[0]] * 2, 0, 0],
-                       jnp.float32)
-        hi = jnp.array([0, *[self.position_range[1]] * 2, *[self.speed_range[1]] * 2, 0, 0],
-                       jnp.float32)
-        scaled = jnp.clip(-1.0 + (raw - lo) * 2.0 / jnp.where(hi > lo, hi - lo, 1.0), -1.0, 1.0)
-        rows = jnp.where(hi > lo, scaled, raw)  # x, y, vx, vy mapped (utils.lmap) and clipped
-        # along the observer's lane: s[i, j] of vehicle j on observer i's lane
-        s, _ = _local(t, jnp, state.lane[:, None], state.position[None, :, :])
-        along = s - jnp.diagonal(s)[:, None]
-        dist = jnp.linalg.norm(state.position[None, :, :] - state.position[:, None, :], axis=-1)
-        others = ~jnp.eye(n, dtype=bool)
-        visible = others & (dist < PERCEPTION_DISTANCE) & (-2 * LENGTH < along)
-        key = jnp.abs(along)
-        idx = jnp.arange(n)
-        before = (key[:, None, :] < key[:, :, None]) | (
-            (key[:, None, :] == key[:, :, None]) & (idx[None, None, :] < idx[None, :, None]))
-        rank = jnp.sum(before & visible[:, None, :], axis=-1)  # (observer, vehicle)
-        slots = []
-        for k in range(VEHICLES_OBSERVED - 1):
-            pick = visible & (rank == k)  # (observer, vehicle), at most one per row
-            slots.append(jnp.einsum("ij,jf->if", pick.astype(jnp.float32), rows))
-        obs = jnp.stack([rows, *slots], axis=1)
-        return obs.astype(jnp.float32)
+        return self._observe(state.position[:, 0], state.position[:, 1], state.heading,
+                             state.speed, state.lane)
 
     # -- helpers -------------------------------------------------------------------------------
     @staticmethod
@@ -620,11 +582,176 @@ class IntersectionJax(Environment):
         )
 
 
-def _polygons_intersecting(pos_a, heading_a, speed_a, pos_b, heading_b, speed_b, dt):
+def _make_observe(position_range: tuple[float, float], speed_range: tuple[float, float]):
+    """``KinematicObservation`` of every vehicle, as one function of arrays
+    ``(vehicle, *batch)`` kept batch-minor under ``jax.vmap`` (:func:`_batch_minor`):
+    ``x, y, heading, speed, lane`` give ``obs (observer, slot=3, feature=7, *batch)``."""
+
+    def scale(value, lo, hi):  # utils.lmap to [-1, 1], clipped
+        return jnp.clip(-1.0 + (value - lo) * 2.0 / (hi - lo), -1.0, 1.0)
+
+    def observe(x, y, heading, speed, lane):
+        n = x.shape[0]
+        column = (1, n) + (1,) * (x.ndim - 1)  # (vehicle,) against (observer, vehicle, *batch)
+        cos_h, sin_h = jnp.cos(heading), jnp.sin(heading)
+        rows = jnp.stack([jnp.ones_like(x), scale(x, *position_range), scale(y, *position_range),
+                          scale(speed * cos_h, *speed_range), scale(speed * sin_h, *speed_range),
+                          cos_h, sin_h], axis=1)  # (vehicle, feature, *batch)
+        # along the observer's lane: s[i, j] of vehicle j on observer i's lane
+        s, _ = _local_xy(_jnp_table(LANES), jnp, lane[:, None], x[None, :], y[None, :])
+        along = s - jnp.stack([s[i, i] for i in range(n)])[:, None]
+        dist = jnp.sqrt((x[None, :] - x[:, None]) ** 2 + (y[None, :] - y[:, None]) ** 2)
+        others = ~np.eye(n, dtype=bool).reshape((n,) + column[1:])
+        visible = others & (dist < PERCEPTION_DISTANCE) & (-2 * LENGTH < along)
+        key = jnp.abs(along)  # (observer, vehicle, *batch): sorted by it, ties by vehicle order
+        order = np.arange(n).reshape(column)
+        rank = sum((((key[:, k:k + 1] < key) | ((key[:, k:k + 1] == key) & (k < order)))
+                    & visible[:, k:k + 1]).astype(jnp.int32) for k in range(n))
+        slots = [rows]
+        for k in range(VEHICLES_OBSERVED - 1):
+            pick = visible & (rank == k)  # (observer, vehicle, *batch), at most one per row
+            slots.append(sum(jnp.where(pick[:, j:j + 1], rows[j][None], 0.0) for j in range(n)))
+        obs = jnp.stack(slots, axis=1).astype(jnp.float32)  # (observer, slot, feature, *batch)
+        return _materialize(obs)
+
+    return _batch_minor(observe)
+
+
+#: ``sin`` of the largest slip angle: the bicycle model's ``beta = arctan(tan(delta) / 2)`` at
+#: the steering limit ``delta = pi / 3`` (``sqrt(3 / 7)``).
+MAX_SIN_SLIP = float(np.sin(np.arctan(np.tan(MAX_STEERING_ANGLE) / 2)))
+
+
+def _make_simulate(unroll: int):
+    """The 15 frames of a step and the closest lanes after them, as one function of
+    arrays ``(vehicle, *batch)`` kept batch-minor under ``jax.vmap``
+    (:func:`_batch_minor`); ``unroll`` frames per loop iteration.
+
+    Arguments: ``x, y, heading, speed, target_speed, target_lane``, the route's turn
+    and exit lanes, ``route_index, crashed, impact_x, impact_y, has_impact``.
+    Returns ``x, y, heading, speed, target_lane, route_index, lane, crashed,
+    impact_x, impact_y, has_impact``.
+    """
+
+    def simulate(x, y, heading, speed, target_speed, target_lane, turn_lane, exit_lane,
+                 route_index, crashed, impact_x, impact_y, has_impact):
+        t = _jnp_table(LANES)
+        next_free = jnp.asarray(NEXT_WITHOUT_ROUTE)
+
+        def frame(carry, _):
+            return _frame(t, next_free, turn_lane, exit_lane, target_speed, carry), None
+
+        carry = (x, y, heading, _materialize(jnp.cos(heading)), _materialize(jnp.sin(heading)),
+                 speed, target_lane, route_index, crashed, impact_x, impact_y, has_impact)
+        carry, _ = jax.lax.scan(frame, carry, None, length=SIMULATION_FREQUENCY, unroll=unroll)
+        (x, y, heading, _, _, speed, target_lane, route_index, crashed, impact_x, impact_y,
+         has_impact) = carry
+        lane = _closest_lane(x, y, heading)
+        return (x, y, heading, speed, target_lane, route_index, lane, crashed, impact_x,
+                impact_y, has_impact)
+
+    return _batch_minor(simulate)
+
+
+@_batch_minor
+def _closest_lane_batch_minor(x, y, heading):
+    """:func:`_closest_lane`, batch-minor under ``jax.vmap``."""
+    return _closest_lane(x, y, heading)
+
+
+def _frame(t: dict, next_free, turn_lane, exit_lane, target_speed, carry):
+    """One simulation frame of ``dt = 1 / 15`` s (steps 1-4 of the module docstring) on
+    arrays ``(vehicle, *batch)``. ``carry`` holds ``cos`` and ``sin`` of the heading
+    after ``heading``, computed once per frame."""
+    (x, y, heading, cos_h, sin_h, speed, target_lane, route_index, crashed, impact_x, impact_y,
+     has_impact) = carry
+    dt = 1.0 / SIMULATION_FREQUENCY
+    # 1. ControlledVehicle.follow_road / RoadNetwork.next_lane
+    s_target, _ = _local_xy(t, jnp, target_lane, x, y)
+    after_end = s_target > t["length"][target_lane] - LANE_VEHICLE_LENGTH / 2
+    on_route = route_index < 2
+    route_next = jnp.where(route_index == 0, turn_lane, exit_lane)
+    target_lane = jnp.where(after_end, jnp.where(on_route, route_next, next_free[target_lane]),
+                            target_lane)
+    route_index = jnp.where(after_end, jnp.where(on_route, route_index + 1, 3), route_index)
+    # 2. ControlledVehicle.steering_control and speed_control
+    not_zero = jnp.where(jnp.abs(speed) > 1e-2, speed, jnp.where(speed >= 0, 1e-2, -1e-2))
+    s, r = _local_xy(t, jnp, target_lane, x, y)
+    future_heading = _heading_at(t, target_lane, s + speed * TAU_PURSUIT)
+    lateral_speed = -(1 / TAU_LATERAL) * r
+    z = jnp.clip(lateral_speed / not_zero, -1, 1)
+    heading_command = _atan2(z, jnp.sqrt((1 - z) * (1 + z)))  # arcsin(z)
+    heading_ref = future_heading + jnp.clip(heading_command, -jnp.pi / 4, jnp.pi / 4)
+    heading_rate = (1 / TAU_HEADING) * _wrap_to_pi(heading_ref - heading)
+    # steering = arctan(2 tan(arcsin(slip))) clipped to pi/3, then the bicycle model's
+    # beta = arctan(tan(steering) / 2): beta = arcsin(slip) with sin(beta) clipped to
+    # MAX_SIN_SLIP (the same angle, without the four inverse trigonometric functions)
+    slip = jnp.clip(LENGTH / 2 / not_zero * heading_rate, -1, 1)
+    acceleration = (1 / TAU_ACC) * (target_speed - speed)
+    # 3. Vehicle.clip_actions and Vehicle.step (a crashed vehicle steers 0, brakes -speed)
+    sin_beta = jnp.where(crashed, 0.0, jnp.clip(slip, -MAX_SIN_SLIP, MAX_SIN_SLIP))
+    cos_beta = jnp.sqrt(1 - sin_beta * sin_beta)
+    acceleration = jnp.where(crashed, -speed, acceleration)
+    acceleration = jnp.where(speed > MAX_SPEED, jnp.minimum(acceleration, MAX_SPEED - speed),
+                             jnp.where(speed < MIN_SPEED,
+                                       jnp.maximum(acceleration, MIN_SPEED - speed),
+                                       acceleration))
+    travel = speed * dt  # along the course heading + beta
+    x = x + travel * (cos_h * cos_beta - sin_h * sin_beta)
+    y = y + travel * (sin_h * cos_beta + cos_h * sin_beta)
+    x = x + jnp.where(has_impact, impact_x, 0.0)
+    y = y + jnp.where(has_impact, impact_y, 0.0)
+    crashed = crashed | has_impact
+    heading = heading + speed * sin_beta / (LENGTH / 2) * dt
+    speed = speed + acceleration * dt
+    cos_h, sin_h = _materialize(jnp.cos(heading)), _materialize(jnp.sin(heading))
+    # 4. Road.step -> RoadObject.handle_collisions, pairs i < j in order
+    crashed, impact_x, impact_y, has_impact = _collisions(x, y, cos_h, sin_h, speed, crashed, dt)
+    return (x, y, heading, cos_h, sin_h, speed, target_lane, route_index, crashed, impact_x,
+            impact_y, has_impact)
+
+
+def _collisions(x, y, cos_h, sin_h, speed, crashed, dt):
+    """Every pair's ``handle_collisions`` on arrays ``(vehicle, *batch)``; returns
+    ``crashed, impact_x, impact_y, has_impact``.
+
+    Pairs ``i < j`` on one axis, in ``Road.step``'s order; a vehicle's impact is half
+    the translation of the last pair (in that order) predicting an intersection.
+    """
+    n = x.shape[0]
+    zero = jnp.zeros_like(x)
+    if n < 2:
+        return crashed, zero, zero, jnp.zeros_like(crashed)
+    first, second = np.triu_indices(n, 1)
+    intersecting, will, tx, ty = _polygons_intersecting(
+        x[first] - x[second], y[first] - y[second], cos_h[first], sin_h[first], speed[first],
+        cos_h[second], sin_h[second], speed[second], dt)
+    # RoadObject._is_colliding's spherical pre-check (with the first vehicle's speed)
+    diagonal = float(np.sqrt(LENGTH**2 + WIDTH**2))
+    gap = jnp.sqrt((x[second] - x[first]) ** 2 + (y[second] - y[first]) ** 2)
+    near = ~(gap > diagonal + speed[first] * dt)
+    flags = _materialize(jnp.where(intersecting & near, 1.0, 0.0)
+                         + jnp.where(will & near, 2.0, 0.0))
+    intersecting, will = (flags == 1.0) | (flags == 3.0), flags >= 2.0
+    tx, ty = _materialize(0.5 * tx), _materialize(0.5 * ty)
+    crashed = [crashed[k] for k in range(n)]
+    impact_x, impact_y = [zero[k] for k in range(n)], [zero[k] for k in range(n)]
+    has_impact = [will[0] & False for _ in range(n)]
+    for p, (i, j) in enumerate(zip(first, second, strict=True)):
+        for k, sign in ((i, 1.0), (j, -1.0)):
+            crashed[k] = crashed[k] | intersecting[p]
+            impact_x[k] = jnp.where(will[p], sign * tx[p], impact_x[k])
+            impact_y[k] = jnp.where(will[p], sign * ty[p], impact_y[k])
+            has_impact[k] = has_impact[k] | will[p]
+    return tuple(jnp.stack(v) for v in (crashed, impact_x, impact_y, has_impact))
+
+
+def _polygons_intersecting(dx, dy, cos_a, sin_a, speed_a, cos_b, sin_b, speed_b, dt):
     """``utils.are_polygons_intersecting`` of two ``RoadObject.polygon`` rectangles.
 
-    Elementwise over any batch shape (``pos (..., 2)``, the rest ``(...)``):
-    returns ``intersecting, will_intersect, translation (..., 2)``.
+    Elementwise over any shape: ``a``'s centre minus ``b``'s ``dx, dy``, each one's
+    heading's ``cos, sin`` and speed; returns ``intersecting, will_intersect,
+    translation_x, translation_y``.
 
     Separating axes in highway-env's order: the edge normals of ``a``
     (``-u_a, n_a, u_a, -n_a`` for its heading ``u`` and left normal ``n``), then
@@ -636,20 +763,19 @@ def _polygons_intersecting(pos_a, heading_a, speed_a, pos_b, heading_b, speed_b,
     serve the eight axes. The translation is the first smallest ``|distance|``
     along its axis, pointing from ``b``'s centre to ``a``'s.
     """
-    ua = (jnp.cos(heading_a), jnp.sin(heading_a))
-    ub = (jnp.cos(heading_b), jnp.sin(heading_b))
+    ua, ub = (cos_a, sin_a), (cos_b, sin_b)
     na, nb = (-ua[1], ua[0]), (-ub[1], ub[0])
     cos_rel = ua[0] * ub[0] + ua[1] * ub[1]  # u_a . u_b = n_a . n_b
     sin_rel = ua[0] * ub[1] - ua[1] * ub[0]  # u_a . n_b = -(n_a . u_b)
     across = LENGTH / 2 * jnp.abs(cos_rel) + WIDTH / 2 * jnp.abs(sin_rel)
     along = LENGTH / 2 * jnp.abs(sin_rel) + WIDTH / 2 * jnp.abs(cos_rel)
-    centre = (pos_a[..., 0] - pos_b[..., 0], pos_a[..., 1] - pos_b[..., 1])
+    centre = (dx, dy)
     rel = ((speed_a * ua[0] - speed_b * ub[0]) * dt, (speed_a * ua[1] - speed_b * ub[1]) * dt)
 
     def dot(p, k):
         return p[0] * k[0] + p[1] * k[1]
 
-    intersecting = will = jnp.ones(jnp.shape(heading_a), bool)
+    intersecting = will = jnp.ones(jnp.shape(dx), bool)
     distances, axes = [None] * 8, [None] * 8
     # (axis k, half-extent of a on k, of b on k, slot of k, slot of -k)
     for k, half_a, half_b, plus, minus in (
@@ -671,19 +797,16 @@ def _polygons_intersecting(pos_a, heading_a, speed_a, pos_b, heading_b, speed_b,
         distances[minus] = jnp.where(-c - half_a - high < -half_b, gap_a_b, gap_b_a)
         will = will & ~(distances[plus] > 0)
         axes[plus], axes[minus] = k, (-k[0], -k[1])
-    # materialized before the selection: fused, XLA recomputes them for every use
-    distances, axes = jax.lax.optimization_barrier((distances, axes))
     depths = [jnp.abs(d) for d in distances]
     best = depths[0]
     for depth in depths[1:]:
         best = jnp.minimum(best, depth)
-    tx = ty = jnp.zeros(jnp.shape(heading_a), jnp.float32)
+    tx = ty = jnp.zeros(jnp.shape(dx), jnp.float32)
     for depth, k in zip(depths[::-1], axes[::-1], strict=True):  # the first minimum wins
         tx = jnp.where(depth == best, k[0], tx)
         ty = jnp.where(depth == best, k[1], ty)
     sign = jnp.where(centre[0] * tx + centre[1] * ty > 0, best, -best)
-    return intersecting, will, (sign * tx, sign * ty)
-
+    return intersecting, will, sign * tx, sign * ty
 
 
 def lockstep(host: Any, env: IntersectionJax, seed: int, policy: Any,
