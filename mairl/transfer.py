@@ -267,7 +267,7 @@ def reward_transfer(
     from mairl.runs import example_batch
 
     say = progress or (lambda line: None)
-    keys = iter(jax.random.split(key, 4 + 2 * len(learners)))
+    keys = iter(jax.random.split(key, 5 + 2 * len(learners)))
     out: dict[str, Any] = {}
     out["random policy"] = np.asarray(evaluate_returns(
         next(keys), shifted, lambda k, o: shifted.sample_actions(k), episodes).mean(0))[None]
