@@ -254,13 +254,25 @@ def _batch_minor(fn):
     return fn
 
 
+#: The lane fields the kinematics read.
+LANE_FIELDS = ("start_x", "start_y", "direction_x", "direction_y", "center_x", "center_y",
+               "radius", "sense", "phase_cos", "phase_sin", "start_phase", "circular", "heading",
+               "length")
+
+
+def _lane_geometry(t: dict, lane) -> dict:
+    """The :data:`LANE_FIELDS` of lanes ``lane`` (any shape), from the table ``t``."""
+    return {k: t[k][lane] for k in LANE_FIELDS}
+
+
 def _local(t: dict, xp: Any, lane, position):
     """``local_coordinates`` of ``position (..., 2)`` on lanes ``lane (...)``: ``(s, r)``."""
-    return _local_xy(t, xp, lane, position[..., 0], position[..., 1])
+    return _local_xy(_lane_geometry(t, lane), xp, position[..., 0], position[..., 1])
 
 
-def _local_xy(t: dict, xp: Any, lane, x, y):
-    """``local_coordinates`` of the points ``x, y`` on lanes ``lane`` (same shapes): ``(s, r)``.
+def _local_xy(g: dict, xp: Any, x, y):
+    """``local_coordinates`` of the points ``x, y`` on lanes of geometry ``g``
+    (:func:`_lane_geometry`, same shapes): ``(s, r)``.
 
     Straight: projections on the lane's direction and its left normal;
     circular: the arc length from the start phase (the angle of the point seen from
@@ -268,31 +280,27 @@ def _local_xy(t: dict, xp: Any, lane, x, y):
     ``sense * (radius - distance to the centre)``.
     """
     atan2 = _atan2 if xp is jnp else np.arctan2
-
-    def take(k):
-        return t[k][lane]
-
-    dx, dy = x - take("start_x"), y - take("start_y")
-    ux, uy = take("direction_x"), take("direction_y")
+    dx, dy = x - g["start_x"], y - g["start_y"]
+    ux, uy = g["direction_x"], g["direction_y"]
     s_straight = dx * ux + dy * uy
     r_straight = -dx * uy + dy * ux
-    radius, sense = take("radius"), take("sense")
-    cx, cy = x - take("center_x"), y - take("center_y")
-    c0, s0 = take("phase_cos"), take("phase_sin")
+    radius, sense = g["radius"], g["sense"]
+    cx, cy = x - g["center_x"], y - g["center_y"]
+    c0, s0 = g["phase_cos"], g["phase_sin"]
     # utils.wrap_to_pi(arctan2(c) - start_phase) as one angle: c rotated by -start_phase
     angle = atan2(c0 * cy - s0 * cx, c0 * cx + s0 * cy)
     s_circle = sense * angle * radius
     r_circle = sense * (radius - xp.sqrt(cx * cx + cy * cy))
-    circular = take("circular") > 0
+    circular = g["circular"] > 0
     return xp.where(circular, s_circle, s_straight), xp.where(circular, r_circle, r_straight)
 
 
-def _heading_at(t: dict, lane, s):
-    """``heading_at``: the straight lane's heading, or the circle's tangent."""
-    circular = t["circular"][lane] > 0
-    sense = t["sense"][lane]
-    psi = sense * s / t["radius"][lane] + t["start_phase"][lane] + jnp.pi / 2 * sense
-    return jnp.where(circular, psi, t["heading"][lane])
+def _heading_at(g: dict, s):
+    """``heading_at`` on lanes of geometry ``g``: the straight lane's heading, or the
+    circle's tangent."""
+    sense = g["sense"]
+    psi = sense * s / g["radius"] + g["start_phase"] + jnp.pi / 2 * sense
+    return jnp.where(g["circular"] > 0, psi, g["heading"])
 
 
 def _closest_lane(x, y, heading):
@@ -302,8 +310,9 @@ def _closest_lane(x, y, heading):
     table = _jnp_table(LANES, np)
     best = lane = None
     for i in range(NUM_LANES):
-        s, r = _local_xy(table, jnp, i, x, y)
-        angle = jnp.abs(_wrap_to_pi(heading - _heading_at(table, i, s)))
+        g = _lane_geometry(table, i)
+        s, r = _local_xy(g, jnp, x, y)
+        angle = jnp.abs(_wrap_to_pi(heading - _heading_at(g, s)))
         dist = jnp.abs(r) + jnp.maximum(s - table["length"][i], 0) + jnp.maximum(-s, 0) + angle
         if best is None:
             best, lane = dist, jnp.zeros(jnp.shape(x), jnp.int32)
@@ -488,7 +497,8 @@ class IntersectionJax(Environment):
         (x, y, heading, speed, target_lane, route_index, lane, crashed, impact_x, impact_y,
          has_impact) = self._simulate(
             state.position[:, 0], state.position[:, 1], state.heading, state.speed, target_speed,
-            state.target_lane, state.route[:, 1], state.route[:, 2], state.route_index,
+            state.target_lane, state.route[:, 0], state.route[:, 1], state.route[:, 2],
+            state.route_index,
             state.crashed, state.impact[:, 0], state.impact[:, 1], state.has_impact)
         return state.replace(
             time=state.time + 1, position=jnp.stack([x, y], axis=-1), heading=heading,
@@ -597,16 +607,20 @@ def _make_observe(position_range: tuple[float, float], speed_range: tuple[float,
         rows = jnp.stack([jnp.ones_like(x), scale(x, *position_range), scale(y, *position_range),
                           scale(speed * cos_h, *speed_range), scale(speed * sin_h, *speed_range),
                           cos_h, sin_h], axis=1)  # (vehicle, feature, *batch)
+        rows = _materialize(rows)
         # along the observer's lane: s[i, j] of vehicle j on observer i's lane
-        s, _ = _local_xy(_jnp_table(LANES), jnp, lane[:, None], x[None, :], y[None, :])
+        s, _ = _local_xy(_lane_geometry(_jnp_table(LANES), lane[:, None]), jnp, x[None, :],
+                         y[None, :])
+        s = _materialize(s)
         along = s - jnp.stack([s[i, i] for i in range(n)])[:, None]
         dist = jnp.sqrt((x[None, :] - x[:, None]) ** 2 + (y[None, :] - y[:, None]) ** 2)
         others = ~np.eye(n, dtype=bool).reshape((n,) + column[1:])
-        visible = others & (dist < PERCEPTION_DISTANCE) & (-2 * LENGTH < along)
+        visible = _materialize(others & (dist < PERCEPTION_DISTANCE) & (-2 * LENGTH < along))
         key = jnp.abs(along)  # (observer, vehicle, *batch): sorted by it, ties by vehicle order
         order = np.arange(n).reshape(column)
         rank = sum((((key[:, k:k + 1] < key) | ((key[:, k:k + 1] == key) & (k < order)))
                     & visible[:, k:k + 1]).astype(jnp.int32) for k in range(n))
+        rank = _materialize(rank)
         slots = [rows]
         for k in range(VEHICLES_OBSERVED - 1):
             pick = visible & (rank == k)  # (observer, vehicle, *batch), at most one per row
@@ -627,19 +641,33 @@ def _make_simulate(unroll: int):
     arrays ``(vehicle, *batch)`` kept batch-minor under ``jax.vmap``
     (:func:`_batch_minor`); ``unroll`` frames per loop iteration.
 
-    Arguments: ``x, y, heading, speed, target_speed, target_lane``, the route's turn
-    and exit lanes, ``route_index, crashed, impact_x, impact_y, has_impact``.
+    Arguments: ``x, y, heading, speed, target_speed, target_lane``, the route's
+    approach, turn and exit lanes, ``route_index, crashed, impact_x, impact_y,
+    has_impact``.
     Returns ``x, y, heading, speed, target_lane, route_index, lane, crashed,
     impact_x, impact_y, has_impact``.
     """
 
-    def simulate(x, y, heading, speed, target_speed, target_lane, turn_lane, exit_lane,
-                 route_index, crashed, impact_x, impact_y, has_impact):
+    def simulate(x, y, heading, speed, target_speed, target_lane, approach_lane, turn_lane,
+                 exit_lane, route_index, crashed, impact_x, impact_y, has_impact):
         t = _jnp_table(LANES)
         next_free = jnp.asarray(NEXT_WITHOUT_ROUTE)
+        route = [_lane_geometry(t, lane) for lane in (approach_lane, turn_lane, exit_lane)]
+
+        def geometry(lane, route_index):
+            """Each target lane's geometry: its route's lane ``route_index`` (selected, not
+            gathered: 40% of a frame's time) unless a vehicle of the batch is past its
+            route's end (no vehicle reaches it in an episode)."""
+            def on_route():
+                return {k: jnp.where(route_index == 0, route[0][k],
+                                     jnp.where(route_index == 1, route[1][k], route[2][k]))
+                        for k in LANE_FIELDS}
+
+            return jax.lax.cond(jnp.any(route_index > 2), lambda: _lane_geometry(t, lane),
+                                on_route)
 
         def frame(carry, _):
-            return _frame(t, next_free, turn_lane, exit_lane, target_speed, carry), None
+            return _frame(geometry, next_free, turn_lane, exit_lane, target_speed, carry), None
 
         carry = (x, y, heading, _materialize(jnp.cos(heading)), _materialize(jnp.sin(heading)),
                  speed, target_lane, route_index, crashed, impact_x, impact_y, has_impact)
@@ -659,16 +687,18 @@ def _closest_lane_batch_minor(x, y, heading):
     return _closest_lane(x, y, heading)
 
 
-def _frame(t: dict, next_free, turn_lane, exit_lane, target_speed, carry):
+def _frame(geometry, next_free, turn_lane, exit_lane, target_speed, carry):
     """One simulation frame of ``dt = 1 / 15`` s (steps 1-4 of the module docstring) on
-    arrays ``(vehicle, *batch)``. ``carry`` holds ``cos`` and ``sin`` of the heading
-    after ``heading``, computed once per frame."""
+    arrays ``(vehicle, *batch)``. ``geometry(target_lane, route_index)`` gives the
+    target lanes' :func:`_lane_geometry`; ``carry`` holds ``cos`` and ``sin`` of the
+    heading after ``heading``, computed once per frame."""
     (x, y, heading, cos_h, sin_h, speed, target_lane, route_index, crashed, impact_x, impact_y,
      has_impact) = carry
     dt = 1.0 / SIMULATION_FREQUENCY
     # 1. ControlledVehicle.follow_road / RoadNetwork.next_lane
-    s_target, _ = _local_xy(t, jnp, target_lane, x, y)
-    after_end = s_target > t["length"][target_lane] - LANE_VEHICLE_LENGTH / 2
+    g = geometry(target_lane, route_index)
+    s_target, _ = _local_xy(g, jnp, x, y)
+    after_end = s_target > g["length"] - LANE_VEHICLE_LENGTH / 2
     on_route = route_index < 2
     route_next = jnp.where(route_index == 0, turn_lane, exit_lane)
     target_lane = jnp.where(after_end, jnp.where(on_route, route_next, next_free[target_lane]),
@@ -676,8 +706,9 @@ def _frame(t: dict, next_free, turn_lane, exit_lane, target_speed, carry):
     route_index = jnp.where(after_end, jnp.where(on_route, route_index + 1, 3), route_index)
     # 2. ControlledVehicle.steering_control and speed_control
     not_zero = jnp.where(jnp.abs(speed) > 1e-2, speed, jnp.where(speed >= 0, 1e-2, -1e-2))
-    s, r = _local_xy(t, jnp, target_lane, x, y)
-    future_heading = _heading_at(t, target_lane, s + speed * TAU_PURSUIT)
+    g = geometry(target_lane, route_index)
+    s, r = _local_xy(g, jnp, x, y)
+    future_heading = _heading_at(g, s + speed * TAU_PURSUIT)
     lateral_speed = -(1 / TAU_LATERAL) * r
     z = jnp.clip(lateral_speed / not_zero, -1, 1)
     heading_command = _atan2(z, jnp.sqrt((1 - z) * (1 + z)))  # arcsin(z)
