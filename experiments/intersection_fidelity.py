@@ -15,12 +15,14 @@
 Usage (take the CPU lock on the shared machine)::
 
     flock /tmp/mairl-cpu.lock .venv/bin/python experiments/intersection_fidelity.py
+    flock /tmp/mairl-cpu.lock .venv/bin/python experiments/intersection_fidelity.py --parts speed
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +46,7 @@ class Args:
         num_envs: vmapped envs for the steps/s figure.
         scan_steps: steps per env timed under ``lax.scan``.
         host_steps: random steps timed through the host adapter.
+        parts: which of the three parts to run.
     """
 
     episodes: int = 1000
@@ -51,6 +54,7 @@ class Args:
     num_envs: int = 4096
     scan_steps: int = 100
     host_steps: int = 300
+    parts: tuple[Literal["speed", "lockstep", "rates"], ...] = ("speed", "lockstep", "rates")
 
 
 def lockstep_check(episodes: int) -> None:
@@ -189,9 +193,12 @@ def speed(num_envs: int, scan_steps: int, host_steps: int) -> None:
 def main(args: Args) -> None:
     print(f"machine: {machine()}")
     t0 = time.perf_counter()
-    speed(args.num_envs, args.scan_steps, args.host_steps)
-    lockstep_check(args.episodes)
-    expert_rates(args.expert_episodes)
+    if "speed" in args.parts:
+        speed(args.num_envs, args.scan_steps, args.host_steps)
+    if "lockstep" in args.parts:
+        lockstep_check(args.episodes)
+    if "rates" in args.parts:
+        expert_rates(args.expert_episodes)
     print(f"total {time.perf_counter() - t0:.0f} s")
 
 
