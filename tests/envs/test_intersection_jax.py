@@ -193,11 +193,14 @@ def test_crash_and_arrival_rewards_in_jax(jitted):
         np.testing.assert_array_equal(rewards[t:, agent], 2.0)
 
 
-def test_one_vehicle_arrives_alone():
-    # no pairs to collide; the episode ends when its one vehicle arrives
-    env = IntersectionJax(num_agents=1, turns="right")
+def test_one_vehicle_arrives_alone(jitted):
+    # no pairs to collide; the episode ends when its one vehicle arrives (its state:
+    # the first vehicle of a four-vehicle reset, turning right)
+    env = IntersectionJax(num_agents=1)
     step = jax.jit(env.step_env)
-    obs, state = jax.jit(env.reset)(jax.random.key(0))
+    _, state = jitted[1](jax.random.key(0))
+    state = state.replace(route=jnp.asarray(_routes("right")))
+    state = jax.tree.map(lambda x: x if x.ndim == 0 else x[:1], state)
     rewards = []
     for _ in range(env.max_steps):
         obs, state, reward, terminated, info = step(jax.random.key(1), state, jnp.full(1, FASTER))
