@@ -260,17 +260,54 @@ def make_env(name: str):
         raise ValueError(f"env {name!r}: {err}") from None
 
 
+#: The last demonstrations file read by :func:`load_demos`: ``(key, demos)``, so runs
+#: of several algorithms on one file (``make demo``) decompress it once.
+_LAST_DEMOS: list = []
+
+
 def load_demos(path: str | Path, env: Any = None):
     """A mairl ``.npz`` file, or the MAMQL authors' Gems file (gzip pickle), checked
-    against ``env``; errors are ``ValueError`` naming the file."""
-    from mairl import data
-
+    against ``env``; errors are ``ValueError`` naming the file. The last file read
+    is kept (keyed by its path, size and modification time) and not read again."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"data.demos: no such file {path}")
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if _LAST_DEMOS and _LAST_DEMOS[0][0] == key:
+        demos = _LAST_DEMOS[0][1]
+        _check_demos_env(path, demos, env)
+        return demos
+    demos = _read_demos(path, env)
+    _LAST_DEMOS[:] = [(key, demos)]
+    return demos
+
+
+def _check_demos_env(path: Path, demos: Any, env: Any) -> None:
+    """The checks :func:`_read_demos` makes against ``env``, for a kept file."""
+    from mairl.data.demonstrations import _check_against_env
+
+    if env is None:
+        return
+    if demos.obs.shape[2:] != tuple(env.obs_shape):
+        raise ValueError(f"data.demos: {path}: observations {demos.obs.shape[2:]} do not "
+                         f"match {env.name}'s obs_shape {tuple(env.obs_shape)}")
+    if not _is_gzip(path):
+        try:
+            _check_against_env(path, demos, env)
+        except ValueError as err:
+            raise ValueError(f"data.demos: {err}") from None
+
+
+def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as f:
-        magic = f.read(2)
-    if magic == b"\x1f\x8b":
+        return f.read(2) == b"\x1f\x8b"
+
+
+def _read_demos(path: Path, env: Any = None):
+    from mairl import data
+
+    if _is_gzip(path):
         demos = data.from_mamql_gems(path)
         if env is not None and demos.obs.shape[2:] != tuple(env.obs_shape):
             raise ValueError(f"data.demos: {path}: observations {demos.obs.shape[2:]} do not "

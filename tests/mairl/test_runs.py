@@ -475,3 +475,16 @@ def test_defaults_follow_the_env_family(capsys):
 
     assert default_critic(["--env", "random-game"]) == "tabular"
     assert default_critic(["--env", "gems"]) == "mlp"
+
+
+def test_load_demos_keeps_the_last_file_and_still_checks_the_env(game_demos, tmp_path):
+    game, _, path = game_demos
+    first = runs.load_demos(path, game)
+    assert runs.load_demos(path, game) is first  # read once
+    with pytest.raises(ValueError, match="do not match stag-hunt"):
+        runs.load_demos(path, envs.make("stag-hunt"))
+    copy = tmp_path / "copy.npz"
+    shutil.copy(path, copy)
+    assert runs.load_demos(copy, game) is not first  # another file is read
+    with pytest.raises(ValueError, match="recorded on env 'random-game'"):
+        runs.load_demos(path, envs.make("random-goal-game"))  # same shapes, another game
