@@ -38,7 +38,8 @@ from mairl.metrics import mean_half_width
 #: The learners every comparison script trains: offline MAMQL, IQ-Learn with
 #: joint-action critics (online), behaviour cloning.
 LEARNERS = ("mamql-offline", "iq-joint", "bc")
-Learner = Literal["mamql-offline", "iq-joint", "bc"]
+#: Learners an experiment may ask for with ``--algos`` (``mamql``: online MAMQL).
+Learner = Literal["mamql", "mamql-offline", "iq-joint", "bc"]
 
 #: A mean and the half-width of its 95% interval.
 Interval = tuple[float, float]
