@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
 import tyro
 
@@ -29,6 +31,9 @@ class Args:
         gems_episodes: expert episodes recorded for those states.
         draws: draws of each random candidate.
         skip_gems: only the tabular games.
+        runs: optional directory of ``make demo`` runs (one subdirectory per
+            learner) whose learned rewards are scored on Gems beside the
+            calibration, one row per learner (mean over its seeds).
     """
 
     gamma: float = 0.95
@@ -36,6 +41,7 @@ class Args:
     gems_episodes: int = 100
     draws: int = 3
     skip_gems: bool = False
+    runs: Path | None = None
 
 
 def main(args: Args) -> None:
@@ -60,8 +66,16 @@ def main(args: Args) -> None:
     demos = data.collect(jax.random.key(0), env, make_expert(env, "soft-q"),
                          args.gems_episodes, num_envs=min(args.gems_episodes, 100))
     t = time.perf_counter()
+    learned = {}
+    if args.runs is not None:
+        from mairl import runs
+
+        for sub in sorted(p for p in args.runs.iterdir() if (p / "config.json").is_file()):
+            run = runs.load_run(sub)
+            learned[sub.name] = [(partial(run.algo.q_values, run.seed_params(s)), run.algo.alpha)
+                                 for s in range(run.config.schedule.seeds)]
     table = calibrate_game(env, demos=demos, expert=GEMS_SOFT_Q_PARAMS, states=args.gems_states,
-                           draws=args.draws)
+                           draws=args.draws, learned=learned)
     print(f"\n== gems, shipped expert (alpha 0.05, gamma 0.95), {args.gems_states} demonstrated "
           f"states, potential cross-fitted on halves ({time.perf_counter() - t:.0f} s)")
     print(format_calibration(table))

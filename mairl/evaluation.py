@@ -170,6 +170,7 @@ def calibrate_game(
     critic_algo: str = "mamql-offline",
     states: int = 512,
     key: jax.Array | None = None,
+    learned: dict | None = None,
     **options: Any,
 ) -> dict:
     """Calibrate the reward metrics a run reports on ``env`` (``mairl metrics calibrate``).
@@ -179,7 +180,9 @@ def calibrate_game(
     ``expert`` file (``mairl.experts``; its own ``alpha`` and ``gamma``) and
     ``demos`` (their first ``states`` demonstrated states are the sample):
     :func:`mairl.metrics.simulated.calibrate_simulated`. The random-critic row
-    uses a fresh critic of ``critic_algo``'s default config.
+    uses a fresh critic of ``critic_algo``'s default config. ``learned`` (simulated
+    games only): ``name -> [(q_values, alpha), ...]`` of learners scored beside
+    the calibration (``mairl.metrics.simulated.calibrate_simulated``).
 
     Returns:
         ``metric name -> MetricCalibration``.
@@ -235,7 +238,7 @@ def calibrate_game(
 
     cal = simulated.calibrate_simulated(sim, agent_features(feature_name), expert_q=q_e,
                                         expert_alpha=e_algo.alpha, random_critic=random_critic,
-                                        key=k_cal, **options)
+                                        key=k_cal, learned=learned, **options)
     return {cal.metric: cal}
 
 

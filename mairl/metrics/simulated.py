@@ -300,6 +300,7 @@ def calibrate_simulated(
     key: jax.Array | None = None,
     draws: int = 3,
     shaping_scales: Sequence[float] = (1.0, 10.0),
+    learned: dict[str, Sequence[tuple[Callable[[jax.Array], jax.Array], float]]] | None = None,
     **fit: Any,
 ) -> MetricCalibration:
     """Calibrate :func:`shaping_aware_correlation_fitted` (name ``reward_shaping_corr_fitted``).
@@ -314,6 +315,10 @@ def calibrate_simulated(
     Args:
         expert_q: ``fn(obs (agent, B, ...)) -> (agent, B, A)``, the expert's soft-Q.
         expert_alpha: its temperature.
+        learned: optional rows scored beside the calibration: name ->
+            ``[(q_values, alpha), ...]`` (one per seed), each scored through its
+            expected-form reward :func:`learned_reward`; they do not enter the
+            ceiling or the floor.
         fit: keywords of :func:`shaping_aware_correlation_fitted`.
     """
     key = jax.random.key(0) if key is None else key
@@ -352,6 +357,8 @@ def calibrate_simulated(
     if random_critic is not None:
         cands["random critic"] = [learned_reward(sim, random_critic(k), 1.0) for k in
                                   jax.random.split(k_crit, draws)]
+    for name, fns in (learned or {}).items():
+        cands[name] = [learned_reward(sim, q, a) for q, a in fns]
     flat = [r for lst in cands.values() for r in lst]
     scores = shaping_aware_correlation_fitted(sim, jnp.stack(flat), true, features,
                                               key=k_fit, **fit)  # (C, N)
