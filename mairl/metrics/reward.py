@@ -81,15 +81,17 @@ def _correlation(
     scale_x: jax.Array,
     scale_y: jax.Array,
     tol: float,
+    centred: bool = True,
 ) -> jax.Array:
-    """Weighted Pearson correlation of 1-d ``x``, ``y`` with degenerate-case handling.
+    """Weighted Pearson correlation of 1-d ``x``, ``y`` with degenerate-case handling
+    (``centred=False``: the weighted cosine similarity, moments about zero).
 
-    ``w`` sums to one. A side is degenerate when its weighted standard deviation is
-    at most ``tol * scale``: ``1.0`` if both are, ``nan`` if one is. The result is
-    clipped to ``[-1, 1]``.
+    ``w`` sums to one. A side is degenerate when its weighted standard deviation
+    (root mean square when not centred) is at most ``tol * scale``: ``1.0`` if
+    both are, ``nan`` if one is. The result is clipped to ``[-1, 1]``.
     """
-    dx = x - jnp.sum(w * x)
-    dy = y - jnp.sum(w * y)
+    dx = x - jnp.sum(w * x) if centred else x
+    dy = y - jnp.sum(w * y) if centred else y
     var_x = jnp.sum(w * dx * dx)
     var_y = jnp.sum(w * dy * dy)
     cov = jnp.sum(w * dx * dy)
@@ -331,18 +333,6 @@ def _rms_rows(ys, w):
     return jnp.sqrt(jnp.sum(w[None, :] * ys * ys, axis=-1))
 
 
-def _cosine(x, y, w, scale_x, scale_y, tol):
-    """Weighted cosine similarity, with :func:`_correlation`'s degenerate cases."""
-    nx = jnp.sum(w * x * x)
-    ny = jnp.sum(w * y * y)
-    flat_x = nx <= (tol * scale_x) ** 2
-    flat_y = ny <= (tol * scale_y) ** 2
-    ok = ~(flat_x | flat_y)
-    denom = jnp.sqrt(jnp.where(ok, nx * ny, 1.0))
-    rho = jnp.clip(jnp.where(ok, jnp.sum(w * x * y), 0.0) / denom, -1.0, 1.0)
-    return jnp.where(ok, rho, jnp.where(flat_x & flat_y, 1.0, jnp.nan)).astype(x.dtype)
-
-
 @partial(jax.jit, static_argnames=("rcond", "tol"))
 def shaping_aware_correlation(
     r_hat: jax.Array,
@@ -394,7 +384,8 @@ def shaping_aware_correlation(
         jnp.stack([r_hat, r]), transitions, gamma, weights, terminal, rcond
     )
     w = _normalize(weights.reshape(-1))
-    return _cosine(residuals[0], residuals[1], w, scales[0], scales[1], tol)
+    return _correlation(residuals[0], residuals[1], w, scales[0], scales[1], tol,
+                        centred=False)
 
 
 @partial(jax.jit, static_argnames=("rcond", "tol"))
