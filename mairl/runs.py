@@ -625,6 +625,60 @@ def _first_non_finite(curves: dict) -> str | None:
     return f"seed {int(bad[0][0])}{agent}"
 
 
+def _views_of(obs: Any, transform: Any, ndim: int, rows: int = 8192) -> jax.Array:
+    """Each agent's views of ``obs (T, agent, *obs_shape)``, ``rows`` at a time (one
+    compiled program; the last block padded)."""
+    from mairl.algos.common import stacked_views
+
+    views = jax.jit(lambda o: jnp.swapaxes(stacked_views(jnp.swapaxes(o, 0, 1), transform,
+                                                         ndim), 0, 1))
+    obs = np.asarray(obs)
+    out = []
+    for start in range(0, obs.shape[0], rows):
+        block = obs[start:start + rows]
+        pad = rows - block.shape[0]
+        if pad:
+            block = np.concatenate([block, np.zeros((pad, *block.shape[1:]), block.dtype)])
+        out.append(np.asarray(views(block))[:rows - pad])
+    return jnp.asarray(np.concatenate(out)) if out else jnp.asarray(obs)
+
+
+def _pre_viewed(s: Setup, tdata: Any) -> tuple[Any, Any]:
+    """The algorithm and data that training runs on.
+
+    An offline learner whose critics read a per-agent view (``env.view = "agent"``)
+    would recompute the same views of the same demonstrations in every update (a
+    seventh of a Gems update's time). Its views are computed once here instead:
+    the data hold each agent's views and training runs the same algorithm built on
+    the view's shape without a transform, whose ``q_values`` applies the view to
+    raw observations, so evaluation, checkpoints and the saved parameters are
+    unchanged (the same parameters, the same numbers)."""
+    from mairl.algos.common import view_shape
+
+    transform = getattr(s.env, "agent_view", None) if s.config.env.view == "agent" else None
+    needs = s.algo.needs
+    if transform is None or needs.num_envs or not needs.expert_batch or tdata.demos is None:
+        return s.algo, tdata
+    shape = tuple(s.env.obs_shape)
+    ndim = len(shape)
+    inner = make_algo(s.config.algo, num_agents=s.env.num_agents,
+                      obs_shape=view_shape(shape, transform), num_actions=s.env.num_actions,
+                      env=s.env, obs_transform=None)
+    raw = s.algo
+
+    def q_values(params, obs):
+        from mairl.algos.common import stacked_views
+
+        return inner.q_values(params, stacked_views(obs, transform, ndim))
+
+    demos = tdata.demos.replace(obs=_views_of(tdata.demos.obs, transform, ndim),
+                                next_obs=_views_of(tdata.demos.next_obs, transform, ndim))
+    init_obs = (None if tdata.init_obs is None
+                else _views_of(tdata.init_obs, transform, ndim))
+    return inner._replace(q_values=q_values, act=raw.act, store=raw.store), \
+        tdata._replace(demos=demos, init_obs=init_obs)
+
+
 def _train_jitted(s: Setup, out: Path, tdata, progress, resume: bool, log) -> tuple:
     """``make_train``'s program one chunk per call (the same compiled chunk every
     time), with progress, trackers, the non-finite check and a checkpoint between
@@ -634,7 +688,8 @@ def _train_jitted(s: Setup, out: Path, tdata, progress, resume: bool, log) -> tu
     cfg = s.config
     sched = cfg.schedule
     tcfg = TrainConfig(num_updates=sched.updates, eval_every=sched.eval_every)
-    train = make_train(s.algo, tcfg, s.eval_fn)
+    algo, tdata = _pre_viewed(s, tdata)
+    train = make_train(algo, tcfg, s.eval_fn)
     keys = jax.random.split(jax.random.key(sched.seed), sched.seeds)
     init = jax.jit(jax.vmap(train.init, in_axes=(0, None)))
     chunk = jax.jit(jax.vmap(train.chunks, in_axes=(0, 0, None, None)), donate_argnums=0)

@@ -149,6 +149,22 @@ def view_shape(obs_shape: tuple[int, ...], obs_transform: ObsTransform | None) -
     return tuple(out.shape)
 
 
+def apply_view(obs: jax.Array, agent: jax.Array, obs_transform: ObsTransform,
+               ndim: int) -> jax.Array:
+    """Agent ``agent``'s view ``obs_transform(o, agent)`` of every observation ``o``
+    in ``obs (..., *obs_shape)`` (``ndim = len(obs_shape)``)."""
+    lead = obs.shape[: obs.ndim - ndim]
+    flat = obs.reshape(-1, *obs.shape[obs.ndim - ndim:])
+    flat = jax.vmap(obs_transform, in_axes=(0, None))(flat, agent)
+    return flat.reshape(*lead, *flat.shape[1:])
+
+
+def stacked_views(obs: jax.Array, obs_transform: ObsTransform, ndim: int) -> jax.Array:
+    """``obs (agent, ..., *obs_shape)`` -> each agent's views ``(agent, ..., *view_shape)``."""
+    return jax.vmap(lambda o, i: apply_view(o, i, obs_transform, ndim))(
+        obs, jnp.arange(obs.shape[0]))
+
+
 def make_stacked_apply(net, obs_shape: tuple[int, ...], obs_transform: ObsTransform | None):
     """``apply(params, obs (agent, ..., *obs_shape)) -> (agent, ..., outputs)``.
 
@@ -159,10 +175,7 @@ def make_stacked_apply(net, obs_shape: tuple[int, ...], obs_transform: ObsTransf
 
     def one(params, obs, agent):
         if obs_transform is not None:
-            lead = obs.shape[: obs.ndim - ndim]
-            flat = obs.reshape(-1, *obs.shape[obs.ndim - ndim:])
-            flat = jax.vmap(obs_transform, in_axes=(0, None))(flat, agent)
-            obs = flat.reshape(*lead, *flat.shape[1:])
+            obs = apply_view(obs, agent, obs_transform, ndim)
         return net.apply(params, obs)
 
     def apply(params, obs):

@@ -488,3 +488,37 @@ def test_load_demos_keeps_the_last_file_and_still_checks_the_env(game_demos, tmp
     assert runs.load_demos(copy, game) is not first  # another file is read
     with pytest.raises(ValueError, match="recorded on env 'random-game'"):
         runs.load_demos(path, envs.make("random-goal-game"))  # same shapes, another game
+
+
+# -- views computed once for offline learners ------------------------------------------------------
+def test_offline_views_computed_once_give_the_same_training():
+    # Gems critics read each agent's egocentric view. Offline learners train on views
+    # computed once (runs._pre_viewed); the parameters must equal those of the same
+    # training with the views recomputed in every update (v0: initial observations
+    # too), and the training algorithm's q_values must take raw observations.
+    from types import SimpleNamespace
+
+    env = envs.make("gems")
+    rng = np.random.default_rng(0)
+    t = 40
+    obs = (rng.random((t + 1, 2, *env.obs_shape)) < 0.2).astype(np.float32)
+    done = np.zeros(t, bool)
+    done[[19, 39]] = True
+    demos = data.Demonstrations.create(obs[:-1], rng.integers(0, env.num_actions, (t, 2)),
+                                       obs[1:], done, np.zeros(t, bool))
+    algo = ALGOS["mamql-offline"].config(hidden=(8,), batch_size=16, mode="v0")
+    config = runs.RunConfig(algo=algo, env=runs.EnvConfig("gems"))
+    s = SimpleNamespace(env=env, config=config, algo=runs.build_algo(config, env))
+    tdata = train_data(demos)
+    trained, viewed = runs._pre_viewed(s, tdata)
+    assert viewed.demos.obs.shape[2:] == viewed.init_obs.shape[2:] == (6, 15, 15)
+    no_eval = lambda params, key, held: {}  # noqa: E731
+    tcfg = TrainConfig(num_updates=4, eval_every=2)
+    once = jax.jit(make_train(trained, tcfg, no_eval))(jax.random.key(3), viewed)
+    every = jax.jit(make_train(s.algo, tcfg, no_eval))(jax.random.key(3), tdata)
+    for a, b in zip(jax.tree.leaves(once.state.params), jax.tree.leaves(every.state.params),
+                    strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    raw = jnp.asarray(obs[:5]).swapaxes(0, 1)
+    np.testing.assert_allclose(trained.q_values(once.state.params, raw),
+                               s.algo.q_values(once.state.params, raw), rtol=1e-5, atol=1e-6)
