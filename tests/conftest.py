@@ -21,6 +21,9 @@ REPRESENTATIVES = {"overcooked", "jaxmarl-mpe-simple-spread", "jaxmarl-mpe-simpl
 SLOW_ENVS = {
     name for name in envs.registered() if envs.spec(name).family == "jaxmarl"
 } - REPRESENTATIVES
+#: Registered configurations of a game checked in the default suite (same code, other
+#: constructor options: intersection-jax with another velocity scaling).
+SLOW_ENVS |= {"intersection-jax-speed"}
 
 
 @pytest.hookimpl(tryfirst=True)
