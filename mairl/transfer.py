@@ -28,6 +28,7 @@ distilled and the game shifted.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,6 +39,7 @@ import optax
 from flax import struct
 
 __all__ = [
+    "DistilledReward",
     "RewardReplaced",
     "distil_reward",
     "reoptimise",
@@ -57,6 +59,61 @@ class _RewardNet(nn.Module):
         return nn.Dense(self.num_actions)(x)
 
 
+@struct.dataclass
+class DistilledReward:
+    """``r_phi(obs (agent, *obs_shape), actions (agent,)) -> (agent,)``: a distilled
+    per-agent reward (:func:`distil_reward`). A pytree whose leaves are the
+    network's parameters and the targets' scale, so programs that take it as an
+    argument (:func:`reoptimise`) compile once for every reward of one shape."""
+
+    params: Any
+    mean: jax.Array  # (agent,)
+    scale: jax.Array  # (agent,)
+    net: Any = struct.field(pytree_node=False)
+    view: Any = struct.field(pytree_node=False)
+
+    def __call__(self, o: jax.Array, a: jax.Array) -> jax.Array:
+        v = _agent_views(o[:, None], self.view)  # (agent, 1, *view)
+        pred = jax.vmap(self.net.apply)(self.params, v)[:, 0]  # (agent, A)
+        r = jnp.take_along_axis(pred, a[:, None].astype(jnp.int32), axis=-1)[:, 0]
+        return r * self.scale + self.mean
+
+
+def _agent_views(o: jax.Array, view: Callable | None) -> jax.Array:
+    """``o (agent, B, *obs)`` -> ``(agent, B, *view)`` (``o`` itself without a view)."""
+    if view is None:
+        return o
+    agents = jnp.arange(o.shape[0])
+    return jax.vmap(lambda rows, i: jax.vmap(lambda r: view(r, i))(rows))(o, agents)
+
+
+@functools.partial(jax.jit, static_argnames=("view",))
+def _views_jit(o: jax.Array, view: Callable | None) -> jax.Array:
+    return _agent_views(o, view)
+
+
+@functools.partial(jax.jit, static_argnames=("net", "steps", "batch_size", "learning_rate"))
+def _fit(params, key, x, y, actions, *, net, steps, batch_size, learning_rate):
+    """``steps`` Adam steps of least squares of ``net``'s output at ``actions`` on ``y``."""
+    opt = optax.adam(learning_rate)
+    b = actions.shape[1]
+
+    def loss(p, idx):
+        pred = jax.vmap(net.apply)(p, x[:, idx])  # (agent, batch, A)
+        taken = jnp.take_along_axis(pred, actions[:, idx, None], axis=-1)[..., 0]
+        return jnp.mean((taken - y[:, idx]) ** 2)
+
+    def body(carry, k):
+        p, st = carry
+        idx = jax.random.randint(k, (batch_size,), 0, b)
+        g = jax.grad(loss)(p, idx)
+        upd, st = opt.update(g, st, p)
+        return (optax.apply_updates(p, upd), st), None
+
+    (params, _), _ = jax.lax.scan(body, (params, opt.init(params)), jax.random.split(key, steps))
+    return params
+
+
 def distil_reward(
     key: jax.Array,
     obs: jax.Array,
@@ -69,7 +126,7 @@ def distil_reward(
     steps: int = 3000,
     batch_size: int = 256,
     learning_rate: float = 1e-3,
-) -> Callable[[jax.Array, jax.Array], jax.Array]:
+) -> DistilledReward:
     """Fit ``r_phi_i(s, a_i)`` per agent by least squares on ``targets``.
 
     Args:
@@ -81,55 +138,24 @@ def distil_reward(
         num_actions: actions per agent.
 
     Returns:
-        ``reward_fn(obs (agent, *obs_shape), actions (agent,)) -> (agent,)``, the
-        distilled reward of one joint observation, jittable.
+        :class:`DistilledReward`: ``reward_fn(obs (agent, *obs_shape), actions
+        (agent,)) -> (agent,)``, the distilled reward of one joint observation,
+        jittable. Fits of equal shapes share one compiled program.
     """
     n, b = actions.shape
     if obs.shape[:2] != (n, b) or targets.shape != (n, b):
         raise ValueError(f"obs, actions, targets: expected (agent, B, ...) = ({n}, {b}, ...), "
                          f"got {obs.shape}, {actions.shape}, {targets.shape}")
-    agents = jnp.arange(n)
-
-    def views(o):  # (agent, B, *obs) -> (agent, B, *view)
-        if view is None:
-            return o
-        return jax.vmap(lambda rows, i: jax.vmap(lambda r: view(r, i))(rows))(o, agents)
-
     net = _RewardNet(tuple(hidden), num_actions)
-    x = views(obs)
+    x = _views_jit(jnp.asarray(obs), view)
+    targets = jnp.asarray(targets, jnp.float32)
     mean = jnp.mean(targets, axis=1, keepdims=True)
     scale = jnp.std(targets, axis=1, keepdims=True) + 1e-6
     y = (targets - mean) / scale
     params = jax.vmap(lambda k: net.init(k, x[0, :1]))(jax.random.split(key, n))
-    opt = optax.adam(learning_rate)
-
-    def loss(p, idx):
-        pred = jax.vmap(net.apply)(p, x[:, idx])  # (agent, batch, A)
-        taken = jnp.take_along_axis(pred, actions[:, idx, None], axis=-1)[..., 0]
-        return jnp.mean((taken - y[:, idx]) ** 2)
-
-    @jax.jit
-    def fit(params, key):
-        def body(carry, k):
-            p, st = carry
-            idx = jax.random.randint(k, (batch_size,), 0, b)
-            g = jax.grad(loss)(p, idx)
-            upd, st = opt.update(g, st, p)
-            return (optax.apply_updates(p, upd), st), None
-
-        (params, _), _ = jax.lax.scan(body, (params, opt.init(params)),
-                                      jax.random.split(key, steps))
-        return params
-
-    params = fit(params, jax.random.fold_in(key, 1))
-
-    def reward_fn(o: jax.Array, a: jax.Array) -> jax.Array:
-        v = views(o[:, None])  # (agent, 1, *view)
-        pred = jax.vmap(net.apply)(params, v)[:, 0]  # (agent, A)
-        r = jnp.take_along_axis(pred, a[:, None].astype(jnp.int32), axis=-1)[:, 0]
-        return r * scale[:, 0] + mean[:, 0]
-
-    return reward_fn
+    params = _fit(params, jax.random.fold_in(key, 1), x, y, jnp.asarray(actions, jnp.int32),
+                  net=net, steps=steps, batch_size=batch_size, learning_rate=learning_rate)
+    return DistilledReward(params, mean[:, 0], scale[:, 0], net, view)
 
 
 @struct.dataclass
@@ -173,25 +199,38 @@ def reoptimise(
 ) -> jax.Array:
     """Train ``mairl.algos.soft_q`` (``config``) on ``env`` from scratch, ``seeds`` at once,
     and return the true returns ``(seed, agent)`` of its Boltzmann policies over
-    ``episodes`` episodes of ``true_env`` (default ``env``)."""
+    ``episodes`` episodes of ``true_env`` (default ``env``).
+
+    ``RewardReplaced(game, reward)`` with a :class:`DistilledReward` runs one compiled
+    program for every reward of the same shape on the same ``game`` (the reward is
+    an argument of the program, not a constant in it)."""
+    true_env = env if true_env is None else true_env
+    reward = None
+    if isinstance(env, RewardReplaced) and isinstance(env.reward_fn, DistilledReward):
+        env, reward = env.env, env.reward_fn
+    program = _reoptimise_program(env, config, updates, episodes, true_env)
+    return program(jax.random.split(key, seeds), reward)
+
+
+@functools.lru_cache(maxsize=8)
+def _reoptimise_program(env: Any, config: Any, updates: int, episodes: int, true_env: Any):
     from mairl.algos.soft_q import make_soft_q
     from mairl.evaluation import policy_fn_of
     from mairl.metrics import evaluate_returns
     from mairl.train import TrainConfig, make_train
 
-    true_env = env if true_env is None else true_env
-    algo = make_soft_q(config, num_agents=env.num_agents, obs_shape=tuple(env.obs_shape),
-                       num_actions=env.num_actions, env=env,
-                       obs_transform=getattr(true_env, "agent_view", None))
-    train = make_train(algo, TrainConfig(num_updates=updates, eval_every=updates),
-                       batch_source=lambda k, d: _no_batch())
-
-    def one(k):
+    def one(k, reward):
+        stepped = env if reward is None else RewardReplaced(env, reward)
+        algo = make_soft_q(config, num_agents=env.num_agents, obs_shape=tuple(env.obs_shape),
+                           num_actions=env.num_actions, env=stepped,
+                           obs_transform=getattr(true_env, "agent_view", None))
+        train = make_train(algo, TrainConfig(num_updates=updates, eval_every=updates),
+                           batch_source=lambda k, d: _no_batch())
         k_train, k_eval = jax.random.split(k)
         params = train(k_train, None).state.params
         return evaluate_returns(k_eval, true_env, policy_fn_of(algo, params), episodes).mean(0)
 
-    return jax.jit(jax.vmap(one))(jax.random.split(key, seeds))
+    return jax.jit(jax.vmap(one, in_axes=(0, None)))
 
 
 def _no_batch():
@@ -211,12 +250,18 @@ def recovered_reward(algo: Any, params: Any, demos: Any, max_transitions: int = 
     """The learner's transition-form reward on the first ``max_transitions`` demonstrated
     transitions: ``(obs (agent, B, ...), actions (agent, B), targets (agent, B))``."""
     from mairl.data import to_agent_major
-    from mairl.evaluation import sampled_reward
 
     n = min(demos.num_transitions, max_transitions)
     batch = to_agent_major(jax.tree.map(lambda x: x[:n], demos))
-    targets = jax.jit(lambda p, b: sampled_reward(algo, p, b)[0])(params, batch)
+    targets = _reward_program(algo)(params, batch)
     return batch.obs, batch.actions, targets
+
+
+@functools.lru_cache(maxsize=8)
+def _reward_program(algo: Any):
+    from mairl.evaluation import sampled_reward
+
+    return jax.jit(lambda p, b: sampled_reward(algo, p, b)[0])
 
 
 def transfer_reward_of(key: jax.Array, algo: Any, params: Any, demos: Any, env: Any,

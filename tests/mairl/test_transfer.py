@@ -99,3 +99,8 @@ def test_reward_transfer_runs_every_row_on_a_tiny_budget():
     norm = out["normalised"]
     assert set(norm) == {"random policy", "true reward", "random critic", "mamql-offline"}
     np.testing.assert_allclose(norm["random policy"], 0.0, atol=1e-6)
+    np.testing.assert_allclose(norm["true reward"], 1.0, atol=1e-6)
+    # the random critic's and the learner's distilled rewards ran in one compiled
+    # program (the reward is its argument), the true-reward row in another
+    program = transfer._reoptimise_program(game, config, 2, 2, game)
+    assert program._cache_size() == 2
