@@ -11,6 +11,15 @@ return of its policies is reported, normalised between a uniformly random policy
 critic's reward is the negative control.
 
     python experiments/gems_transfer.py --runs runs/demo [--size 11] [--updates 6000]
+
+Measured on a 2-core x86-64 CPU (``make demo``'s runs, 3 seeds each, one
+re-optimisation seed per recovered reward; ``--runs /tmp/demo4 --size 9
+--updates 2500 --seeds 1``, 800 s beside other jobs): normalised transfer
+MAMQL-offline 0.18 ± 0.16, IQ-Learn (joint) 0.26 ± 0.14, BC 0.20 ± 0.20 (95%
+t-intervals over the 3 rewards), random critic -0.04; raw returns 3.83, 5.07, 4.28
+against 1.12 for a random policy and 16.55 for soft Q-learning on the true reward.
+Every recovered reward transfers better than the negative control, and at this
+budget the three learners cannot be told apart.
 """
 
 from __future__ import annotations
