@@ -197,7 +197,7 @@ def soft_policy_evaluation(
     q: jax.Array,
     rewards: jax.Array,
     transitions: jax.Array,
-    terminal: jax.Array,
+    terminal: jax.Array | None,
     alpha: float | jax.Array,
     gamma: float | jax.Array,
     sweeps: int,
@@ -215,7 +215,7 @@ def soft_policy_evaluation(
         q: ``(N, S, A)``.
         rewards: ``(N, S, A)`` per-agent ``r_i(s, a_i)``.
         transitions: ``(S, A, ..., A, S')`` with ``N`` action axes.
-        terminal: bool ``(S',)``.
+        terminal: bool ``(S',)`` or ``None``.
         sweeps: a static positive integer.
     """
     pi = boltzmann_policy(q, alpha)
@@ -235,7 +235,7 @@ def learner_occupancy(
     expert_occupancy: jax.Array,
     transitions: jax.Array,
     initial: jax.Array,
-    terminal: jax.Array,
+    terminal: jax.Array | None,
     gamma: float | jax.Array,
     start: str = "data",
 ) -> jax.Array:
@@ -254,7 +254,9 @@ def learner_occupancy(
     if start != "data":
         raise ValueError(f"start: expected one of {START}, got {start!r}")
     num_states = policy.shape[1]
-    keep = 1.0 - terminal.astype(policy.dtype)  # (S',)
+    if terminal is None:
+        terminal = jnp.zeros(num_states, bool)
+    keep = 1.0 - jnp.asarray(terminal).astype(policy.dtype)  # (S',)
     trans = marginal_transitions(transitions, policy) * keep  # (N, S, A, S')
     mu = expert_occupancy.sum(-1) - gamma * jnp.einsum("nsa,nsat->nt", expert_occupancy, trans)
     p_pi = jnp.einsum("nsa,nsat->nst", policy, trans)  # (N, S, S'), equal over agents
