@@ -99,6 +99,17 @@ def test_terminal_states():
     assert np.all(corr >= CORR_EXACT), corr
 
 
+def test_other_temperature_rescales_the_reward(expert):
+    """A learner at ``alpha = 0.5`` on the ``alpha = 1`` expert: the policy is still
+    matched and the reward is the expert's scaled by 1/2, up to shaping."""
+    game, solution = expert
+    result = ml_irl(game, solution, MLIRLConfig(alpha=0.5, gamma=GAMMA, learning_rate=0.05,
+                                                 iterations=600))
+    kl, corr = scores(game, solution, result)
+    assert np.all(kl <= KL_EXACT), kl
+    assert np.all(corr >= CORR_EXACT), corr
+
+
 def test_start_initial_matches_on_exact_occupancy(expert):
     """From exact occupancies the paper's start (the game's initial distribution)
     reaches the same answer."""
