@@ -47,16 +47,18 @@ learner's state occupancy ``D_i`` starts is ``start``:
   ``D_i = mu_i^T (I - gamma P_pi)^-1`` with ``P_pi(s, s') = sum_a pi_i(a|s)
   P_i^pi(s'|s, a) (1 - terminal(s'))``. Then ``g_i`` is the exact gradient of
   the weighted log-likelihood ``sum_{s, a} w_i(s, a) log pi_i(a|s)`` for *any*
-  non-negative ``w_i``: for the exact discounted occupancy
-  (``mu = (1 - gamma) rho / Z``) it is Zeng et al.'s gradient; for the
+  non-negative ``w_i``: for the exact discounted occupancy in the expert's own
+  marginal game (``mu = (1 - gamma) rho / Z``) it is Zeng et al.'s gradient; for the
   frequencies counted from sampled, truncated, undiscounted episodes it is the
   gradient of the demonstrations' own log-likelihood ``sum_n log pi(a_n|s_n)``,
   whose state frequencies would otherwise disagree with any discounted
   occupancy from ``rho`` by the sampling noise and the discounting.
 - ``"initial"``: from the game's initial distribution ``rho``, the occupancy
-  ``mairl.solvers.state_occupancy`` (normalized), as in the paper. Matches
-  ``"data"`` for exact occupancies without terminal states; biased for counted
-  data, whose state frequencies are undiscounted.
+  ``mairl.solvers.state_occupancy`` (normalized), as in the paper. Same
+  stationary points as ``"data"`` on exact occupancies (and the same gradient
+  once the others play the expert's policies, without terminal states); on
+  counted data, whose state frequencies are undiscounted, it has no stationary
+  point and drifts.
 
 At a stationary point without ``l2`` (tabular rewards) ``w_i = d_i`` for every
 agent, so the learned policies equal the expert's action distributions on the
