@@ -50,6 +50,12 @@ approximation is a lower bound, exact where ``M`` is affine over the region the
 policies cover (for affine mixers :func:`local_affine` returns their own ``w, b``
 at any point). ``tests/mairl/test_mixers.py`` measures the gap by enumerating
 joint actions.
+
+A learner that uses the tangent plane's value must read ``Q_tot(s, a)`` off the
+same plane (``c + sum_i w_i Q_i(a_i)``), not off the mixer: with the mixer's own
+``Q_tot`` beside the lower-bound value, ``V - Q_tot(a)`` is no longer ``-alpha
+log pi(a|s) >= 0`` and an IQ-Learn objective can be driven down without bound
+by the mixer's curvature (``mairl.algos.factorized`` does so).
 """
 
 from __future__ import annotations
