@@ -54,6 +54,8 @@ for _name, _fn, _doc in [
     ("grid-rendezvous", "grid_rendezvous", "2-agent grid game: cooperative bonus for meeting"),
     ("grid-crossing", "grid_crossing", "2-agent grid game: agents cross, collisions cost"),
     ("random-game", "random_game_env", "random general-sum game (20 states, 3 actions, 2 agents)"),
+    ("random-team-game", "random_team_game_env",
+     "cooperative random game: one team reward (20 states, 3 actions, 2 agents)"),
     ("random-goal-game", "random_goal_game_env",
      "random general-sum game whose last 2 of 20 states are terminal"),
 ]:

@@ -10,7 +10,9 @@ from envs.tabular.games import (
     prisoners_dilemma,
     random_game,
     random_game_env,
+    random_team_game_env,
     stag_hunt,
+    team_game,
 )
 
 __all__ = [
@@ -26,5 +28,7 @@ __all__ = [
     "prisoners_dilemma",
     "random_game",
     "random_game_env",
+    "random_team_game_env",
     "stag_hunt",
+    "team_game",
 ]

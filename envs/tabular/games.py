@@ -2,7 +2,8 @@
 
 Every factory returns a ``TabularGame`` and has defaults for all its arguments, so
 ``envs.make(name)`` builds it (``prisoners-dilemma``, ``stag-hunt``, ``chicken``,
-``battle-of-the-sexes``, ``grid-rendezvous``, ``grid-crossing``, ``random-game``).
+``battle-of-the-sexes``, ``grid-rendezvous``, ``grid-crossing``, ``random-game``,
+``random-team-game``).
 
 Matrix games are repeated one-state games: ``S = 1``, ``P[0, a_0, a_1, 0] = 1`` and
 ``R[i, 0, a_0, a_1]`` the payoff of player ``i`` (agent 0 is the row player).
@@ -321,6 +322,23 @@ def random_game_env(
         jax.random.key(seed), num_states, num_actions, num_agents, max_steps=max_steps,
         num_terminal=num_terminal,
     )
+
+
+def team_game(game: TabularGame, agent: int = 0) -> TabularGame:
+    """The cooperative version of ``game``: every agent receives agent ``agent``'s
+    reward (one team reward ``R[i] = R[agent]``), same dynamics, start and ends."""
+    if not 0 <= agent < game.num_agents:
+        raise ValueError(f"agent: expected 0 .. {game.num_agents - 1}, got {agent}")
+    rewards = np.broadcast_to(game.rewards[agent], game.rewards.shape).copy()
+    return TabularGame(game.transitions, rewards, game.initial, max_steps=game.max_steps,
+                       obs_mode=game.obs_mode, agents=game.agents,
+                       terminal=game.terminal)
+
+
+def random_team_game_env(seed: int = 0, num_states: int = 20, num_actions: int = 3,
+                         num_agents: int = 2, max_steps: int = 100) -> TabularGame:
+    """:func:`random_game_env` made cooperative (:func:`team_game`): one shared reward."""
+    return team_game(random_game_env(seed, num_states, num_actions, num_agents, max_steps))
 
 
 def random_goal_game_env(seed: int = 0, num_states: int = 20, num_actions: int = 3,

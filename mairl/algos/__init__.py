@@ -4,6 +4,8 @@ plus read-outs (:class:`Algo`), one frozen config class per algorithm.
 - ``mamql``: marginal soft-Q critics, online (``mamql``) or from demonstrations
   alone (``mamql-offline``: ``value_expert`` / ``v0``);
 - ``iq-joint``: IQ-Learn with a joint-action critic per agent;
+- ``fiq``: factorized IQ-Learn for cooperative games: per-agent critics mixed
+  into one team critic (VDN, a state-weighted sum or QMIX), from demonstrations;
 - ``bc``: behaviour cloning;
 - ``soft-q``: forward multi-agent soft Q-learning on the true rewards;
 - ``ppo``: forward PPO on the true rewards.
@@ -19,6 +21,7 @@ from typing import Any, NamedTuple
 
 from mairl.algos.base import Algo, Batch, Needs, Transition
 from mairl.algos.bc import BCConfig, make_bc
+from mairl.algos.factorized import FIQConfig, make_fiq
 from mairl.algos.iq import IQConfig, IQState
 from mairl.algos.iq_joint import IQJointConfig, make_iq_joint
 from mairl.algos.mamql import MAMQLConfig, MAMQLOfflineConfig, make_mamql
@@ -41,6 +44,9 @@ ALGOS: dict[str, AlgoSpec] = {
                               "MAMQL from demonstrations alone (value_expert or v0)"),
     "iq-joint": AlgoSpec(IQJointConfig, make_iq_joint,
                          "IQ-Learn with joint-action critics (the paper's IQL MA)"),
+    "fiq": AlgoSpec(FIQConfig, make_fiq,
+                    "factorized IQ-Learn (cooperative): per-agent critics, a mixer, a team "
+                    "critic, from demonstrations"),
     "bc": AlgoSpec(BCConfig, make_bc, "behaviour cloning"),
     "soft-q": AlgoSpec(SoftQConfig, make_soft_q,
                        "forward: multi-agent soft Q-learning on the true rewards"),
@@ -48,8 +54,8 @@ ALGOS: dict[str, AlgoSpec] = {
 }
 
 #: Any registered algorithm's config.
-AlgoConfig = (MAMQLConfig | MAMQLOfflineConfig | IQJointConfig | BCConfig | SoftQConfig
-              | PPOConfig)
+AlgoConfig = (MAMQLConfig | MAMQLOfflineConfig | IQJointConfig | FIQConfig | BCConfig
+              | SoftQConfig | PPOConfig)
 
 
 def algo_name(config: Any) -> str:
@@ -62,7 +68,7 @@ def algo_name(config: Any) -> str:
 
 
 #: Defaults per environment family, for the IQ-Learn-objective learners (``IQConfig``:
-#: ``mamql``, ``mamql-offline``, ``iq-joint``). Tabular games: a table of Q-values
+#: ``mamql``, ``mamql-offline``, ``iq-joint``, ``fiq``). Tabular games: a table of Q-values
 #: per agent (one-hot states, nothing to generalise), a chi-squared coefficient of
 #: 0.5 and a larger step and batch, the settings of ``experiments/tabular_mamql.py``.
 #: With the generic defaults (an MLP critic, coefficient 1, Adam 3e-4, batch 256),
@@ -96,8 +102,8 @@ def make_algo(config: Any, *, num_agents: int, obs_shape: tuple[int, ...], num_a
                      num_actions=num_actions, env=env, obs_transform=obs_transform)
 
 
-__all__ = ["ALGOS", "Algo", "AlgoConfig", "AlgoSpec", "BCConfig", "Batch", "IQConfig",
+__all__ = ["ALGOS", "Algo", "AlgoConfig", "AlgoSpec", "BCConfig", "Batch", "FIQConfig", "IQConfig",
            "IQJointConfig", "IQState", "MAMQLConfig", "MAMQLOfflineConfig", "Needs",
            "FAMILY_DEFAULTS", "PPOConfig", "SoftQConfig", "Transition", "algo_name",
-           "family_config", "make_algo", "make_bc",
+           "family_config", "make_algo", "make_bc", "make_fiq",
            "make_iq_joint", "make_mamql", "make_ppo", "make_soft_q"]
