@@ -97,9 +97,10 @@ actions with auto-reset, two CPU cores): it ran ``ant-4x2`` at 10,900 env
 steps/s against 8,700 for ``mjx``, and ``walker2d-2x3`` at 22,000 against
 about 1,800 for ``mjx`` (brax picks a cheap MuJoCo solver for the ant and the
 humanoid only), with no non-finite state in either; the issue measured
-``generalized`` (2,900) and ``positional`` (1,500) slower still on the ant. ``spring`` approximates joints
-by stiff springs, so its trajectories differ from MuJoCo's; experts,
-demonstrations and learners all live in the same simulator, so speed wins.
+``generalized`` (2,900) and ``positional`` (1,500) slower still on the ant.
+``spring`` approximates joints by stiff springs, so its trajectories differ from
+MuJoCo's; experts, demonstrations and learners all live in the same simulator,
+so speed wins.
 ``backend="mjx"`` gives MuJoCo's own (maintained) dynamics where fidelity to
 MaMuJoCo matters more than speed.
 

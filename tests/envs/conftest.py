@@ -1,10 +1,10 @@
 """The Brax games in the env tests shared by every registered game.
 
 A Brax game compiles its physics in 10-25 s per program on two cores, so the
-shared contract and PettingZoo tests check them only under ``-m slow``, except
-the PettingZoo tests of ``ant-4x2``; ``test_brax_games.py`` checks the
-contract on ``ant-4x2`` by default through one compiled program. Without the
-optional ``brax`` package their cases are skipped.
+shared contract and PettingZoo tests check them only under ``-m slow``;
+``test_brax_games.py`` runs PettingZoo's tests and the contract's checks on
+``ant-4x2`` by default through two compiled programs. Without the optional
+``brax`` package their cases are skipped.
 """
 
 import importlib.util
@@ -14,9 +14,8 @@ import pytest
 import envs
 
 BRAX_GAMES = {name for name in envs.registered() if envs.spec(name).family == "brax"}
-#: The shared test modules, and the ``(module, game)`` pairs of them run by default.
+#: The test modules shared by every registered game.
 SHARED = {"test_contract", "test_pettingzoo"}
-BRAX_DEFAULT = {("test_pettingzoo", "ant-4x2")}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -32,5 +31,5 @@ def pytest_collection_modifyitems(config, items):
             continue
         if not have_brax:
             item.add_marker(pytest.mark.skip(reason="the Brax games need the brax package"))
-        elif any((module, g) not in BRAX_DEFAULT for g in games):
+        else:
             item.add_marker(pytest.mark.slow)

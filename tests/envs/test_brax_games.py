@@ -1,9 +1,11 @@
 """Multi-agent Brax games: the split of the body by joint name, observations against
 MuJoCo's named access, actions against the physics, episode ends, general-sum rewards.
 
-The default suite compiles one program (``ant-4x2``, a vmapped ``lax.scan`` of the
-public ``step``) and answers every dynamic question from it; the other games'
-dynamics run under ``-m slow``.
+The default suite compiles two programs on ``ant-4x2``: the PettingZoo wrapper's step
+(PettingZoo's API and seed tests, and the test that each agent drives the joints it
+observes) and a vmapped ``lax.scan`` of the public ``step`` (episode ends, auto-reset,
+no retrace). The other games' dynamics, and the shared contract and PettingZoo tests
+on every Brax game (tests/envs/conftest.py), run under ``-m slow``.
 """
 
 from types import SimpleNamespace
@@ -19,6 +21,15 @@ mujoco = pytest.importorskip("mujoco")
 
 import envs  # noqa: E402
 from envs.brax_games import GAMES, BraxGame, GameSpec, joint_layout  # noqa: E402
+from envs.pettingzoo import to_pettingzoo  # noqa: E402
+from envs.spaces import Box  # noqa: E402
+from tests.envs.test_contract import test_static_facts as check_static_facts  # noqa: E402
+
+# PettingZoo's own API and seed tests, run here on ``named_env`` (ant-4x2)
+from tests.envs.test_pettingzoo import (  # noqa: E402, F401
+    test_parallel_api,
+    test_parallel_seed,
+)
 
 
 @pytest.fixture(scope="module")
@@ -184,10 +195,70 @@ def test_import_envs_does_not_import_brax():
     assert out.stdout.split() == ["False", "False"]
 
 
-# -- dynamics: one compiled program answers the default suite's questions ---------------------
+# -- dynamics: two compiled programs answer the default suite's questions ----------------------
 HORIZON = 3
 STEPS = 5
-BATCH = 5  # ant-4x2: the zero action and one push per agent
+BATCH = 5
+
+
+@pytest.fixture(scope="module")
+def ant():
+    """``ant-4x2`` with a horizon of 3; its PettingZoo wrappers share one compiled step."""
+    env = envs.make("ant-4x2", horizon=HORIZON)
+    assert env.backend == "spring"
+    return env
+
+
+@pytest.fixture(scope="module")
+def named_env(ant):
+    """``(name, env)`` for the shared PettingZoo tests imported above."""
+    return "ant-4x2", ant
+
+
+def test_static_facts_and_spaces(ant):
+    check_static_facts(ant)
+    assert ant.action_spaces == (Box(-1.0, 1.0, (2,)),) * 4
+    assert ant.max_steps == HORIZON and ant.obs_shape == (21,)
+
+
+def _own_velocity_response(env, next_obs):
+    """``R[p][j]``: |change| of agent ``j``'s own joint velocities, as ``j`` observes them,
+    when agent ``p`` pushes (row ``1 + p`` of ``next_obs``) against the zero action (row 0)."""
+    nq = env.brax_env.sys.mj_model.nq
+    own_vel = [np.flatnonzero(np.isin(env.layout.obs_index[j], nq + np.asarray(qvel)))
+               for j, qvel in enumerate(env.layout.own_qvel)]
+    n = env.num_agents
+    return [[np.abs(next_obs[1 + p, j, own_vel[j]] - next_obs[0, j, own_vel[j]])
+             for j in range(n)] for p in range(n)]
+
+
+def _assert_each_agent_drives_what_it_sees(env, response, factor):
+    """Every own joint of every agent moves more (by ``factor``) when its agent pushes than
+    when any other agent does: the agent drives the joints it observes as its own. (Other
+    joints do move: a push turns the torso, and the other hips with it.)"""
+    n = env.num_agents
+    for j in range(n):
+        own = response[j][j]
+        cross = np.max([response[p][j] for p in range(n) if p != j], axis=0)
+        assert np.all(own > 0.5) and np.all(own > factor * cross), (
+            env.agents[j], own, cross)
+
+
+def test_each_agent_moves_exactly_its_own_joints(ant):
+    """Through the PettingZoo wrapper (actions keyed by agent name), from one reset: the
+    zero action, then a push (+1 on each actuator) by one agent at a time, for one step.
+    Every joint an agent observes as its own answers its own agent's push most; with
+    spring the own joints move 4.9-5.9 rad/s, the others' at most 2.3."""
+    rows = []
+    for pusher in [None, *ant.agents]:
+        par = to_pettingzoo(ant)
+        par.reset(seed=0)
+        actions = {agent: np.full(2, 1.0 if agent == pusher else 0.0, np.float32)
+                   for agent in ant.agents}
+        obs = par.step(actions)[0]
+        rows.append(np.stack([obs[agent] for agent in ant.agents]))
+    _assert_each_agent_drives_what_it_sees(ant, _own_velocity_response(ant, np.stack(rows)),
+                                           1.5)
 
 
 def _lift(env, pipeline_state, lift):
@@ -198,13 +269,12 @@ def _lift(env, pipeline_state, lift):
 
 
 @pytest.fixture(scope="module")
-def rollout():
+def rollout(ant):
     """``run(reset_keys (B,), lift (B,), actions (T, B, N, k))``: B ant-4x2 envs
     (horizon 3) from the given resets, lifted by ``lift``, stepped ``T`` times with
     ``env.step`` under ``jax.jit`` + ``lax.scan``; returns per step ``info["next_obs"]``,
     reward, terminated, truncated and time."""
-    env = envs.make("ant-4x2", horizon=HORIZON)
-    assert env.backend == "spring"
+    env = ant
 
     @jax.jit
     @chex.assert_max_traces(n=1)
@@ -224,43 +294,6 @@ def rollout():
 
     yield env, run
     chex.clear_trace_counter()
-
-
-def _own_velocity_response(env, next_obs):
-    """``R[p, j]``: |change| of agent ``j``'s own joint velocities, as ``j`` observes them,
-    when agent ``p`` pushes (row ``1 + p`` of ``next_obs``) against the zero action (row 0)."""
-    nq = env.brax_env.sys.mj_model.nq
-    own_vel = [np.flatnonzero(np.isin(env.layout.obs_index[j], nq + np.asarray(qvel)))
-               for j, qvel in enumerate(env.layout.own_qvel)]
-    n = env.num_agents
-    return [[np.abs(next_obs[1 + p, j, own_vel[j]] - next_obs[0, j, own_vel[j]])
-             for j in range(n)] for p in range(n)]
-
-
-def _assert_each_agent_drives_what_it_sees(env, response, factor):
-    """Every own joint of every agent moves more (by ``factor``) when its agent pushes than
-    when any other agent does: the agent drives the joints it observes as its own. (Other
-    joints do move: a push turns the torso, and the hips with it.)"""
-    n = env.num_agents
-    for j in range(n):
-        own = response[j][j]
-        cross = np.max([response[p][j] for p in range(n) if p != j], axis=0)
-        assert np.all(own > 0.5) and np.all(own > factor * cross), (
-            env.agents[j], own, cross)
-
-
-def test_each_agent_moves_exactly_its_own_joints(rollout):
-    """Row 0 steps the zero action, row ``1 + i`` pushes agent ``i``'s actuators (+1 each)
-    for one step; every joint an agent observes as its own answers its own agent's push
-    most."""
-    env, run = rollout
-    n, k = env.action_shape
-    actions = jnp.zeros((STEPS, BATCH, n, k))
-    for i in range(n):
-        actions = actions.at[0, 1 + i, i].set(1.0)
-    keys = jnp.stack([jax.random.key(0)] * BATCH)
-    next_obs = np.asarray(run(keys, jnp.zeros(BATCH), actions)[0][0])  # (B, N, obs)
-    _assert_each_agent_drives_what_it_sees(env, _own_velocity_response(env, next_obs), 1.5)
 
 
 def test_scan_terminated_truncated_and_autoreset(rollout):
