@@ -8,9 +8,8 @@ action vector, gathers observations and (for general-sum games) splits the
 reward. ``brax`` is an optional extra (``pip install mairl[brax]``) and is
 imported when a game is built, never by ``import envs``.
 
-Partitions (agents in order; the MaMuJoCo splits of Peng et al. 2021,
-"FACMAC: Factored Multi-Agent Centralised Policy Gradients", Table/Figure of
-the Multi-Agent MuJoCo benchmark):
+Partitions (agents in order; the Multi-Agent MuJoCo splits of Peng et al.,
+"FACMAC: Factored Multi-Agent Centralised Policy Gradients", NeurIPS 2021):
 
 - ``ant-4x2``: one leg each, ``(hip_1, ankle_1)``, ``(hip_2, ankle_2)``,
   ``(hip_3, ankle_3)``, ``(hip_4, ankle_4)``.

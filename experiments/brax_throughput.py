@@ -52,7 +52,7 @@ class Args:
         seed: seed of the resets and random actions.
     """
 
-    games: tuple[str, ...] = ("ant-4x2", "halfcheetah-6x1", "walker2d-2x3", "ant-2x4-xy")
+    games: tuple[str, ...] = tuple(GAMES)
     num_envs: tuple[int, ...] = (64, 1024)
     steps: int = 100
     backend: str = "spring"

@@ -221,12 +221,27 @@ def test_static_facts_and_spaces(ant):
     assert ant.max_steps == HORIZON and ant.obs_shape == (21,)
 
 
+def _own_velocity_positions(env):
+    """Per agent, where the velocities of its own joints sit in its view, found without the
+    layout: ``observe`` a state whose ``qd`` entries are distinct markers and look for the
+    markers of the agent's joints (MuJoCo's named ``dofadr``); each must appear once."""
+    model = env.brax_env.sys.mj_model
+    qd = 1000.0 + np.arange(model.nv)
+    state = SimpleNamespace(pipeline_state=SimpleNamespace(
+        q=jnp.zeros(model.nq, jnp.float32), qd=jnp.asarray(qd, jnp.float32)))
+    obs = np.asarray(env.observe(state))
+    positions = []
+    for j, names in enumerate(GAMES[env.env_id].partition):
+        found = [np.flatnonzero(obs[j] == qd[model.joint(n).dofadr[0]]) for n in names]
+        assert all(p.size == 1 for p in found), (env.agents[j], names, found)
+        positions.append(np.concatenate(found))
+    return positions
+
+
 def _own_velocity_response(env, next_obs):
     """``R[p][j]``: |change| of agent ``j``'s own joint velocities, as ``j`` observes them,
     when agent ``p`` pushes (row ``1 + p`` of ``next_obs``) against the zero action (row 0)."""
-    nq = env.brax_env.sys.mj_model.nq
-    own_vel = [np.flatnonzero(np.isin(env.layout.obs_index[j], nq + np.asarray(qvel)))
-               for j, qvel in enumerate(env.layout.own_qvel)]
+    own_vel = _own_velocity_positions(env)
     n = env.num_agents
     return [[np.abs(next_obs[1 + p, j, own_vel[j]] - next_obs[0, j, own_vel[j]])
              for j in range(n)] for p in range(n)]
