@@ -131,3 +131,13 @@ for _name, _cls, _doc in [
     ("mpe2-simple-push", "SimplePush", "mpe2 simple_push_v3: adversary pushes the agent away"),
 ]:
     register(_name, f"envs.mpe2_games:{_cls}", family="mpe2", jittable=False, description=_doc)
+
+# -- multi-agent Brax: bodies shared by agents, each driving its joints (envs/brax_games.py)
+for _name, _doc in [
+    ("ant-4x2", "MaMuJoCo ant 4x2 on brax: one leg per agent, team reward"),
+    ("halfcheetah-6x1", "MaMuJoCo halfcheetah 6x1 on brax: one joint per agent, team reward"),
+    ("walker2d-2x3", "MaMuJoCo walker2d 2x3 on brax: one leg per agent, team reward"),
+    ("hopper-3x1", "MaMuJoCo hopper 3x1 on brax: one joint per agent, team reward"),
+    ("ant-2x4-xy", "general-sum ant on brax: legs 1-2 paid for +x, legs 3-4 for +y velocity"),
+]:
+    register(_name, "envs.brax_games:brax_game", family="brax", description=_doc, game=_name)
