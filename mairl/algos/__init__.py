@@ -6,7 +6,11 @@ plus read-outs (:class:`Algo`), one frozen config class per algorithm.
 - ``iq-joint``: IQ-Learn with a joint-action critic per agent;
 - ``bc``: behaviour cloning;
 - ``soft-q``: forward multi-agent soft Q-learning on the true rewards;
-- ``ppo``: forward PPO on the true rewards.
+- ``ppo``: forward PPO on the true rewards;
+- ``ma-gail``, ``ma-airl``: adversarial imitation / IRL with one discriminator
+  per agent, on the soft-Q learner as policy optimiser;
+- ``ml-irl``: single-loop maximum-likelihood IRL, per-agent rewards (this
+  library's multi-agent extension).
 
 :data:`ALGOS` maps each name to its config class and factory; :func:`make_algo`
 builds an algorithm from its config alone.
@@ -17,6 +21,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from mairl.algos.adversarial import (
+    MAAIRLConfig,
+    MAGAILConfig,
+    MLIRLConfig,
+    make_ma_airl,
+    make_ma_gail,
+    make_ml_irl,
+)
 from mairl.algos.base import Algo, Batch, Needs, Transition
 from mairl.algos.bc import BCConfig, make_bc
 from mairl.algos.iq import IQConfig, IQState
@@ -45,11 +57,17 @@ ALGOS: dict[str, AlgoSpec] = {
     "soft-q": AlgoSpec(SoftQConfig, make_soft_q,
                        "forward: multi-agent soft Q-learning on the true rewards"),
     "ppo": AlgoSpec(PPOConfig, make_ppo, "forward: PPO on the true rewards"),
+    "ma-gail": AlgoSpec(MAGAILConfig, make_ma_gail,
+                        "MA-GAIL: a discriminator per agent, soft-Q policy step"),
+    "ma-airl": AlgoSpec(MAAIRLConfig, make_ma_airl,
+                        "MA-AIRL: f = g + gamma h(s') - h(s) per agent, soft-Q policy step"),
+    "ml-irl": AlgoSpec(MLIRLConfig, make_ml_irl,
+                       "ML-IRL (multi-agent, single loop): soft-Q step, likelihood step on r_i"),
 }
 
 #: Any registered algorithm's config.
 AlgoConfig = (MAMQLConfig | MAMQLOfflineConfig | IQJointConfig | BCConfig | SoftQConfig
-              | PPOConfig)
+              | PPOConfig | MAGAILConfig | MAAIRLConfig | MLIRLConfig)
 
 
 def algo_name(config: Any) -> str:
@@ -97,7 +115,8 @@ def make_algo(config: Any, *, num_agents: int, obs_shape: tuple[int, ...], num_a
 
 
 __all__ = ["ALGOS", "Algo", "AlgoConfig", "AlgoSpec", "BCConfig", "Batch", "IQConfig",
-           "IQJointConfig", "IQState", "MAMQLConfig", "MAMQLOfflineConfig", "Needs",
-           "FAMILY_DEFAULTS", "PPOConfig", "SoftQConfig", "Transition", "algo_name",
-           "family_config", "make_algo", "make_bc",
-           "make_iq_joint", "make_mamql", "make_ppo", "make_soft_q"]
+           "IQJointConfig", "IQState", "MAAIRLConfig", "MAGAILConfig", "MAMQLConfig",
+           "MAMQLOfflineConfig", "MLIRLConfig", "Needs", "FAMILY_DEFAULTS", "PPOConfig",
+           "SoftQConfig", "Transition", "algo_name", "family_config", "make_algo", "make_bc",
+           "make_iq_joint", "make_ma_airl", "make_ma_gail", "make_mamql", "make_ml_irl",
+           "make_ppo", "make_soft_q"]
