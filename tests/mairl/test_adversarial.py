@@ -241,6 +241,19 @@ def test_ma_airl_learns_in_make_train(game_demos):
     kl, corr = result.curves["policy_kl"][-1], result.curves["reward_shaping_corr"][-1]
     assert np.all(kl < 0.4 * uniform), (kl, uniform)
     assert np.all(corr > 0.8), corr
+    # what the run reports as the recovered reward is g, not the critic's Q - gamma E V
+    params = result.state.params
+    states = jnp.broadcast_to(jnp.eye(20), (2, 20, 20))
+    table = algo.reward(params, states)  # (agent, S, A)
+    orc = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), sol)
+    np.testing.assert_array_equal(tabular_reward(algo, params, orc, 2)[1], table)
+    run = runs.Run(runs.RunConfig(algo=config, env=runs.EnvConfig("random-game")), {}, {},
+                   np.zeros(0), jax.tree.map(lambda x: x[None], params), algo, game)
+    obs = np.repeat(np.eye(20, dtype=np.float32)[:, None], 2, axis=1)  # (S, agent, S)
+    acts = np.stack([np.arange(20) % 3, (np.arange(20) + 1) % 3], axis=1)
+    r = run.reward(obs, acts, obs)  # (S, agent)
+    np.testing.assert_allclose(r[:, 0], table[0, np.arange(20), acts[:, 0]], rtol=1e-6)
+    np.testing.assert_allclose(r[:, 1], table[1, np.arange(20), acts[:, 1]], rtol=1e-6)
 
 
 @pytest.mark.slow
