@@ -307,7 +307,14 @@ def test_host_loop_trains_on_a_host_side_game(game_demos):
     assert np.all(np.isfinite(result.curves["train/reward_loss"]))
 
 
-def test_jitted_end_to_end_and_registered():
+def test_registered_with_tabular_family_defaults():
+    from mairl.algos import REWARD_LEARNER_FAMILY_DEFAULTS, family_config
+
     for name in NAMES:
         assert ALGOS[name].config.name == name
+        tab = family_config(name, "tabular")
+        assert tab.critic == "tabular" and tab.reward_learning_rate == 5e-4
+        assert family_config(name, "gems") == ALGOS[name].config()
+        assert set(REWARD_LEARNER_FAMILY_DEFAULTS["tabular"]) <= {
+            f.name for f in dataclasses.fields(tab)}
     assert isinstance(MLIRLConfig(), ALGOS["ml-irl"].config)
