@@ -50,3 +50,15 @@ def buffer_sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int) -> Any:
     """Uniform sample with replacement among the filled slots (``size`` must be > 0)."""
     idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buffer.size, 1))
     return jax.tree.map(lambda d: d[idx], buffer.data)
+
+
+def buffer_sample_recent(buffer: ReplayBuffer, key: jax.Array, batch_size: int,
+                         window: int) -> Any:
+    """Uniform sample with replacement among the ``window`` most recently written items
+    (all filled slots if fewer): samples of the current behaviour, not of old policies."""
+    if window < 1:
+        raise ValueError(f"buffer_sample_recent: window: expected >= 1, got {window}")
+    span = jnp.maximum(jnp.minimum(buffer.size, window), 1)
+    back = jax.random.randint(key, (batch_size,), 0, span)  # 0: the newest item
+    idx = (buffer.position - 1 - back) % buffer.capacity
+    return jax.tree.map(lambda d: d[idx], buffer.data)

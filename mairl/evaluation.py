@@ -12,7 +12,8 @@ into the training program (``held`` = ``heldout_batch(heldout_demos)``):
 - with a tabular ``oracle`` (the exact expert, ``mairl.solvers``): ``policy_kl``
   under the expert occupancy, and the recovered reward in expected form
   ``r_i(s, a_i) = Q_i(s, a_i) - gamma sum_s' P_i(s'|s, a_i) (1 - terminal(s')) V_i(s')``
-  (``P_i`` the expert's marginal dynamics) against the true marginal reward
+  (``P_i`` the expert's marginal dynamics; for algorithms that learn a reward
+  of their own, ``algo.reward``) against the true marginal reward
   under the metrics of ``mairl.metrics.calibration.tabular_metrics``
   (``reward_shaping_corr``, ``reward_pearson``, ``reward_spearman``,
   ``reward_epic``). Which of them measure reward recovery is decided by their
@@ -58,8 +59,10 @@ def sampled_reward(algo: Algo, params: Any, batch) -> tuple[jax.Array, jax.Array
 
 
 def tabular_reward(algo: Algo, params: Any, oracle, num_agents: int, terminal: Any = None):
-    """The learned ``q (agent, S, A)`` and its expected-form reward ``(agent, S, A)``.
+    """The learned ``q (agent, S, A)`` and the recovered reward ``(agent, S, A)``.
 
+    Where the algorithm learns a reward of its own (``algo.reward``), that one;
+    otherwise the expected form of its critic's,
     ``r_i(s, a_i) = Q_i(s, a_i) - gamma sum_s' P_i(s'|s, a_i) (1 - terminal(s')) V_i(s')``
     with ``P_i = oracle.marginal_transitions``: no bootstrap after entering a
     terminal state (``terminal``: the game's optional bool mask ``(S,)``).
@@ -68,6 +71,8 @@ def tabular_reward(algo: Algo, params: Any, oracle, num_agents: int, terminal: A
     states = jnp.broadcast_to(jnp.eye(num_states, dtype=jnp.float32),
                               (num_agents, num_states, num_states))
     q = algo.q_values(params, states)  # (agent, S, A)
+    if algo.reward is not None:
+        return q, algo.reward(params, states)
     v = soft_value(q, algo.alpha)  # (agent, S)
     if terminal is not None:
         v = jnp.where(jnp.asarray(terminal, bool)[None, :], 0.0, v)

@@ -98,10 +98,14 @@ def plot_reward_heatmap(path: Path, algo, params, env, heldout=None, oracle=None
             for a, (dx, dy) in enumerate(moves):
                 nxt[k, a, i, min(max(x + dx, 0), nx - 1), min(max(y + dy, 0), ny - 1)] = 1.0
         both = jnp.asarray(np.concatenate([base, nxt.reshape(-1, *shape)]))
-        q_both = jax.jit(algo.q_values)(params, jnp.broadcast_to(both, (n, *both.shape)))[i]
-        q, q_next = q_both[: len(cells)], q_both[len(cells):]
-        v_next = soft_value(q_next, algo.alpha).reshape(len(cells), len(moves))
-        r = np.asarray(q[:, : len(moves)] - algo.gamma * v_next)
+        if algo.reward is not None:  # a learned reward of its own: r_i(s, a_i)
+            r_all = jax.jit(algo.reward)(params, jnp.broadcast_to(base, (n, *base.shape)))[i]
+            r = np.asarray(r_all[:, : len(moves)])
+        else:
+            q_both = jax.jit(algo.q_values)(params, jnp.broadcast_to(both, (n, *both.shape)))[i]
+            q, q_next = q_both[: len(cells)], q_both[len(cells):]
+            v_next = soft_value(q_next, algo.alpha).reshape(len(cells), len(moves))
+            r = np.asarray(q[:, : len(moves)] - algo.gamma * v_next)
         grid = r.mean(axis=1).reshape(nx, ny)
         im = axes[0, i].imshow(grid.T, origin="lower", cmap="viridis")
         for c, marker in ((2, "o"), (3, "s"), (4, "*")):

@@ -415,9 +415,11 @@ class Setup:
                 batch = example_batch(algo, self.env)
                 orc = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), self.oracle)
 
+                # jitted once: an online learner's init also resets and warms up its envs
+                fresh = jax.jit(lambda key: algo.init(key, batch).params)
+
                 def random_critic(key):
-                    params = algo.init(key, batch).params
-                    return tabular_reward(algo, params, orc, n, terminal)[1]
+                    return tabular_reward(algo, fresh(key), orc, n, terminal)[1]
 
                 self._calibration = calibrate_tabular(
                     self.oracle, self.algo.alpha, self.algo.gamma, terminal=terminal,
@@ -516,9 +518,11 @@ class Run:
 
     def reward(self, obs: Any, actions: Any, next_obs: Any, terminated: Any = None,
                seed: int = 0) -> jax.Array:
-        """The recovered reward on transitions, ``r_i = Q_i(s, a_i) - gamma (1 - term)
-        V_i(s')``: ``(batch, agent)`` for ``obs (batch, agent, ...)``, ``actions (batch,
-        agent)``, ``terminated (batch,)`` (default: none terminated)."""
+        """The recovered reward on transitions: ``(batch, agent)`` for ``obs (batch, agent,
+        ...)``, ``actions (batch, agent)``, ``terminated (batch,)`` (default: none
+        terminated). The algorithm's own learned reward ``r_i(s, a_i)`` where it has
+        one (``algo.reward``: MA-AIRL's ``g_i``, ML-IRL's ``r_i``; ``next_obs`` and
+        ``terminated`` are then unused), else ``Q_i(s, a_i) - gamma (1 - term) V_i(s')``."""
         from mairl.data import Transition
         from mairl.evaluation import sampled_reward
 
@@ -526,6 +530,10 @@ class Run:
         x_next, _ = self._agent_major(next_obs)
         a = jnp.asarray(actions, jnp.int32)
         a = a if single else a.T
+        if self.algo.reward is not None:
+            table = self.algo.reward(self.seed_params(seed), x)  # (agent, [batch,] action)
+            r = jnp.take_along_axis(table, a[..., None], axis=-1)[..., 0]
+            return r if single else r.T
         term = jnp.zeros(a.shape[1:], bool) if terminated is None else jnp.asarray(terminated)
         r, _, _ = sampled_reward(self.algo, self.seed_params(seed),
                                  Transition(x, a, x_next, term, term))

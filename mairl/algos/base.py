@@ -11,6 +11,12 @@ cloning and PPO: its logits times ``alpha``), so that every algorithm has the
 same Boltzmann policy ``pi_i(a_i|s) ∝ exp(Q_i(s, a_i) / alpha)`` and the same
 recovered reward ``r_i(s, a_i) = Q_i(s, a_i) - gamma * E[V_i(s')]``.
 
+Algorithms that learn a reward function of their own (MA-AIRL's ``g_i``,
+ML-IRL's ``r_i``, MA-GAIL's discriminator logit) also expose it,
+``algo.reward(params, obs) -> (agent, ..., action)``, and that read-out, not
+the one derived from ``q_values``, is their recovered reward wherever a run
+reports one (``mairl.evaluation.tabular_reward``, ``mairl.runs.Run.reward``).
+
 Every learner state has a ``params`` field (the parameters ``q_values`` reads).
 ``algo.needs`` says what the learner consumes, so that callers never read its
 config to find out.
@@ -73,6 +79,10 @@ class Algo(NamedTuple):
         act, store: online learners on host-side envs: ``act(state, obs, key) ->
             actions (env, agent)`` and ``store(state, transitions) -> state``,
             called by the host loop of ``mairl.train.train_host``; ``None`` otherwise.
+        reward: ``reward(params, obs (agent, ..., *obs_shape)) -> (agent, ..., action)``,
+            the learned reward ``r_i(s, a_i)`` for every own action, for
+            algorithms that learn one explicitly; ``None``: the recovered reward
+            is derived from ``q_values``, ``Q_i(s, a_i) - gamma E[V_i(s')]``.
     """
 
     name: str
@@ -85,3 +95,4 @@ class Algo(NamedTuple):
     needs: Needs = Needs()
     act: Callable[[Any, jax.Array, jax.Array], jax.Array] | None = None
     store: Callable[[Any, Any], Any] | None = None
+    reward: Callable[[Any, jax.Array], jax.Array] | None = None

@@ -41,12 +41,25 @@ either way.
 
 Axes: agent first, ``(agent, batch, ...)``, wherever values differ per agent;
 environments first, ``(env, agent, ...)``, in the env states and buffer items.
+
+**A learned reward instead of the env's.** Adversarial and likelihood IRL
+(``mairl.algos.adversarial``) run this same learner as their policy optimiser,
+on a reward they learn. ``make_soft_q(..., reward_fn=fn)`` replaces the stored
+``r_i`` of the Bellman target by ``fn(state.reward_params, obs, actions,
+next_obs, terminated)``, evaluated when the batch is sampled with the reward
+parameters the state holds at that moment (not when the transition was
+stored), so that an old transition is always scored by the current reward.
+With a hook the buffer holds no true rewards at all, and the learner also runs
+on host-side games (``algo.act`` / ``algo.store`` for ``mairl.train.train_host``;
+no warm-up there: the host loop fills the buffer). Without one it is exactly
+the learner above.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -77,6 +90,7 @@ from mairl.networks import CRITICS
 from mairl.params import save_params
 
 __all__ = [
+    "RewardFn",
     "SoftQConfig",
     "SoftQState",
     "make_soft_q",
@@ -146,8 +160,10 @@ class SoftQState:
     """Learner state; parameters and optimizer states stacked on the agent axis.
 
     ``env_obs (env, agent, *obs_shape)`` and ``env_state`` are the running
-    environments; ``buffer`` holds ``Transition`` items, environments first, with
-    ``rewards``; ``step`` counts updates.
+    environments (``None`` on host-side games); ``buffer`` holds ``Transition``
+    items, environments first, with ``rewards`` unless a ``reward_fn`` scores
+    them; ``step`` counts updates; ``reward_params``: what the ``reward_fn`` of
+    :func:`make_soft_q` reads (``None`` without one).
     """
 
     params: Any
@@ -157,6 +173,7 @@ class SoftQState:
     env_obs: jax.Array
     buffer: ReplayBuffer
     step: jax.Array
+    reward_params: Any = None
 
 
 # -- losses -------------------------------------------------------------------------------------
@@ -213,6 +230,12 @@ def _nbytes(x: jax.ShapeDtypeStruct) -> int:
     return math.prod(x.shape) * jnp.dtype(x.dtype).itemsize
 
 
+#: ``reward_fn(reward_params, obs, actions, next_obs, terminated) -> rewards (agent, batch)``:
+#: ``obs``, ``next_obs (agent, batch, *obs_shape)`` (raw observations), ``actions
+#: (agent, batch)``, ``terminated (batch,)``.
+RewardFn = Callable[[Any, jax.Array, jax.Array, jax.Array, jax.Array], jax.Array]
+
+
 def make_soft_q(
     config: SoftQConfig,
     *,
@@ -221,17 +244,25 @@ def make_soft_q(
     num_actions: int,
     env: Any = None,
     obs_transform: ObsTransform | None = None,
+    reward_fn: RewardFn | None = None,
 ) -> Algo:
     """Multi-agent soft Q-learning (module docstring) on a jittable discrete ``env``.
 
     ``obs_transform(obs, agent)``: agent ``agent``'s view of one observation,
     read by its critic when acting and learning.
 
+    ``reward_fn``: the learned reward of an IRL algorithm (module docstring),
+    read in every Bellman target from ``state.reward_params``; the buffer then
+    keeps no true rewards, holds raw observations (the hook reads them), and
+    ``env`` may also be a host-side game (``algo.act`` / ``algo.store``).
+
     The returned ``init(key, batch, params=None)`` also takes stacked critic
     parameters to start from instead of fresh ones (a curriculum stage, a
     fine-tuning): ``algo._replace(init=functools.partial(algo.init, params=p))``.
     """
-    check_jittable_env("soft-q", env)
+    host = reward_fn is not None and env is not None and not getattr(env, "jittable", True)
+    if not host:
+        check_jittable_env("soft-q", env)
     obs_shape = tuple(obs_shape)
     critic_shape = view_shape(obs_shape, obs_transform)
     net = make_config_critic(config, num_actions, critic_shape)
@@ -241,9 +272,9 @@ def make_soft_q(
     agent_ids = jnp.arange(num_agents)
 
     # What the buffer holds: each agent's view where it is the smaller, else the
-    # raw observation; ``stored_apply`` reads it.
+    # raw observation; ``stored_apply`` reads it. A reward hook reads raw ones.
     store_views = False
-    if obs_transform is not None:
+    if obs_transform is not None and reward_fn is None:
         raw = jax.eval_shape(env.reset, jax.random.key(0))[0]  # (agent, *obs_shape)
         one = jax.ShapeDtypeStruct(obs_shape, raw.dtype)
         view = jax.eval_shape(obs_transform, one, jax.ShapeDtypeStruct((), jnp.int32))
@@ -268,25 +299,30 @@ def make_soft_q(
         env_obs, env_state, items, rewards = step_envs(
             env, state.env_state, state.env_obs, actions, key_step
         )
-        items = items._replace(obs=obs, next_obs=to_stored(items.next_obs),
-                               rewards=rewards.astype(jnp.float32))
+        items = items._replace(obs=obs, next_obs=to_stored(items.next_obs))
+        if reward_fn is None:
+            items = items._replace(rewards=rewards.astype(jnp.float32))
         return state.replace(env_state=env_state, env_obs=env_obs,
                              buffer=buffer_add(state.buffer, items))
 
     def init(key: jax.Array, batch: Batch | None = None, params: Any = None) -> SoftQState:
         key_init, key_warmup = jax.random.split(key)
         key_net, key_env = jax.random.split(key_init)
-        env_obs, env_state = jax.vmap(env.reset)(jax.random.split(key_env, config.num_envs))
+        if host:
+            env_obs = env_state = None
+            stored = jnp.zeros((num_agents, *obs_shape), jnp.float32)
+        else:
+            env_obs, env_state = jax.vmap(env.reset)(jax.random.split(key_env, config.num_envs))
+            stored = to_stored(env_obs)[0]  # (agent, ...)
         if params is None:
             params = init_stacked(net, key_net, num_agents, jnp.zeros(critic_shape, jnp.float32))
-        stored = to_stored(env_obs)[0]  # (agent, ...)
         item = Transition(
             obs=stored,
             actions=jnp.zeros((num_agents,), jnp.int32),
             next_obs=stored,
             terminated=jnp.bool_(False),
             truncated=jnp.bool_(False),
-            rewards=jnp.zeros((num_agents,), jnp.float32),
+            rewards=jnp.zeros((num_agents,), jnp.float32) if reward_fn is None else None,
         )
         state = SoftQState(
             params=params,
@@ -297,30 +333,40 @@ def make_soft_q(
             buffer=buffer_init(item, config.buffer_size),
             step=jnp.int32(0),
         )
-        if config.warmup_steps:
+        if config.warmup_steps and not host:
             state, _ = jax.lax.scan(lambda s, k: (collect(s, k), None), state,
                                     jax.random.split(key_warmup, config.warmup_steps))
         return state
 
-    def loss_fn(params: Any, target_params: Any, sample: Transition):
+    def loss_fn(params: Any, target_params: Any, sample: Transition, rewards: jax.Array):
         obs = jnp.swapaxes(sample.obs, 0, 1)  # (agent, batch, ...)
         next_obs = jnp.swapaxes(sample.next_obs, 0, 1)
         q = stored_apply(params, obs)  # (agent, batch, action)
         q_next = stored_apply(target_params, next_obs)
         target = soft_bellman_target(
-            sample.rewards.T, sample.terminated, q_next, alpha=alpha, gamma=gamma
+            rewards, sample.terminated, q_next, alpha=alpha, gamma=gamma
         )  # (agent, batch)
         losses, q_taken = jax.vmap(soft_q_loss, in_axes=(0, 0, 0, None))(
             q, sample.actions.T, target, config.huber_delta
         )
         return jnp.sum(losses), {"loss": losses, "q_mean": jnp.mean(q_taken, axis=-1)}
 
+    def sample_rewards(state: SoftQState, sample: Transition) -> jax.Array:
+        """``(agent, batch)``: the stored rewards, or the hook's under the current
+        reward parameters (never differentiated through)."""
+        if reward_fn is None:
+            return sample.rewards.T
+        r = reward_fn(state.reward_params, jnp.swapaxes(sample.obs, 0, 1), sample.actions.T,
+                      jnp.swapaxes(sample.next_obs, 0, 1), sample.terminated)
+        return jax.lax.stop_gradient(r)
+
     def update(state: SoftQState, batch: Batch, key: jax.Array) -> tuple[SoftQState, dict]:
         key_env, key_sample = jax.random.split(key)
-        state = collect(state, key_env)
+        if not host:
+            state = collect(state, key_env)
         sample = buffer_sample(state.buffer, key_sample, config.batch_size)
         grads, metrics = jax.grad(loss_fn, has_aux=True)(
-            state.params, state.target_params, sample
+            state.params, state.target_params, sample, sample_rewards(state, sample)
         )
         params, opt_state = stacked_optimizer_step(tx, grads, state.opt_state, state.params)
         target = polyak(state.target_params, params, config.tau)
@@ -329,9 +375,21 @@ def make_soft_q(
         )
         return state, metrics
 
-    needs = Needs(expert_batch=0, num_envs=config.num_envs, rewards=True)
+    def act(state: SoftQState, obs: jax.Array, key: jax.Array) -> jax.Array:
+        """Boltzmann actions ``(env, agent)`` for observations ``(env, agent, *obs_shape)``."""
+        q = q_values(state.params, jnp.swapaxes(obs, 0, 1))  # (agent, env, action)
+        return sample_actions(key, q, alpha).T
+
+    def store(state: SoftQState, items: Transition) -> SoftQState:
+        """Add transitions (env first, no rewards) to the replay."""
+        items = items._replace(rewards=None, obs=jnp.asarray(items.obs, jnp.float32),
+                               next_obs=jnp.asarray(items.next_obs, jnp.float32))
+        return state.replace(buffer=buffer_add(state.buffer, items))
+
+    needs = Needs(expert_batch=0, num_envs=config.num_envs, rewards=reward_fn is None)
     return Algo(name=SoftQConfig.name, init=init, update=update, q_values=q_values,
-                alpha=alpha, gamma=gamma, config=config, needs=needs)
+                alpha=alpha, gamma=gamma, config=config, needs=needs,
+                act=act if host else None, store=store if host else None)
 
 
 def save_soft_q_expert(
