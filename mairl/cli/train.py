@@ -11,7 +11,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import tyro
 
@@ -21,6 +21,7 @@ LogName = Literal["none", "tensorboard", "wandb"]
 
 USAGE = """usage: mairl train --algo NAME --env ENV --demos FILE --out DIR [options]
        mairl train --resume DIR [--algo NAME ... to check the config]
+       (--devices N: shard the seeds over N devices, default all; --batch-shards K)
 
 Train an algorithm on demonstrations, several seeds at once, and write a run
 directory (config.json, metrics.json, curves.csv, params.npz, plots, checkpoints/).
@@ -28,6 +29,19 @@ directory (config.json, metrics.json, curves.csv, params.npz, plots, checkpoints
 
 algorithms:
 """
+
+
+#: ``--devices N`` (default: all devices) and ``--batch-shards K``: where a run's seeds
+#: go (``mairl.runs.run``'s ``devices`` and ``batch_shards``, ``mairl.sharding``).
+DEVICE_FLAGS = [
+    ("devices", Annotated[int | None, tyro.conf.arg(
+        help="devices the seeds are sharded over (the first N of jax.devices()); default: all")],
+     dataclasses.field(default=None)),
+    ("batch_shards", Annotated[int, tyro.conf.arg(
+        help="devices that split each seed's batch (data-parallel updates, gradients "
+             "averaged with pmean); the devices are seed shards x batch shards")],
+     dataclasses.field(default=1)),
+]
 
 
 def _arg_value(argv: list[str], flag: str) -> str | None:
@@ -72,6 +86,7 @@ def _args_class(name: str, resume: bool, family: str | None = None):
         ("eval", runs.EvalConfig, dataclasses.field(default_factory=runs.EvalConfig)),
         ("log", LogName, dataclasses.field(default="none")),
         ("quiet", bool, dataclasses.field(default=False)),
+        *DEVICE_FLAGS,
     ], frozen=True)
 
 
@@ -106,6 +121,7 @@ def train_main(argv: list[str]) -> None:
     if name is not None:
         args = _parse(name, rest, resume=resume_dir is not None)
         log, quiet = args.log, args.quiet
+        devices, batch_shards = args.devices, args.batch_shards
         try:
             config = runs.RunConfig(algo=args.algo, env=args.env, data=args.data,
                                     schedule=args.schedule, eval=args.eval)
@@ -116,15 +132,22 @@ def train_main(argv: list[str]) -> None:
         log = _arg_value(rest, "--log") or "none"
         quiet = "--quiet" in rest
         out = Path(resume_dir)
+        try:
+            devices = _arg_value(rest, "--devices")
+            devices = None if devices is None else int(devices)
+            batch_shards = int(_arg_value(rest, "--batch-shards") or 1)
+        except ValueError:
+            raise SystemExit("error: --devices, --batch-shards: expected integers") from None
     trackers = [] if log == "none" else [log]
     try:
         total = (config or runs.read_config(out)).schedule
         with progress_bar(total.updates // total.eval_every, "chunks") as update:
             progress = None if quiet else update
+            where = {"devices": devices, "batch_shards": batch_shards}
             if resume_dir is not None:
-                result = runs.resume(out, config, progress=progress, trackers=trackers)
+                result = runs.resume(out, config, progress=progress, trackers=trackers, **where)
             else:
-                result = runs.run(config, out, progress=progress, trackers=trackers)
+                result = runs.run(config, out, progress=progress, trackers=trackers, **where)
     except runs.NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(3) from None
