@@ -897,12 +897,14 @@ def read_curves(path: Path, agents: Sequence[str]) -> tuple[dict, np.ndarray]:
 
 
 def _write_outputs(s: Setup, out: Path, params: Any, curves: dict, updates: np.ndarray,
-                   summary: dict) -> None:
+                   summary: dict, plots: bool = True) -> None:
     from mairl.params import save_params
 
     (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_curves(out / "curves.csv", curves, updates, s.algo.needs.expert_batch, s.env.agents)
     save_params(out / "params.npz", params)
+    if not plots:
+        return
     from mairl.plots import plot_curves, plot_reward_heatmap
 
     if curves:

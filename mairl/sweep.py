@@ -43,11 +43,12 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tyro
 
 from mairl import runs, sharding
 
@@ -73,10 +74,10 @@ class Grid:
         l2: weights of the squared-parameter penalty.
     """
 
-    learning_rate: tuple[float, ...] = ()
-    alpha: tuple[float, ...] = ()
-    chi2_coef: tuple[float, ...] = ()
-    l2: tuple[float, ...] = ()
+    learning_rate: Annotated[tuple[float, ...], tyro.conf.arg(name="grid-learning-rate")] = ()
+    alpha: Annotated[tuple[float, ...], tyro.conf.arg(name="grid-alpha")] = ()
+    chi2_coef: Annotated[tuple[float, ...], tyro.conf.arg(name="grid-chi2-coef")] = ()
+    l2: Annotated[tuple[float, ...], tyro.conf.arg(name="grid-l2")] = ()
 
     def __post_init__(self):
         for name in GRID_FIELDS:
@@ -121,6 +122,47 @@ def traced_config(algo_config: Any, values: dict[str, jax.Array]) -> Any:
     for name, value in values.items():
         object.__setattr__(new, name, value)
     return new
+
+
+def grid_runs(grid: Grid, seeds: int, seed: int = 0) -> tuple[dict, jax.Array]:
+    """The inputs of every run of the grid, point-major: ``extra = {"hyper": {field:
+    (run,)}, "point": (run,)}`` and ``keys (run,)``, seed ``i`` of every point
+    with the key of seed ``i`` of a single run (``split(key(seed), seeds)[i]``)."""
+    points = grid.points()
+    values = {k: jnp.asarray([p[k] for p in points], jnp.float32) for k in grid.axes}
+    point_of_run = jnp.repeat(jnp.arange(len(points), dtype=jnp.int32), seeds)
+    extra = {"hyper": {k: v[point_of_run] for k, v in values.items()}, "point": point_of_run}
+    seed_keys = jax.random.key_data(jax.random.split(jax.random.key(seed), seeds))
+    keys = jax.random.wrap_key_data(jnp.tile(seed_keys, (len(points), 1)))
+    return extra, keys
+
+
+def traced_algo(config: runs.RunConfig, env: Any) -> Callable:
+    """``algo_of(hyper, data_axis=None)``: the run's algorithm on ``env`` with the
+    fields of ``hyper`` (traced scalars) in its config."""
+
+    def algo_of(hyper: dict, data_axis: str | None = None):
+        traced = dataclasses.replace(config, algo=traced_config(config.algo, hyper))
+        return runs.build_algo(traced, env, data_axis=data_axis)
+
+    return algo_of
+
+
+def make_point_train(config: runs.RunConfig, env: Any, train_config: Any,
+                     eval_of: Callable | None = None, data_axis: str | None = None) -> Callable:
+    """``train_of(x)``: the ``make_train`` program of one grid run whose inputs are
+    ``x = {"hyper": ..., "point": ...}`` (:func:`grid_runs`, one run's entries);
+    ``eval_of(algo, x)`` gives its ``eval_fn`` (``None``: no evaluation)."""
+    from mairl.train import make_train
+
+    algo_of = traced_algo(config, env)
+
+    def train_of(x):
+        algo = algo_of(x["hyper"], data_axis)
+        eval_fn = None if eval_of is None else eval_of(algo, x)
+        return make_train(algo, train_config, eval_fn, data_axis=data_axis)
+
+    return train_of
 
 
 def point_name(index: int, point: dict[str, float]) -> str:
@@ -169,7 +211,8 @@ def _point_setups(base: runs.Setup, configs: Sequence[runs.RunConfig]) -> list[r
 
 def sweep(config: runs.RunConfig, grid: Grid, out: str | Path, *,
           devices: int | Sequence[Any] | None = None, batch_shards: int = 1,
-          progress: Callable[[int, int], None] | None = None) -> SweepResult:
+          progress: Callable[[int, int], None] | None = None,
+          point_plots: bool = False) -> SweepResult:
     """Train every point of ``grid`` around ``config`` (``config.schedule.seeds``
     seeds each) in one compiled program, evaluate, and write ``out``.
 
@@ -178,13 +221,16 @@ def sweep(config: runs.RunConfig, grid: Grid, out: str | Path, *,
         devices, batch_shards: as for :func:`mairl.runs.run`; the runs of all
             points are sharded together.
         progress: ``progress(chunks_done, num_chunks)``.
+        point_plots: also draw every point's ``curves.png`` and ``reward.png``
+            (about 2 s a point with matplotlib); the sweep's ``summary.png`` is
+            always drawn.
 
     Raises:
         ValueError: a bad grid or config (the message names the field), a
             host-side game, or a directory that already holds a sweep.
     """
     from mairl.evaluation import make_eval_fn
-    from mairl.train import TrainConfig, make_train, train_data
+    from mairl.train import TrainConfig, train_data
 
     out = Path(out)
     configs = point_configs(config, grid)
@@ -205,11 +251,7 @@ def sweep(config: runs.RunConfig, grid: Grid, out: str | Path, *,
 
     sched, axes = config.schedule, grid.axes
     seeds, num_points = sched.seeds, len(points)
-    values = {k: jnp.asarray([p[k] for p in points], jnp.float32) for k in axes}
-    point_of_run = jnp.repeat(jnp.arange(num_points, dtype=jnp.int32), seeds)
-    extra = {"hyper": {k: v[point_of_run] for k, v in values.items()}, "point": point_of_run}
-    seed_keys = jax.random.split(jax.random.key(sched.seed), seeds)
-    keys = jax.random.wrap_key_data(jnp.tile(jax.random.key_data(seed_keys), (num_points, 1)))
+    extra, keys = grid_runs(grid, seeds, sched.seed)
     oracles = None
     if base.oracle is not None:
         oracles = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]),
@@ -221,18 +263,15 @@ def sweep(config: runs.RunConfig, grid: Grid, out: str | Path, *,
         expert_logits = soft_q_expert_logits(config.eval.expert, base.env)
     axis = sharding.data_axis(mesh)
     tcfg = TrainConfig(num_updates=sched.updates, eval_every=sched.eval_every)
+    algo_of = traced_algo(config, base.env)
 
-    def algo_of(hyper, data_axis=None):
-        traced = dataclasses.replace(config, algo=traced_config(config.algo, hyper))
-        return runs.build_algo(traced, base.env, data_axis=data_axis)
-
-    def train_of(x):
-        algo = algo_of(x["hyper"], axis)
+    def eval_of(algo, x):
         orc = None if oracles is None else jax.tree.map(lambda o: jnp.asarray(o)[x["point"]],
                                                           oracles)
-        eval_fn = make_eval_fn(algo, base.env, oracle=orc, episodes=config.eval.eval_episodes,
-                               expert_logits=expert_logits)
-        return make_train(algo, tcfg, eval_fn, data_axis=axis)
+        return make_eval_fn(algo, base.env, oracle=orc, episodes=config.eval.eval_episodes,
+                            expert_logits=expert_logits)
+
+    train_of = make_point_train(config, base.env, tcfg, eval_of, data_axis=axis)
 
     tdata = train_data(base.train_demos, base.held)
     state, curves, updates, compile_s, run_s = runs._train_jitted(
@@ -255,7 +294,8 @@ def sweep(config: runs.RunConfig, grid: Grid, out: str | Path, *,
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "config.json").write_text(
             json.dumps(runs.config_to_dict(cfg), indent=2) + "\n")
-        runs._write_outputs(s, directory, p_params, p_curves, updates, summary)
+        runs._write_outputs(s, directory, p_params, p_curves, updates, summary,
+                            plots=point_plots)
         results.append(runs.Run(cfg, summary, p_curves, updates, p_params, s.algo, s.env,
                                 directory))
         table.append(_row(point_name(p, points[p]), points[p], summary))
@@ -360,5 +400,6 @@ def read_grid(out: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-__all__ = ["GRID_ALGOS", "GRID_FIELDS", "Grid", "SweepResult", "plot_sweep", "point_configs",
-           "point_name", "read_grid", "sweep", "traced_config", "write_table"]
+__all__ = ["GRID_ALGOS", "GRID_FIELDS", "Grid", "SweepResult", "grid_runs", "make_point_train",
+           "plot_sweep", "point_configs", "point_name", "read_grid", "sweep", "traced_algo",
+           "traced_config", "write_table"]
