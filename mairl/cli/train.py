@@ -80,6 +80,7 @@ def _args_class(name: str, resume: bool, family: str | None = None, extra=()):
     return dataclasses.make_dataclass("TrainArgs", [
         ("env", runs.EnvConfig),
         *out,
+        *extra,
         ("algo", spec.config, dataclasses.field(default_factory=lambda: default)),
         ("data", runs.DataConfig, dataclasses.field(default_factory=runs.DataConfig)),
         ("schedule", runs.ScheduleConfig,
@@ -88,7 +89,6 @@ def _args_class(name: str, resume: bool, family: str | None = None, extra=()):
         ("log", LogName, dataclasses.field(default="none")),
         ("quiet", bool, dataclasses.field(default=False)),
         *DEVICE_FLAGS,
-        *extra,
     ], frozen=True)
 
 
