@@ -71,18 +71,27 @@ def main():
     full, sharded = run_sharded(split, keys, tdata, sharding.make_mesh(4, batch_shards=2))
     out["batch"] = {"diff": max_diff(plain, sharded), "devices": spans(full.state.params)}
 
-    # one gradient step on one batch: 4 shards against the whole batch
+    # gradient steps on one batch: 4 shards against the whole batch
     algo = make_mamql(offline, **problem)
     split_algo = make_mamql(offline, **problem, data_axis=sharding.BATCH)
     batch = demo_batches(algo.needs)(jax.random.key(5), tdata)
     state = algo.init(jax.random.key(6), batch)
     state = state.replace(params=jax.tree.map(lambda p: p + 0.3, state.params))
-    one, m_one = jax.jit(algo.update)(state, batch, jax.random.key(7))
+    # (three steps: Adam's first step is lr * sign(gradient), blind to its size)
+    def steps(update):
+        def run(st, b):
+            for k in range(3):
+                st, m = update(st, b, jax.random.key(7 + k))
+            return st, m
+        return run
+
+    one, m_one = jax.jit(steps(algo.update))(state, batch)
     step = jax.jit(jax.shard_map(
-        lambda st, b, k: split_algo.update(st, sharding.local_batch(b, sharding.BATCH), k),
+        steps(lambda st, b, k: split_algo.update(st, sharding.local_batch(b, sharding.BATCH),
+                                                 k)),
         mesh=sharding.make_mesh(4, batch_shards=4), in_specs=P(), out_specs=P(),
         check_vma=False))
-    two, m_two = step(state, batch, jax.random.key(7))
+    two, m_two = step(state, batch)
     out["gradient_step"] = {"diff": max_diff((one.params, m_one), (two.params, m_two)),
                             "moved": max_diff(one.params, state.params)}
 
