@@ -336,11 +336,13 @@ def oracle_for(env: Any, alpha: float, gamma: float):
     return soft_value_iteration(env, alpha=alpha, gamma=gamma)
 
 
-def build_algo(config: RunConfig, env: Any):
-    """The run's algorithm on ``env`` (its per-agent view where ``env.view`` asks)."""
+def build_algo(config: RunConfig, env: Any, data_axis: str | None = None):
+    """The run's algorithm on ``env`` (its per-agent view where ``env.view`` asks);
+    ``data_axis``: with a data-parallel update (``mairl.sharding``)."""
     transform = getattr(env, "agent_view", None) if config.env.view == "agent" else None
     return make_algo(config.algo, num_agents=env.num_agents, obs_shape=tuple(env.obs_shape),
-                     num_actions=env.num_actions, env=env, obs_transform=transform)
+                     num_actions=env.num_actions, env=env, obs_transform=transform,
+                     data_axis=data_axis)
 
 
 def example_batch(algo: Any, env: Any):
@@ -651,7 +653,8 @@ def _views_of(obs: Any, transform: Any, ndim: int, rows: int = 8192) -> jax.Arra
     return jnp.asarray(np.concatenate(out)) if out else jnp.asarray(obs)
 
 
-def _pre_viewed(s: Setup, tdata: Any) -> tuple[Any, Any]:
+def _pre_viewed(s: Setup, tdata: Any, algo: Any = None,
+                data_axis: str | None = None) -> tuple[Any, Any]:
     """The algorithm and data that training runs on.
 
     An offline learner whose critics read a per-agent view (``env.view = "agent"``)
@@ -660,19 +663,20 @@ def _pre_viewed(s: Setup, tdata: Any) -> tuple[Any, Any]:
     the data hold each agent's views and training runs the same algorithm built on
     the view's shape without a transform, whose ``q_values`` applies the view to
     raw observations, so evaluation, checkpoints and the saved parameters are
-    unchanged (the same parameters, the same numbers)."""
+    unchanged (the same parameters, the same numbers). ``algo``: the run's algorithm
+    (default ``s.algo``), built with ``data_axis``."""
     from mairl.algos.common import view_shape
 
+    raw = s.algo if algo is None else algo
     transform = getattr(s.env, "agent_view", None) if s.config.env.view == "agent" else None
-    needs = s.algo.needs
+    needs = raw.needs
     if transform is None or needs.num_envs or not needs.expert_batch or tdata.demos is None:
-        return s.algo, tdata
+        return raw, tdata
     shape = tuple(s.env.obs_shape)
     ndim = len(shape)
     inner = make_algo(s.config.algo, num_agents=s.env.num_agents,
                       obs_shape=view_shape(shape, transform), num_actions=s.env.num_actions,
-                      env=s.env, obs_transform=None)
-    raw = s.algo
+                      env=s.env, obs_transform=None, data_axis=data_axis)
 
     def q_values(params, obs):
         from mairl.algos.common import stacked_views
@@ -687,30 +691,53 @@ def _pre_viewed(s: Setup, tdata: Any) -> tuple[Any, Any]:
         tdata._replace(demos=demos, init_obs=init_obs)
 
 
-def _train_jitted(s: Setup, out: Path, tdata, progress, resume: bool, log) -> tuple:
+def _train_jitted(s: Setup, out: Path, tdata, progress, resume: bool, log, *, mesh=None,
+                  program: tuple | None = None) -> tuple:
     """``make_train``'s program one chunk per call (the same compiled chunk every
     time), with progress, trackers, the non-finite check and a checkpoint between
-    calls; numbers equal those of the whole run in one call."""
+    calls; numbers equal those of the whole run in one call.
+
+    The runs (seeds) are vmapped and sharded over ``mesh`` (``mairl.sharding``).
+    ``program``: ``(train_of, extra, keys)``: run ``r`` trains
+    ``train_of(extra[r])`` (a ``make_train`` result) from ``keys[r]``; by default
+    the config's seeds of ``make_train(s.algo, ...)`` (``mairl.sweep`` passes a
+    grid's points).
+    """
+    from mairl import sharding
     from mairl.train import TrainConfig, make_train
 
     cfg = s.config
     sched = cfg.schedule
     tcfg = TrainConfig(num_updates=sched.updates, eval_every=sched.eval_every)
-    algo, tdata = _pre_viewed(s, tdata)
-    train = make_train(algo, tcfg, s.eval_fn)
-    keys = jax.random.split(jax.random.key(sched.seed), sched.seeds)
-    init = jax.jit(jax.vmap(train.init, in_axes=(0, None)))
-    chunk = jax.jit(jax.vmap(train.chunks, in_axes=(0, 0, None, None)), donate_argnums=0)
+    if program is None:
+        axis = sharding.data_axis(mesh)
+        algo = s.algo if axis is None else build_algo(cfg, s.env, data_axis=axis)
+        algo, tdata = _pre_viewed(s, tdata, algo, data_axis=axis)
+        train = make_train(algo, tcfg, s.eval_fn, data_axis=axis)
+        program = (lambda _: train, None,
+                   jax.random.split(jax.random.key(sched.seed), sched.seeds))
+    train_of, extra, keys = program
+    runs = keys.shape[0]
+    size = sharding.padded(runs, mesh)
+    init = jax.jit(sharding.seed_map(lambda x, k, d: train_of(x).init(k, d), mesh,
+                                     (0, 0, None)))
+    chunk = jax.jit(sharding.seed_map(lambda x, st, k, i, d: train_of(x).chunks(st, k, i, d),
+                                      mesh, (0, 0, 0, None, None)), donate_argnums=1)
     per = (sched.checkpoint_every or sched.updates) // sched.eval_every
     ckpt = Checkpoints(out / "checkpoints", sched.keep_checkpoints)
     meta = {"config": config_to_dict(cfg), "data_sha256": s.data_sha256}
 
     t0 = time.perf_counter()
-    state, chunk_keys = init(keys, tdata)
+    extra, keys = sharding.put(sharding.pad_runs((extra, keys), size), mesh, sharded=True)
+    tdata = sharding.put(tdata, mesh, sharded=False)
+    state, chunk_keys = init(extra, keys, tdata)
     done, curves = 0, []
     latest = ckpt.latest() if resume else None
     if latest is not None:  # else: killed before its first checkpoint, start again
-        (state, chunk_keys), saved = ckpt.restore(latest, (state, chunk_keys))
+        template = sharding.take_runs((state, chunk_keys), runs)
+        (state, chunk_keys), saved = ckpt.restore(latest, template)
+        state, chunk_keys = sharding.put(sharding.pad_runs((state, chunk_keys), size), mesh,
+                                         sharded=True)
         if saved.get("data_sha256") != s.data_sha256:
             ckpt.close()
             raise ValueError(f"resume: the demonstrations changed since the checkpoint "
@@ -719,12 +746,12 @@ def _train_jitted(s: Setup, out: Path, tdata, progress, resume: bool, log) -> tu
         curves = [{k: np.asarray(v) for k, v in saved["curves"].items()}]
     if progress is not None:
         progress(done, tcfg.num_chunks)
-    compiled = chunk.lower(state, chunk_keys[:, :1], jnp.int32(0), tdata).compile()
+    compiled = chunk.lower(extra, state, chunk_keys[:, :1], jnp.int32(0), tdata).compile()
     compile_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     while done < tcfg.num_chunks:
-        state, c = compiled(state, chunk_keys[:, done:done + 1], jnp.int32(done), tdata)
-        c = jax.tree.map(np.asarray, c)
+        state, c = compiled(extra, state, chunk_keys[:, done:done + 1], jnp.int32(done), tdata)
+        c = sharding.take_runs(sharding.gather(c), runs)
         where = _first_non_finite(c)
         if where is not None:
             last = ckpt.latest()
@@ -743,11 +770,12 @@ def _train_jitted(s: Setup, out: Path, tdata, progress, resume: bool, log) -> tu
             progress(done, tcfg.num_chunks)
         if done % per == 0 or done == tcfg.num_chunks:
             curves = [{k: np.concatenate([x[k] for x in curves], axis=1) for k in curves[0]}]
-            ckpt.save(done, (state, chunk_keys),
+            ckpt.save(done, sharding.take_runs((state, chunk_keys), runs),
                       {**meta, "chunks_done": done, "curves": _curves_to_json(curves[0])})
     jax.block_until_ready(state)
     ckpt.close()
     run_s = time.perf_counter() - t1
+    state = sharding.take_runs(state, runs)
     updates = (np.arange(tcfg.num_chunks) + 1) * sched.eval_every
     curves = {k: np.concatenate([x[k] for x in curves], axis=1) for k in curves[0]} if curves \
         else {}
@@ -862,6 +890,8 @@ def summarize(s: Setup, final: dict, compile_s: float, run_s: float) -> dict:
         "updates_per_s": updates / run_s if run_s > 0 else float("nan"),
         "seed_updates_per_s": cfg.schedule.seeds * updates / run_s if run_s > 0 else float("nan"),
         "device": str(jax.devices()[0]),
+        "devices": getattr(s, "devices", 1),
+        "batch_shards": getattr(s, "batch_shards", 1),
     })
     summary["measures"] = measures(s, [k for k in per_seed])
     if s.demos is not None:
@@ -932,12 +962,14 @@ def read_curves(path: Path, agents: Sequence[str]) -> tuple[dict, np.ndarray]:
 
 
 def _write_outputs(s: Setup, out: Path, params: Any, curves: dict, updates: np.ndarray,
-                   summary: dict) -> None:
+                   summary: dict, plots: bool = True) -> None:
     from mairl.params import save_params
 
     (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_curves(out / "curves.csv", curves, updates, s.algo.needs.expert_batch, s.env.agents)
     save_params(out / "params.npz", params)
+    if not plots:
+        return
     from mairl.plots import plot_curves, plot_reward_heatmap
 
     if curves:
@@ -948,11 +980,18 @@ def _write_outputs(s: Setup, out: Path, params: Any, curves: dict, updates: np.n
 
 
 def run(config: RunConfig, out: str | Path, *, progress: ProgressFn | None = None,
-        trackers: Sequence[Any] = (), overwrite: bool = False) -> Run:
+        trackers: Sequence[Any] = (), overwrite: bool = False,
+        devices: int | Sequence[Any] | None = None, batch_shards: int = 1) -> Run:
     """Train ``config.schedule.seeds`` seeds at once, evaluate, write the directory ``out``.
 
     Args:
         progress: ``progress(chunks_done, num_chunks)``, called on the host.
+        devices: the devices the seeds are sharded over (``mairl.sharding``): a
+            count of the first of ``jax.devices()``, a list, or ``None`` for all.
+            The numbers do not depend on it beyond float rounding.
+        batch_shards: devices that split each seed's batch (data-parallel
+            updates, gradients averaged with ``pmean``); the devices are
+            ``seed shards x batch_shards``.
         trackers: where curves stream as they come (:mod:`mairl.trackers`):
             ``"tensorboard"``, ``"wandb"``, or objects with ``log(curves,
             updates)`` and ``close()``.
@@ -969,16 +1008,19 @@ def run(config: RunConfig, out: str | Path, *, progress: ProgressFn | None = Non
         import shutil
 
         shutil.rmtree(out / "checkpoints")
-    return _run(config, out, progress=progress, trackers=trackers, resume=False)
+    return _run(config, out, progress=progress, trackers=trackers, resume=False,
+                devices=devices, batch_shards=batch_shards)
 
 
 def resume(out: str | Path, config: RunConfig | None = None, *,
-           progress: ProgressFn | None = None, trackers: Sequence[Any] = ()) -> Run:
+           progress: ProgressFn | None = None, trackers: Sequence[Any] = (),
+           devices: int | Sequence[Any] | None = None, batch_shards: int = 1) -> Run:
     """Go on with the run in ``out`` from its last complete checkpoint.
 
     The result equals that of the run never interrupted. ``config``, if given,
     must equal the saved one; a difference, or demonstrations changed since, is
-    refused with a message that names it.
+    refused with a message that names it. ``devices`` and ``batch_shards`` as for
+    :func:`run` (they may differ from the first part's).
     """
     out = Path(out)
     saved = read_config(out)
@@ -987,7 +1029,8 @@ def resume(out: str | Path, config: RunConfig | None = None, *,
         if diffs:
             raise ValueError(f"resume: the config differs from the run in {out}: "
                              + "; ".join(diffs))
-    return _run(saved, out, progress=progress, trackers=trackers, resume=True)
+    return _run(saved, out, progress=progress, trackers=trackers, resume=True,
+                devices=devices, batch_shards=batch_shards)
 
 
 def read_config(out: str | Path) -> RunConfig:
@@ -1000,11 +1043,21 @@ def read_config(out: str | Path) -> RunConfig:
         raise ValueError(f"{path}: {err}") from None
 
 
-def _run(config: RunConfig, out: Path, *, progress, trackers, resume: bool) -> Run:
+def _run(config: RunConfig, out: Path, *, progress, trackers, resume: bool, devices=None,
+         batch_shards: int = 1) -> Run:
+    from mairl import sharding
     from mairl.trackers import make_trackers
     from mairl.train import train_data
 
+    mesh = sharding.make_mesh(devices, batch_shards)
     s = Setup(config)
+    if s.host_loop:  # host-side games step one seed after another: nothing to shard
+        if batch_shards > 1:
+            raise ValueError(f"batch_shards: {config.algo_name} on {config.env.name} trains "
+                             "on the host and cannot split its batch; expected 1")
+        mesh = None
+    s.devices = 1 if mesh is None else mesh.size
+    s.batch_shards = sharding.batch_shards(mesh)
     if not resume:
         if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
             raise ValueError(f"run: {out} already holds a run's checkpoints; resume it or "
@@ -1036,7 +1089,7 @@ def _run(config: RunConfig, out: Path, *, progress, trackers, resume: bool) -> R
             log(curves, updates)
         else:
             state, curves, updates, compile_s, run_s = _train_jitted(
-                s, out, tdata, progress, resume, log if sinks else None)
+                s, out, tdata, progress, resume, log if sinks else None, mesh=mesh)
     finally:
         for tracker in sinks:
             tracker.close()

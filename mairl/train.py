@@ -32,6 +32,7 @@ import numpy as np
 
 from mairl.algos.base import Algo, Batch, Needs
 from mairl.data import Demonstrations, Transition, sample_transitions
+from mairl.sharding import local_batch
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,7 @@ def make_train(
     eval_fn: EvalFn | None = None,
     progress: Callable[[int], None] | None = None,
     batch_source: BatchSource | None = None,
+    data_axis: str | None = None,
 ) -> Callable[[jax.Array, Any], TrainResult]:
     """``train(key, data) -> TrainResult``, pure and jittable.
 
@@ -196,6 +198,10 @@ def make_train(
             ``jax.debug.callback``.
         batch_source: ``source(key, data) -> Batch``; default
             ``demo_batches(algo.needs)`` (``data`` a :class:`TrainData`).
+        data_axis: data-parallel updates inside ``jax.shard_map`` over this mesh
+            axis (``mairl.sharding``): every device draws the same batch and
+            updates on its slice of it; ``algo`` must be built with the same
+            ``data_axis``, so that it averages its gradients over the axis.
 
     ``train.init`` and ``train.chunks`` (module docstring) are the same program
     in two pieces.
@@ -204,7 +210,7 @@ def make_train(
 
     def one_update(data, state, key):
         key_batch, key_update = jax.random.split(key)
-        return algo.update(state, source(key_batch, data), key_update)
+        return algo.update(state, local_batch(source(key_batch, data), data_axis), key_update)
 
     def chunk(data, state, xs):
         index, key = xs

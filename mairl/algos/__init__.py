@@ -132,12 +132,25 @@ def family_config(name: str, family: str | None) -> Any:
     return spec.config(**overrides)
 
 
+#: Algorithms whose update can be data-parallel (``data_axis``, ``mairl.sharding``).
+DATA_PARALLEL = ("mamql", "mamql-offline", "iq-joint")
+
+
 def make_algo(config: Any, *, num_agents: int, obs_shape: tuple[int, ...], num_actions: int,
-              env: Any = None, obs_transform: Any = None) -> Algo:
-    """The algorithm that ``config`` configures (``env`` where it steps one)."""
-    spec = ALGOS[algo_name(config)]
+              env: Any = None, obs_transform: Any = None, data_axis: str | None = None) -> Algo:
+    """The algorithm that ``config`` configures (``env`` where it steps one);
+    ``data_axis``: its update data-parallel over that mesh axis (the algorithms of
+    :data:`DATA_PARALLEL`)."""
+    name = algo_name(config)
+    spec = ALGOS[name]
+    extra = {}
+    if data_axis is not None:
+        if name not in DATA_PARALLEL:
+            raise ValueError(f"batch_shards: {name} has no data-parallel update; expected 1 "
+                             f"shard, or one of {list(DATA_PARALLEL)}")
+        extra["data_axis"] = data_axis
     return spec.make(config, num_agents=num_agents, obs_shape=tuple(obs_shape),
-                     num_actions=num_actions, env=env, obs_transform=obs_transform)
+                     num_actions=num_actions, env=env, obs_transform=obs_transform, **extra)
 
 
 __all__ = ["ALGOS", "Algo", "AlgoConfig", "AlgoSpec", "BCConfig", "Batch", "FIQConfig",

@@ -51,6 +51,7 @@ from mairl.algos.common import (
 )
 from mairl.buffers import ReplayBuffer, buffer_add, buffer_init, buffer_sample
 from mairl.networks import make_critic
+from mairl.sharding import local_transitions, mean_over
 
 Mode = Literal["online", "value_expert", "v0"]
 MODES = ("online", "value_expert", "v0")
@@ -180,10 +181,21 @@ def make_iq(
     env: Any = None,
     name: str = "mamql",
     obs_transform: ObsTransform | None = None,
+    data_axis: str | None = None,
 ) -> Algo:
     """Build the learner. ``env`` (a jittable mairl env) is required for ``online``;
     ``obs_transform(obs, agent)`` gives each agent's view of its observation to
-    its critic (e.g. ``Gems.agent_view``)."""
+    its critic (e.g. ``Gems.agent_view``).
+
+    ``data_axis``: a data-parallel update inside ``jax.shard_map`` over that mesh
+    axis (``mairl.sharding``): the expert batch it receives is the device's slice
+    (``make_train(..., data_axis=...)`` cuts it), the policy samples drawn from
+    the replay are cut the same way, and the gradients and metrics are averaged
+    over the axis with ``jax.lax.pmean`` before the optimizer step.
+
+    ``alpha``, ``learning_rate``, ``chi2_coef`` and ``l2`` may be traced scalars
+    (``mairl.sweep`` vmaps a run over a grid of them); every other field is static.
+    """
     if config.mode == "online" and env is None:
         raise ValueError(f"{name}: mode 'online' needs an environment (env=...)")
     # host-side envs (PettingZoo, highway-env) are stepped by a host loop
@@ -254,7 +266,7 @@ def make_iq(
 
         losses, aux = jax.vmap(agent_loss)(out_now, out_next, agent_ids)
         total = jnp.sum(losses)
-        if config.l2 > 0:
+        if isinstance(config.l2, jax.Array) or config.l2 > 0:  # traced in a grid
             total = total + config.l2 * l2_penalty(params)
         aux["loss"] = losses
         return total, aux
@@ -263,6 +275,7 @@ def make_iq(
         grads, aux = jax.grad(loss_fn, has_aux=True)(
             state.params, state.target_params, batch, policy
         )
+        grads, aux = mean_over((grads, aux), data_axis)
         updates, opt_state = jax.vmap(tx.update)(grads, state.opt_state, state.params)
         params = jax.tree.map(lambda p, u: p + u, state.params, updates)
         target = state.target_params
@@ -320,6 +333,8 @@ def make_iq(
                 next_obs=jnp.swapaxes(sample.next_obs, 0, 1), terminated=sample.terminated,
                 truncated=sample.truncated,
             )
+            if data_axis is not None:
+                policy = local_transitions(policy, data_axis)
         return gradient_step(state, batch, policy)
 
     needs = Needs(expert_batch=config.batch_size, init_obs=config.mode == "v0",

@@ -1,4 +1,5 @@
-"""``mairl train`` and ``mairl eval``: parsing and printing around :mod:`mairl.runs`.
+"""``mairl train``, ``mairl sweep`` and ``mairl eval``: parsing and printing around
+:mod:`mairl.runs` and :mod:`mairl.sweep`.
 
 The options of ``mairl train --algo NAME`` are generated from NAME's config class
 and the run's config sections (``mairl.runs``), each field documented once
@@ -11,7 +12,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import tyro
 
@@ -21,6 +22,7 @@ LogName = Literal["none", "tensorboard", "wandb"]
 
 USAGE = """usage: mairl train --algo NAME --env ENV --demos FILE --out DIR [options]
        mairl train --resume DIR [--algo NAME ... to check the config]
+       (--devices N: shard the seeds over N devices, default all; --batch-shards K)
 
 Train an algorithm on demonstrations, several seeds at once, and write a run
 directory (config.json, metrics.json, curves.csv, params.npz, plots, checkpoints/).
@@ -28,6 +30,19 @@ directory (config.json, metrics.json, curves.csv, params.npz, plots, checkpoints
 
 algorithms:
 """
+
+
+#: ``--devices N`` (default: all devices) and ``--batch-shards K``: where a run's seeds
+#: go (``mairl.runs.run``'s ``devices`` and ``batch_shards``, ``mairl.sharding``).
+DEVICE_FLAGS = [
+    ("devices", Annotated[int | None, tyro.conf.arg(
+        help="devices the seeds are sharded over (the first N of jax.devices()); default: all")],
+     dataclasses.field(default=None)),
+    ("batch_shards", Annotated[int, tyro.conf.arg(
+        help="devices that split each seed's batch (data-parallel updates, gradients "
+             "averaged with pmean); the devices are seed shards x batch shards")],
+     dataclasses.field(default=1)),
+]
 
 
 def _arg_value(argv: list[str], flag: str) -> str | None:
@@ -51,7 +66,7 @@ def _without(argv: list[str], flag: str) -> list[str]:
     return out
 
 
-def _args_class(name: str, resume: bool, family: str | None = None):
+def _args_class(name: str, resume: bool, family: str | None = None, extra=()):
     """The flags of ``mairl train --algo name``: the algorithm's config and the run's
     sections, flattened (``--learning-rate``, ``--env``, ``--updates``, ...). The
     algorithm's defaults are those of the env's ``family``
@@ -65,6 +80,7 @@ def _args_class(name: str, resume: bool, family: str | None = None):
     return dataclasses.make_dataclass("TrainArgs", [
         ("env", runs.EnvConfig),
         *out,
+        *extra,
         ("algo", spec.config, dataclasses.field(default_factory=lambda: default)),
         ("data", runs.DataConfig, dataclasses.field(default_factory=runs.DataConfig)),
         ("schedule", runs.ScheduleConfig,
@@ -72,16 +88,17 @@ def _args_class(name: str, resume: bool, family: str | None = None):
         ("eval", runs.EvalConfig, dataclasses.field(default_factory=runs.EvalConfig)),
         ("log", LogName, dataclasses.field(default="none")),
         ("quiet", bool, dataclasses.field(default=False)),
+        *DEVICE_FLAGS,
     ], frozen=True)
 
 
-def _parse(name: str, argv: list[str], resume: bool):
+def _parse(name: str, argv: list[str], resume: bool, extra=(), prog: str = "mairl train"):
     import envs
 
     env = _arg_value(argv, "--env")
-    cls = _args_class(name, resume, None if env is None else envs.family_of(env))
-    cls.__doc__ = f"mairl train --algo {name}: {ALGOS[name].summary}."
-    return tyro.cli(cls, args=argv, prog=f"mairl train --algo {name}",
+    cls = _args_class(name, resume, None if env is None else envs.family_of(env), extra)
+    cls.__doc__ = f"{prog} --algo {name}: {ALGOS[name].summary}."
+    return tyro.cli(cls, args=argv, prog=f"{prog} --algo {name}",
                     config=(tyro.conf.OmitArgPrefixes,))
 
 
@@ -106,6 +123,7 @@ def train_main(argv: list[str]) -> None:
     if name is not None:
         args = _parse(name, rest, resume=resume_dir is not None)
         log, quiet = args.log, args.quiet
+        devices, batch_shards = args.devices, args.batch_shards
         try:
             config = runs.RunConfig(algo=args.algo, env=args.env, data=args.data,
                                     schedule=args.schedule, eval=args.eval)
@@ -116,15 +134,22 @@ def train_main(argv: list[str]) -> None:
         log = _arg_value(rest, "--log") or "none"
         quiet = "--quiet" in rest
         out = Path(resume_dir)
+        try:
+            devices = _arg_value(rest, "--devices")
+            devices = None if devices is None else int(devices)
+            batch_shards = int(_arg_value(rest, "--batch-shards") or 1)
+        except ValueError:
+            raise SystemExit("error: --devices, --batch-shards: expected integers") from None
     trackers = [] if log == "none" else [log]
     try:
         total = (config or runs.read_config(out)).schedule
         with progress_bar(total.updates // total.eval_every, "chunks") as update:
             progress = None if quiet else update
+            where = {"devices": devices, "batch_shards": batch_shards}
             if resume_dir is not None:
-                result = runs.resume(out, config, progress=progress, trackers=trackers)
+                result = runs.resume(out, config, progress=progress, trackers=trackers, **where)
             else:
-                result = runs.run(config, out, progress=progress, trackers=trackers)
+                result = runs.run(config, out, progress=progress, trackers=trackers, **where)
     except runs.NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(3) from None
@@ -132,6 +157,71 @@ def train_main(argv: list[str]) -> None:
         raise SystemExit(f"error: {err}") from None
     print_summary(result.metrics)
     print(f"run written to {out}")
+
+
+SWEEP_USAGE = """usage: mairl sweep --algo NAME --env ENV --demos FILE --out DIR
+                   [--grid-learning-rate V ...] [--grid-alpha V ...]
+                   [--grid-chi2-coef V ...] [--grid-l2 V ...] [options]
+
+Train every point of a grid of continuous hyperparameters (their product), with
+--seeds seeds each, in one compiled program sharded over the devices; write one
+run directory per point and summary.csv, summary.md, summary.png.
+`mairl sweep --algo NAME --help` lists NAME's options. Algorithms: """
+
+
+def sweep_main(argv: list[str]) -> None:
+    """``mairl sweep``: parse, train the grid (``mairl.sweep``), print the table."""
+    from mairl import runs, sweep
+    from mairl.utils import progress_bar
+
+    name = _arg_value(argv, "--algo")
+    if name is None:
+        if any(a in ("-h", "--help") for a in argv):
+            print(SWEEP_USAGE + ", ".join(sweep.GRID_ALGOS))
+            return
+        raise SystemExit("error: --algo: required (one of " + ", ".join(sweep.GRID_ALGOS) + ")")
+    if name not in sweep.GRID_ALGOS:
+        raise SystemExit(f"error: --algo: {name!r} cannot be swept; expected one of "
+                         + ", ".join(sweep.GRID_ALGOS))
+    args = _parse(name, _without(argv, "--algo"), resume=False, extra=[
+        ("grid", sweep.Grid),
+        ("point_plots", Annotated[bool, tyro.conf.arg(
+            help="also draw every point's curves.png and reward.png (about 2 s each)")],
+         dataclasses.field(default=False))],
+                  prog="mairl sweep")
+    try:
+        config = runs.RunConfig(algo=args.algo, env=args.env, data=args.data,
+                                schedule=args.schedule, eval=args.eval)
+        total = config.schedule
+        with progress_bar(total.updates // total.eval_every, "chunks") as update:
+            result = sweep.sweep(config, args.grid, args.out, devices=args.devices,
+                                 batch_shards=args.batch_shards,
+                                 progress=None if args.quiet else update,
+                                 point_plots=args.point_plots)
+    except runs.NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(3) from None
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        raise SystemExit(f"error: {err}") from None
+    first = result.runs[0].metrics
+    print(f"{len(result.points)} points x {config.schedule.seeds} seeds, "
+          f"{config.schedule.updates} updates in one program: wall {first['wall_time_s']:.1f} s "
+          f"(compile {first['compile_time_s']:.1f} s), "
+          f"{first['grid']['grid_seed_updates_per_s']:.0f} seed-updates/s")
+    print((result.dir / "summary.md").read_text(), end="")
+    print(f"sweep written to {result.dir} (one directory per point, summary.csv, summary.png)")
+
+
+def sweep(algo: str, env: str, out: Path) -> None:
+    """Train a grid of continuous hyperparameters in one program (``mairl sweep --algo
+    NAME --help`` lists the options).
+
+    Args:
+        algo: algorithm name.
+        env: environment name.
+        out: sweep directory.
+    """
+    raise NotImplementedError  # dispatched by mairl.cli.main before tyro sees it
 
 
 def train(algo: str, env: str, out: Path) -> None:
