@@ -106,7 +106,7 @@ Axes: agent first, ``(agent, batch, ...)``; buffer items environments first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import jax
@@ -129,7 +129,6 @@ from mairl.algos.common import (
 from mairl.algos.soft_q import SoftQConfig, SoftQState, make_soft_q
 from mairl.buffers import buffer_sample_recent
 from mairl.data import Transition
-from mairl.networks import CRITICS
 
 __all__ = [
     "MAAIRLConfig",
@@ -149,7 +148,7 @@ __all__ = [
 
 # -- configuration ------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class RewardLearnerConfig:
+class RewardLearnerConfig(SoftQConfig):
     """What MA-GAIL, MA-AIRL and ML-IRL share: the soft-Q policy step and the reward step.
 
     Attributes:
@@ -176,18 +175,6 @@ class RewardLearnerConfig:
         l2: weight of the squared norm of the reward parameters.
     """
 
-    alpha: float = 1.0
-    gamma: float = 0.99
-    learning_rate: float = 3e-4
-    batch_size: int = 256
-    num_envs: int = 16
-    buffer_size: int = 100_000
-    tau: float = 0.005
-    critic: str = "mlp"
-    hidden: tuple[int, ...] = (256, 256)
-    max_grad_norm: float | None = 10.0
-    huber_delta: float | None = None
-    warmup_steps: int = 64
     reward_learning_rate: float = 3e-4
     reward_batch_size: int = 256
     reward_every: int = 1
@@ -195,27 +182,14 @@ class RewardLearnerConfig:
     l2: float = 0.0
 
     def __post_init__(self):
+        super().__post_init__()  # the soft-Q step's fields
         checks = [
-            ("alpha", self.alpha > 0, "> 0"),
-            ("gamma", 0 <= self.gamma < 1, "in [0, 1)"),
-            ("learning_rate", self.learning_rate > 0, "> 0"),
-            ("batch_size", self.batch_size >= 1, ">= 1"),
-            ("num_envs", self.num_envs >= 1, ">= 1"),
-            ("buffer_size", self.buffer_size >= self.num_envs, f">= num_envs ({self.num_envs})"),
-            ("tau", 0 < self.tau <= 1, "in (0, 1]"),
-            ("critic", self.critic in CRITICS, f"one of {CRITICS}"),
-            ("hidden", all(int(h) >= 1 for h in self.hidden), "positive widths"),
-            ("warmup_steps", self.warmup_steps >= 0, ">= 0"),
             ("reward_learning_rate", self.reward_learning_rate > 0, "> 0"),
             ("reward_batch_size", self.reward_batch_size >= 1, ">= 1"),
             ("reward_every", self.reward_every >= 1, ">= 1"),
             ("policy_window", self.policy_window >= 1, ">= 1"),
             ("l2", self.l2 >= 0, ">= 0"),
         ]
-        if self.max_grad_norm is not None:
-            checks.append(("max_grad_norm", self.max_grad_norm > 0, "> 0 or None"))
-        if self.huber_delta is not None:
-            checks.append(("huber_delta", self.huber_delta > 0, "> 0 or None"))
         if getattr(self, "grad_penalty", 0.0) < 0:
             checks.append(("grad_penalty", False, ">= 0"))
         check_fields(self, checks)
@@ -223,13 +197,7 @@ class RewardLearnerConfig:
     @property
     def soft_q(self) -> SoftQConfig:
         """The policy step's config."""
-        return SoftQConfig(
-            alpha=self.alpha, gamma=self.gamma, learning_rate=self.learning_rate,
-            batch_size=self.batch_size, num_envs=self.num_envs, buffer_size=self.buffer_size,
-            tau=self.tau, critic=self.critic, hidden=self.hidden,
-            max_grad_norm=self.max_grad_norm, huber_delta=self.huber_delta,
-            warmup_steps=self.warmup_steps,
-        )
+        return SoftQConfig(**{f.name: getattr(self, f.name) for f in fields(SoftQConfig)})
 
 
 @dataclass(frozen=True)
