@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-integration lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m ruff check mairl envs tests experiments
 	$(BIN)/python -m pytest -q -n 2
+
+# the end-to-end tests (CLI, tutorials, subprocesses, lockstep checks); CI runs both
+test-integration: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m "integration and not slow"
 
 bench: $(STAMP)
 	$(BIN)/mairl bench envs

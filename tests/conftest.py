@@ -26,9 +26,67 @@ SLOW_ENVS = {
 SLOW_ENVS |= {"intersection-jax-speed"}
 
 
+#: End-to-end tests: the CLI and tutorials run in-process or in subprocesses, runs
+#: trained to a threshold, killed and resumed, sharded over forced devices, checked
+#: in lockstep against the wrapped libraries. They run under ``-m integration``
+#: (``make test-integration``; CI runs them after ``make test``), which keeps the
+#: default suite to the unit tests, known answers and equivalences.
+#: Each entry is a ``file::test`` prefix (every parametrisation of the test).
+INTEGRATION = (
+    "tests/test_docs.py::test_tutorial_runs",
+    "tests/mairl/test_runs.py::test_train_command_recovers_policy_and_reward",
+    "tests/mairl/test_runs.py::test_eval_command_agrees_with_an_independent_computation",
+    "tests/mairl/test_runs.py::test_killed_run_resumes_to_exactly_the_uninterrupted_numbers",
+    "tests/mairl/test_runs.py::test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint",
+    "tests/mairl/test_runs.py::test_tensorboard_tracker_streams_the_curves",
+    "tests/mairl/test_runs.py::test_wandb_tracker_offline",
+    "tests/mairl/test_runs.py::test_load_run_acts_and_reads_back_what_the_run_wrote",
+    "tests/mairl/test_runs.py::test_run_equals_the_whole_run_in_one_program",
+    "tests/mairl/test_runs.py::test_resume_skips_a_half_written_checkpoint_and_refuses_changes",
+    "tests/mairl/test_runs.py::test_metrics_json_records_each_measure_and_its_calibration",
+    "tests/mairl/test_train.py::test_train_and_eval_commands",
+    "tests/mairl/test_sharding.py::test_seeds_sharded_one_per_device_equal_the_unsharded_run",
+    "tests/mairl/test_sharding.py::test_a_batch_split_over_devices_equals_the_unsharded_run",
+    "tests/mairl/test_sharding.py::test_the_batch_sharded_gradient_step_equals_the_unsharded_one",
+    "tests/mairl/test_sharding.py::test_a_grid_sharded_over_devices_equals_its_points_run_alone",
+    "tests/mairl/test_sharding.py::test_sweep_command_writes_every_point_and_equals_the_point_run_alone",
+    "tests/mairl/test_transfer.py::test_reward_transfer_runs_every_row_on_a_tiny_budget",
+    "tests/mairl/test_host_training.py::test_train_command_on_a_host_env",
+    "tests/mairl/test_host_training.py::test_online_training_through_the_host_loop_equals_the_jitted_loop",
+    "tests/mairl/test_report.py::test_train_learners_runs_each_learner",
+    "tests/mairl/test_cli.py::test_bench_envs_quick",
+    "tests/mairl/test_ppo.py::test_ppo_learns_the_paying_action",
+    "tests/mairl/test_mixers.py::test_offline_fiq_learns_the_cooperative_experts_policy",
+    "tests/mairl/test_adversarial.py::test_ma_airl_learns_in_make_train",
+    "tests/mairl/test_adversarial.py::test_train_command_learns_on_a_random_game",
+    "tests/mairl/test_adversarial.py::test_host_loop_trains_on_a_host_side_game",
+    "tests/mairl/test_bench.py::test_xla_cost_analysis_agrees_with_the_hand_count",
+    "tests/envs/test_brax_games.py::test_scan_terminated_truncated_and_autoreset",
+    "tests/envs/test_brax_games.py::test_parallel_api",
+    "tests/envs/test_jaxmarl.py::test_simple_spread_matches_mpe2_in_distribution",
+    "tests/envs/test_intersection_jax.py::test_lockstep_with_highway_env",
+)
+
+
+def _integration_entry(nodeid: str) -> str | None:
+    for entry in INTEGRATION:
+        if nodeid == entry or nodeid.startswith(entry + "["):
+            return entry
+    return None
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    # A listed test that no longer exists (renamed, deleted) is an error, not a silent
+    # move into the default suite: checked for every file that was collected.
+    files = {item.nodeid.split("::")[0] for item in items}
+    matched = {_integration_entry(item.nodeid) for item in items}
+    stale = [e for e in INTEGRATION if e.split("::")[0] in files and e not in matched]
+    if stale:
+        raise pytest.UsageError(f"tests/conftest.py INTEGRATION lists unknown tests: {stale}")
     for item in items:
+        if _integration_entry(item.nodeid) is not None:
+            item.add_marker(pytest.mark.integration)
         callspec = getattr(item, "callspec", None)
         if callspec is None:
             continue
