@@ -428,6 +428,7 @@ class BraxGame(Environment):
 
     # -- dynamics --------------------------------------------------------------------------
     def reset_env(self, key: jax.Array) -> tuple[jax.Array, BraxGameState]:
+        """Start an episode: Brax's own reset, then each agent's observation ``(N, obs_dim)``."""
         brax_state = _strong(self.brax_env.reset(key))
         state = BraxGameState(time=jnp.zeros((), jnp.int32), brax=brax_state)
         return self.observe(brax_state), state

@@ -53,6 +53,7 @@ class Environment:
 
     # -- raw dynamics, implemented by each game -------------------------------------
     def reset_env(self, key: jax.Array) -> tuple[jax.Array, Any]:
+        """The raw dynamics' reset: ``obs (N, *obs_shape)`` and the initial state, from ``key``."""
         raise NotImplementedError
 
     def step_env(
@@ -66,6 +67,7 @@ class Environment:
 
     # -- public API ------------------------------------------------------------------
     def reset(self, key: jax.Array) -> tuple[jax.Array, Any]:
+        """Start an episode: ``obs (N, *obs_shape), state`` (the protocol's entry point)."""
         return self.reset_env(key)
 
     def step(self, key: jax.Array, state: Any, actions: jax.Array):
@@ -99,6 +101,7 @@ class Environment:
 
     @property
     def discrete(self) -> bool:
+        """Whether every agent's action space is ``Discrete``."""
         return all(isinstance(sp, Discrete) for sp in self.action_spaces)
 
     @property
@@ -121,6 +124,7 @@ class Environment:
 
     @property
     def name(self) -> str:
+        """The registry id this game was made with, else its class name."""
         return self.env_id or type(self).__name__
 
     def sample_actions(self, key: jax.Array) -> jax.Array:

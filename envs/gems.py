@@ -211,6 +211,7 @@ class Gems(Environment):
 
     # -- dynamics ---------------------------------------------------------------------
     def reset_env(self, key: jax.Array) -> tuple[jax.Array, GemsState]:
+        """Draw a fresh grid (each agent and gem on an independent uniform cell); observe it."""
         words = jax.random.bits(key, (words_for_cells(NUM_OBJECTS, self.size),), jnp.uint32)
         state = state_from_cells(cells_from_words(words, NUM_OBJECTS, 0, self.size))
         return self.get_obs(state), state

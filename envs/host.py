@@ -75,6 +75,7 @@ class HostEnvironment(Environment):
         return HostState(time=time, serial=self._serial)
 
     def reset(self, key: jax.Array) -> tuple[np.ndarray, HostState]:
+        """Start an episode seeded from ``key``; return ``obs (N, *obs_shape)`` and a host state."""
         obs = self._check_obs(self.reset_host(seed_from_key(key)), "reset")
         return obs, self._new_state(0)
 
@@ -160,6 +161,7 @@ class AsHost(Environment):
             setattr(self, fact, getattr(env, fact))
 
     def reset(self, key: jax.Array):
+        """Reset the wrapped JAX game (jit-compiled once) and bring the result to the host."""
         return jax.device_get(_jit_reset(self.inner, key))
 
     def step(self, key: jax.Array, state: Any, actions: Any):

@@ -448,6 +448,7 @@ class IntersectionJax(Environment):
 
     # -- reset (IntersectionEnv._make_vehicles) ------------------------------------------------
     def reset_env(self, key: jax.Array) -> tuple[jax.Array, IntersectionState]:
+        """Place each vehicle at its own corner with a random turn and start offset, and observe."""
         key_turn, key_start = jax.random.split(key)
         n = self.num_agents
         corner = jnp.arange(n, dtype=jnp.int32)

@@ -204,6 +204,7 @@ class JaxMARLEnv(Environment):
 
     # -- dynamics ----------------------------------------------------------------------
     def reset_env(self, key: jax.Array) -> tuple[jax.Array, JaxMARLState]:
+        """Reset the JaxMARL game and stack its per-agent observations on the agent axis."""
         obs, inner = self.inner.reset(key)
         return self.batchify_obs(obs), JaxMARLState(time=jnp.int32(0), inner=inner)
 

@@ -417,6 +417,7 @@ class PettingZooEnv(HostEnvironment):
 
     @property
     def name(self) -> str:
+        """The registry id this game was made with, else the wrapped game's label."""
         return self.env_id or self._label
 
     # -- static facts from the spaces ----------------------------------------------------------
@@ -562,10 +563,12 @@ class PettingZooEnv(HostEnvironment):
 
     @property
     def render_mode(self) -> str | None:
+        """The wrapped game's render mode (``None`` when it has none)."""
         return getattr(self.parallel_env, "render_mode", None)
 
     @property
     def render_modes(self) -> tuple[str, ...]:
+        """The render modes the wrapped game's metadata declares."""
         metadata = getattr(self.parallel_env, "metadata", None) or {}
         return tuple(metadata.get("render_modes", ()))
 

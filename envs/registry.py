@@ -58,6 +58,7 @@ def registered() -> list[str]:
 
 
 def spec(name: str) -> EnvSpec:
+    """The registered ``EnvSpec`` of ``name``; an unknown name raises ``KeyError``."""
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -18,12 +18,15 @@ class Discrete:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """A discrete action is a scalar: ``()``."""
         return ()
 
     def sample(self, key: jax.Array) -> jax.Array:
+        """A uniform int32 action in ``[0, n)``."""
         return jax.random.randint(key, (), 0, self.n, dtype=jnp.int32)
 
     def contains(self, x) -> bool:
+        """Whether ``x`` is an integer scalar in ``[0, n)``."""
         x = np.asarray(x)
         return x.shape == () and np.issubdtype(x.dtype, np.integer) and 0 <= int(x) < self.n
 
@@ -38,11 +41,13 @@ class Box:
     dtype: str = "float32"
 
     def sample(self, key: jax.Array) -> jax.Array:
+        """A uniform float32 action in the box (unbounded sides are clipped to ``[-1, 1]``)."""
         lo = max(self.low, -1.0) if np.isinf(self.low) else self.low
         hi = min(self.high, 1.0) if np.isinf(self.high) else self.high
         return jax.random.uniform(key, self.shape, jnp.float32, lo, hi)
 
     def contains(self, x) -> bool:
+        """Whether ``x`` has the box's shape and lies within its bounds."""
         x = np.asarray(x)
         return (
             x.shape == tuple(self.shape)

@@ -19,6 +19,7 @@ class ReplayBuffer:
 
     @property
     def capacity(self) -> int:
+        """The number of transitions the buffer holds when full (its leading axis)."""
         return jax.tree.leaves(self.data)[0].shape[0]
 
 

@@ -79,6 +79,7 @@ def run_config(algo: str, demos: Path, args: DemoArgs, expert: Path | None = Non
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m mairl.demo``: the Gems reproduction, configured from the command line."""
     import tyro
 
     args = tyro.cli(DemoArgs, args=argv, prog="python -m mairl.demo")
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def print_table(expert_returns: np.ndarray, rows: list[dict]) -> None:
+    """Print the expert's and each learner's per-agent returns, held-out KL, accuracy and time."""
     from mairl.metrics import mean_half_width
 
     head = (f"{'':<15}{'return agent_0':>18}{'return agent_1':>18}{'held-out KL':>13}"

@@ -197,11 +197,11 @@ def gems_agent_features(row: jax.Array, agent: jax.Array) -> jax.Array:
         of channel ``agent``), ``q`` the other agent's, ``R = 14`` and distances
         in the L1 norm:
 
-        - ``(q - p) / R`` (2);
-        - 3 purple slots, each ``valid, (g - p) / R, (g - q) / R, |g - p| / 2R,
-          |g - q| / 2R`` (7), ordered by ``max(|g - p|, |g - q|)``;
-        - 3 slots of its own gems (channel ``2 + i``), each ``valid, (g - p) / R,
-          |g - p| / 2R`` (4), ordered by ``|g - p|``.
+        ``(q - p) / R`` (2); then 3 purple slots, each ``valid, (g - p) / R,
+        (g - q) / R, |g - p| / 2R, |g - q| / 2R`` (7), ordered by
+        ``max(|g - p|, |g - q|)``; then 3 slots of its own gems (channel
+        ``2 + i``), each ``valid, (g - p) / R, |g - p| / 2R`` (4), ordered by
+        ``|g - p|``.
 
         Gem cells are the occupied cells of the channel (``lax.top_k``); empty
         slots, where gems share a cell, are zeros and come last. The other

@@ -1,10 +1,38 @@
-"""Plots of a run: learning curves and recovered-reward heatmaps (matplotlib, Agg)."""
+"""Plots of a run: learning curves and recovered-reward heatmaps (matplotlib, Agg).
+
+Every figure explains itself without the code: a title, axes that name their
+quantity and unit, and a legend for every line style and marker drawn.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+
+#: Axis label of each curve: the quantity and its unit.
+CURVE_LABELS = {
+    "return": "true return per episode (reward units)",
+    "policy_kl": "KL(expert || learned) (nats)",
+    "heldout_kl": "held-out KL(expert || learned) (nats)",
+    "reward_shaping_corr": "shaping-aware correlation (-1 to 1)",
+    "reward_pearson": "Pearson correlation (-1 to 1)",
+    "reward_spearman": "Spearman correlation (-1 to 1)",
+    "reward_epic": "EPIC distance (0 best, 1 worst)",
+    "action_accuracy": "greedy action = expert's (fraction)",
+    "imitation_mse": "imitation MSE (reward units squared)",
+    "train/loss": "training loss (objective value)",
+}
+
+#: Names of the object channels of the Gems map, after the agents' channels.
+GEMS_OBJECTS = (("blue gem (agent_0's)", "o", "tab:blue"),
+                ("red gem (agent_1's)", "s", "tab:red"),
+                ("purple gem (shared)", "*", "tab:purple"))
+
+
+def curve_label(name: str) -> str:
+    """The y-axis label of the curve ``name``: its quantity and unit."""
+    return CURVE_LABELS.get(name, name.replace("train/", "training ").replace("_", " "))
 
 
 def _plt():
@@ -17,30 +45,39 @@ def _plt():
 
 
 def plot_curves(path: Path, curves: dict, updates: np.ndarray, agents, title: str = "") -> None:
-    """One panel per evaluation metric: mean over seeds (line) and each seed (thin)."""
+    """One panel per evaluation metric against updates: the mean over seeds (thick
+    line) and each seed (thin line), one colour per agent, explained in each
+    panel's legend."""
+    from matplotlib.lines import Line2D
+
     plt = _plt()
     names = [k for k in sorted(curves) if not k.startswith("train/")] + ["train/loss"]
     names = [k for k in names if k in curves]
+    if not names:
+        return
     cols = min(3, len(names))
     rows = int(np.ceil(len(names) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.4 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
         values = np.asarray(curves[name])  # (seed, chunk, agent)
         if values.ndim == 2:
             values = values[..., None]
         for i in range(values.shape[2]):
-            label = agents[i] if values.shape[2] == len(agents) else str(i)
-            line, = ax.plot(updates, values[:, :, i].mean(0), label=label)
+            label = agents[i] if values.shape[2] == len(agents) else f"output {i}"
+            line, = ax.plot(updates, values[:, :, i].mean(0), lw=2, label=label)
             for s in range(values.shape[0]):
                 ax.plot(updates, values[s, :, i], color=line.get_color(), alpha=0.25, lw=0.8)
-        ax.set_title(name)
-        ax.set_xlabel("updates")
+        handles, _ = ax.get_legend_handles_labels()
+        handles += [Line2D([], [], color="k", lw=2, label=f"mean over {values.shape[0]} seeds"),
+                    Line2D([], [], color="k", lw=0.8, alpha=0.4, label="one seed")]
+        ax.legend(handles=handles, fontsize=7)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("updates (gradient steps per seed)")
+        ax.set_ylabel(curve_label(name), fontsize=8)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
+    fig.suptitle(title or "learning curves")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -74,9 +111,11 @@ def plot_reward_heatmap(path: Path, algo, params, env, heldout=None, oracle=None
                                               (orc.marginal_rewards[i], "true")]):
                 im = axes[i, j].imshow(np.asarray(img), aspect="auto", cmap="viridis")
                 axes[i, j].set_title(f"{env.agents[i]}: {label} r(s, a)", fontsize=9)
-                axes[i, j].set_xlabel("action")
-                axes[i, j].set_ylabel("state")
-                fig.colorbar(im, ax=axes[i, j])
+                axes[i, j].set_xlabel(f"action a_{i} (index)")
+                axes[i, j].set_ylabel("state s (index)")
+                fig.colorbar(im, ax=axes[i, j]).set_label("reward per step", fontsize=8)
+        fig.suptitle("recovered reward (Q - gamma E[V(s')]) beside the true marginal reward",
+                     fontsize=9)
         fig.tight_layout()
         fig.savefig(path, dpi=100)
         plt.close(fig)
@@ -88,7 +127,7 @@ def plot_reward_heatmap(path: Path, algo, params, env, heldout=None, oracle=None
     _, nx, ny = shape
     moves = [(0, 1), (1, 0), (0, -1), (-1, 0)]  # Gems actions 0-3: y+1, x+1, y-1, x-1
     cells = [(x, y) for x in range(nx) for y in range(ny)]
-    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 4), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 5.2), squeeze=False)
     for i in range(n):
         base = np.repeat(obs[None], len(cells), axis=0)
         base[:, i] = 0.0
@@ -107,16 +146,28 @@ def plot_reward_heatmap(path: Path, algo, params, env, heldout=None, oracle=None
             v_next = soft_value(q_next, algo.alpha).reshape(len(cells), len(moves))
             r = np.asarray(q[:, : len(moves)] - algo.gamma * v_next)
         grid = r.mean(axis=1).reshape(nx, ny)
-        im = axes[0, i].imshow(grid.T, origin="lower", cmap="viridis")
-        for c, marker in ((2, "o"), (3, "s"), (4, "*")):
-            if c < shape[0]:
-                gx, gy = np.nonzero(np.asarray(obs[c]))
-                axes[0, i].scatter(gx, gy, marker=marker, c="w", edgecolors="k", s=40)
-        axes[0, i].set_title(f"{env.agents[i]}: recovered reward, agent placed at (x, y)",
-                             fontsize=9)
-        axes[0, i].set_xlabel("x")
-        axes[0, i].set_ylabel("y")
-        fig.colorbar(im, ax=axes[0, i])
+        ax = axes[0, i]
+        im = ax.imshow(grid.T, origin="lower", cmap="viridis")
+        objects = (GEMS_OBJECTS if shape[0] - n == len(GEMS_OBJECTS)
+                   else [(f"object channel {c}", "o", "w") for c in range(n, shape[0])])
+        for c, (label, marker, colour) in enumerate(objects, start=n):
+            gx, gy = np.nonzero(np.asarray(obs[c]))
+            ax.scatter(gx, gy, marker=marker, c=colour, edgecolors="w", s=45, label=label)
+        for j in range(n):
+            ax_, ay_ = np.nonzero(np.asarray(obs[j]))
+            who = "its cell in the held-out state" if j == i else "other agent"
+            ax.scatter(ax_, ay_, marker="^" if j != i else "D", c="w", edgecolors="k", s=55,
+                       label=f"{env.agents[j]} ({who})")
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2,
+                  frameon=False)
+        ax.set_title(f"{env.agents[i]}: recovered reward r(s, a) with the agent at (x, y)",
+                     fontsize=9)
+        ax.set_xlabel("x (cell)")
+        ax.set_ylabel("y (cell)")
+        fig.colorbar(im, ax=ax).set_label("mean over its 4 moves of r (reward per step)",
+                                          fontsize=8)
+    fig.suptitle("recovered reward on one held-out map: each agent placed on every cell, "
+                 "gems and the other agent where they are", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

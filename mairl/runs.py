@@ -182,6 +182,7 @@ class RunConfig:
 
     @property
     def algo_name(self) -> str:
+        """The registered name of the algorithm this config trains."""
         return algo_name(self.algo)
 
 
@@ -320,6 +321,7 @@ def _read_demos(path: Path, env: Any = None):
 
 
 def file_sha256(path: str | Path) -> str:
+    """The SHA-256 hex digest of the file at ``path``, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -448,6 +450,7 @@ class Setup:
 
     @property
     def jittable(self) -> bool:
+        """Whether the environment steps inside jit (host-side adapters do not)."""
         return getattr(self.env, "jittable", True)
 
     @property
@@ -485,6 +488,7 @@ class Run:
     dir: Path | None = None
 
     def seed_params(self, seed: int = 0) -> Any:
+        """The parameters of one seed (the seed axis indexed away)."""
         if not 0 <= seed < self.config.schedule.seeds:
             raise ValueError(f"seed: expected in [0, {self.config.schedule.seeds}), got {seed}")
         return jax.tree.map(lambda x: x[seed], self.params)
@@ -600,15 +604,18 @@ class Checkpoints:
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest(self) -> int | None:
+        """The chunk count of the newest complete checkpoint, or ``None`` when there is none."""
         return self.manager.latest_step()
 
     def save(self, chunks_done: int, tree: Any, meta: dict) -> None:
+        """Write ``tree`` and ``meta`` as the checkpoint after ``chunks_done`` chunks."""
         ocp = self._ocp
         self.manager.save(chunks_done, args=ocp.args.Composite(
             state=ocp.args.StandardSave(_to_saveable(tree)), meta=ocp.args.JsonSave(meta)))
         self.manager.wait_until_finished()
 
     def restore(self, chunks_done: int, template: Any) -> tuple[Any, dict]:
+        """Read the checkpoint after ``chunks_done`` chunks into the structure of ``template``."""
         ocp = self._ocp
         out = self.manager.restore(chunks_done, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(_abstract_saveable(template)),
@@ -616,6 +623,7 @@ class Checkpoints:
         return _from_saved(out["state"], template), out["meta"]
 
     def close(self) -> None:
+        """Wait for pending writes and release the checkpoint manager."""
         self.manager.close()
 
 
@@ -1034,6 +1042,7 @@ def resume(out: str | Path, config: RunConfig | None = None, *,
 
 
 def read_config(out: str | Path) -> RunConfig:
+    """The ``RunConfig`` saved in the run directory ``out`` (``config.json``)."""
     path = Path(out) / "config.json"
     if not path.is_file():
         raise ValueError(f"run: {path} not found (not a run directory?)")

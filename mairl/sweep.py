@@ -361,7 +361,7 @@ def plot_sweep(path: Path, table: list[dict], axes: list[str], title: str = "") 
     """Final return (mean over seeds, 95% interval) of every point; with one varied
     field, against its value (log scale for step sizes and L2 weights), else by
     point; a second panel for the first behavioural or reward figure reported."""
-    from mairl.plots import _plt
+    from mairl.plots import _plt, curve_label
 
     plt = _plt()
     others = [c for c in ("policy_kl", "reward_shaping_corr", "heldout_kl", "action_accuracy")
@@ -375,7 +375,9 @@ def plot_sweep(path: Path, table: list[dict], axes: list[str], title: str = "") 
     for ax, column in zip(ax_list.flat, panels, strict=True):
         y = [r.get(column, np.nan) for r in table]
         err = [r.get("return_ci95") or 0.0 for r in table] if column == "return" else None
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3)
+        label = ("mean over seeds, bar: 95% interval" if column == "return"
+                 else "mean over seeds and agents")
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
         if one_axis:
             ax.set_xlabel(axes[0])
             if axes[0] in ("learning_rate", "l2") and min(x) > 0:
@@ -383,10 +385,12 @@ def plot_sweep(path: Path, table: list[dict], axes: list[str], title: str = "") 
         else:
             ax.set_xticks(x, [r["point"].split("_", 1)[1] for r in table], rotation=60,
                           ha="right", fontsize=7)
-        ax.set_title(column)
+            ax.set_xlabel("grid point")
+        ax.set_ylabel(curve_label(column), fontsize=8)
+        ax.legend(fontsize=7)
+        ax.set_title(f"final {column} per grid point", fontsize=10)
         ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
+    fig.suptitle(title or "hyperparameter grid")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -49,12 +49,14 @@ class TensorBoardTracker:
         self.writer = SummaryWriter(logdir=str(directory))
 
     def log(self, curves: dict, updates: np.ndarray) -> None:
+        """Write every curve point as a TensorBoard scalar at its update count."""
         for step, row in scalars(curves, updates, self.agents):
             for name, value in row.items():
                 self.writer.add_scalar(name, value, global_step=step)
         self.writer.flush()
 
     def close(self) -> None:
+        """Flush and close the event file."""
         self.writer.close()
 
 
@@ -75,10 +77,12 @@ class WandbTracker:
                               mode=mode, reinit="create_new")
 
     def log(self, curves: dict, updates: np.ndarray) -> None:
+        """Log every curve point to the Weights & Biases run at its update count."""
         for step, row in scalars(curves, updates, self.agents):
             self.run.log(row, step=step)
 
     def close(self) -> None:
+        """Finish the Weights & Biases run."""
         self.run.finish()
 
 

@@ -56,6 +56,7 @@ class TrainConfig:
 
     @property
     def num_chunks(self) -> int:
+        """The number of evaluation chunks: ``num_updates // eval_every``."""
         return self.num_updates // self.eval_every
 
 

@@ -176,10 +176,12 @@ class RewardReplaced:
         return getattr(self.env, name)
 
     def reset(self, key: jax.Array):
+        """Reset the wrapped game and remember the first observation."""
         obs, state = self.env.reset(key)
         return obs, _State(state, obs)
 
     def step(self, key: jax.Array, state: _State, actions: jax.Array):
+        """Step the wrapped game; the reward is the replacement's, the true one is in ``info``."""
         reward = self.reward_fn(state.obs, actions).astype(jnp.float32)
         obs, inner, true_reward, terminated, truncated, info = self.env.step(
             key, state.inner, actions)

@@ -193,6 +193,7 @@ class TabularGame(Environment):
 
     # -- dynamics ------------------------------------------------------------------------
     def reset_env(self, key: jax.Array) -> tuple[jax.Array, TabularState]:
+        """Draw the initial state from the game's initial distribution and observe it."""
         s0 = _sample_cdf(key, self._initial_cdf)
         state = TabularState(time=jnp.zeros((), jnp.int32), state=s0)
         return self.observe(s0), state

@@ -305,6 +305,7 @@ class RewardLearnerState:
 
     @property
     def params(self) -> dict:
+        """The parameters a run saves: the forward learner's critics (``q``) and the reward."""
         return {"q": self.policy.params, "reward": self.policy.reward_params}
 
 

@@ -81,6 +81,11 @@ def bc_loss(q: jax.Array, actions: jax.Array, alpha: float) -> jax.Array:
 
 def make_bc(config: BCConfig, *, num_agents: int, obs_shape: tuple[int, ...],
             num_actions: int, env=None, obs_transform=None) -> Algo:
+    """Behaviour cloning: each agent's critic is trained as the logits of its policy.
+
+    The loss is the per-agent cross-entropy of the expert's action, so the Boltzmann
+    policy of the returned ``Algo`` is the maximum-likelihood fit to the demonstrations.
+    """
     critic_shape = view_shape(obs_shape, obs_transform)
     net = make_config_critic(config, num_actions, critic_shape)
     tx = make_optimizer(config.learning_rate, config.max_grad_norm)

@@ -87,6 +87,7 @@ def make_policy_fn(
 
 
 def make_optimizer(learning_rate: float, max_grad_norm: float | None = None):
+    """Adam at ``learning_rate``, after global-norm clipping at ``max_grad_norm`` if set."""
     tx = optax.adam(learning_rate)
     if max_grad_norm is not None:
         tx = optax.chain(optax.clip_by_global_norm(max_grad_norm), tx)

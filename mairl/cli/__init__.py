@@ -17,6 +17,7 @@ from mairl.cli.train import evaluate_run, sweep, sweep_main, train, train_main
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The ``mairl`` command: dispatch ``argv`` (default ``sys.argv[1:]``) to a subcommand."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train"]:  # options generated per algorithm: parsed in two stages
         return train_main(argv[1:])

@@ -58,6 +58,10 @@ def env_steps_per_second(env, num_envs: int, num_steps: int, repeats: int = 3) -
 
 
 def bench_envs(quick: bool = False) -> dict[str, float]:
+    """Gems environment steps per second (jitted, vmapped) and the exact solver's time.
+
+    ``quick`` shrinks every measurement for a smoke test.
+    """
     import envs
     from envs.tabular import random_game
     from mairl.solvers import soft_value_iteration
@@ -356,6 +360,7 @@ def _bench_seeds(env, data, peak, results: dict[str, float], quick: bool) -> dic
 
 
 def run(what: str, quick: bool = False) -> dict[str, float]:
+    """Run the benchmark named ``what`` and return its figures by name."""
     if what == "envs":
         return bench_envs(quick=quick)
     if what == "mamql":

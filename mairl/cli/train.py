@@ -237,6 +237,7 @@ def train(algo: str, env: str, out: Path) -> None:
 
 
 def print_summary(summary: dict) -> None:
+    """Print a run's timing and its final metrics over seeds, one line per measure."""
     def fmt(entry):
         mean = entry["mean"]
         return ", ".join(f"{m:.3f}" for m in mean) if isinstance(mean, list) else f"{mean:.3f}"

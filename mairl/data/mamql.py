@@ -117,6 +117,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             ) from None
 
     def persistent_load(self, pid: Any) -> Any:
+        """Refuse every persistent id: the authors' files never use them."""
         raise UnsafePickleError(f"refused persistent id {pid!r}")
 
 
