@@ -33,7 +33,7 @@ SLOW_ENVS |= {"intersection-jax-speed"}
 #: default suite to the unit tests, known answers and equivalences.
 #: Each entry is a ``file::test`` prefix (every parametrisation of the test).
 INTEGRATION = (
-    "tests/test_docs.py::test_tutorial_runs",
+    "tests/test_docs.py::test_page_runs",
     "tests/mairl/test_runs.py::test_train_command_recovers_policy_and_reward",
     "tests/mairl/test_runs.py::test_eval_command_agrees_with_an_independent_computation",
     "tests/mairl/test_runs.py::test_killed_run_resumes_to_exactly_the_uninterrupted_numbers",

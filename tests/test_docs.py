@@ -21,9 +21,6 @@ PAGES = [DOCS / "getting-started.md", *sorted((DOCS / "tutorials").glob("*.md"))
          ROOT / "README.md"]
 #: pages whose extra is optional, and the module the page needs
 NEEDS = {"overcooked": "jaxmarl", "brax": "brax", "pettingzoo": "mpe2"}
-#: pages too slow for the default suite (each compiles a neural critic's training and
-#: evaluation on a game with a large step, or a physics program: 45 s or more each)
-SLOW = {"brax", "gems", "overcooked"}
 #: files the ``needs-file`` marker can name, and where they are found by default
 FILES = {"MAIRL_GEMS_DATA": ROOT.parent / "shared" / "data" / "gems_mamql_authors.pkl.gz"}
 BLOCK = re.compile(r"(?:<!-- docs-test: needs-file (\w+) -->\n)?```python\n(.*?)```", re.S)
@@ -49,8 +46,8 @@ def runnable(blocks, monkeypatch) -> tuple[str, list[str]]:
 
 
 def _param(path: Path):
-    marks = [pytest.mark.slow] if path.stem in SLOW else []
-    return pytest.param(path, marks=marks, id=str(path.relative_to(ROOT).with_suffix("")))
+    # every page runs in the integration tier (tests/conftest.py INTEGRATION)
+    return pytest.param(path, id=str(path.relative_to(ROOT).with_suffix("")))
 
 
 def test_page_blocks_honour_the_file_marker(monkeypatch):
