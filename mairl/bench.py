@@ -480,12 +480,12 @@ def format_scale(report: ScaleReport) -> list[str]:
         lines.append(title)
         if not timings:
             lines.append("  (none measured)")
-        first = timings[0].rate / timings[0].runs if timings else 1.0
         for t in timings:
             share = t.rate * report.flops_per_update / report.matmul_peak
-            where = f" on {t.devices} devices" if t.devices > 1 else ""
-            lines.append(f"  {t.runs:>3} {unit}{where}: {t.rate:10,.1f} {unit}-updates/s "
-                         f"({t.rate / first:5.2f}x one), {share:6.1%} of the matmul peak, "
+            where = f" on {t.devices} device{'s' if t.devices > 1 else ''}"
+            lines.append(f"  {t.runs:>3} {unit}{'s' if t.runs > 1 else ' '}{where}: "
+                         f"{t.rate:10,.1f} {unit}-updates/s ({t.rate / timings[0].rate:5.2f}x "
+                         f"the first row), {share:6.1%} of the matmul peak, "
                          f"{t.num_updates} updates per loop, compile {t.compile_s:.1f} s")
         if stopped:
             lines.append(f"  {stopped}")

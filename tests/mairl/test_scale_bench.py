@@ -6,11 +6,13 @@ import pytest
 from mairl.bench import (
     LoopTiming,
     ScaleConfig,
+    ScaleReport,
     _problem,
     _too_slow,
     bench_scale,
     format_scale,
     grid_scaling,
+    machine_facts,
     seed_scaling,
 )
 
@@ -18,6 +20,7 @@ TINY = dict(hidden=(8,), batch_size=4, seeds_per_device=1, target_s=0.01, repeat
             demo_episodes=2)
 
 
+@pytest.mark.slow
 def test_bench_scale_measures_every_count_and_names_the_machine():
     config = ScaleConfig(seeds=(1, 3), devices=(1,), grid=(2,), **TINY)
     report = bench_scale(config)
@@ -46,8 +49,19 @@ def test_counts_stop_before_an_update_would_take_too_long():
     problem = _problem(config)
     seeds, stopped = seed_scaling(config, *problem)
     assert [t.runs for t in seeds] == [1] and stopped.startswith("stopped before 2: 1 took")
-    points, stopped = grid_scaling(config, *problem)
-    assert [t.runs for t in points] == [1] and stopped.startswith("stopped before 2: 1 took")
+    points, stopped_grid = grid_scaling(config, *problem)
+    assert [t.runs for t in points] == [1] and stopped_grid.startswith("stopped before 2: 1 took")
+    for t in seeds + points:
+        assert t.s_per_update > 0 and t.num_updates >= 2 and np.isfinite(t.rate)
+    # what `mairl bench scale` prints of such a report
+    report = ScaleReport(config, machine_facts(), matmul_peak=1e11, flops_per_update=1e9,
+                         seeds=seeds, stopped_seeds=stopped, grid=points,
+                         stopped_grid=stopped_grid)
+    text = "\n".join(format_scale(report))
+    assert f"jax {report.machine['jax']}" in text and report.machine["cpu"] in text
+    assert text.count("seed-updates/s") == 1 and text.count("point-updates/s") == 1
+    assert text.count("stopped before 2") == 2 and "(none measured)" in text  # no devices
+    assert report.to_dict()["grid"][0]["rate"] == pytest.approx(points[0].rate)
 
 
 def test_scale_config_names_the_bad_field():
