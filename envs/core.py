@@ -7,14 +7,18 @@ A functional, stateless environment in the style of gymnax and JaxMARL::
 
 Axes: ``obs (agent, *obs_shape)``, ``actions (agent,)`` int32 for discrete games
 or ``(agent, action_dim)`` float32 for continuous ones, ``reward (agent,)``
-float32, ``terminated`` / ``truncated`` scalar bool. Only ``terminated`` zeroes
+float32, ``terminated`` / ``truncated`` scalar bool. Observations are float32
+unless the game says otherwise in ``obs_dtype``: binary maps travel as uint8
+(a quarter of the bytes in the environment, the replay buffer and
+demonstration files), and the networks convert them to float32 at their input
+(``mairl.networks.network_input``). Only ``terminated`` zeroes
 the bootstrap. ``step`` auto-resets on episode end; the observation returned is
 then the first one of the new episode and ``info["next_obs"]`` keeps the last
 observation of the finished one (what a demonstration stores as ``next_obs``).
 ``reset_env`` / ``step_env`` hold the raw dynamics.
 
 Subclasses set the static facts (``num_agents``, ``agents``, ``obs_shape``,
-``action_spaces``, ``max_steps``) and implement ``reset_env`` and ``step_env``;
+``obs_dtype``, ``action_spaces``, ``max_steps``) and implement ``reset_env`` and ``step_env``;
 their state is a pytree with an int32 ``time`` field counting steps taken in
 the episode, which the base class uses for truncation at ``max_steps``.
 """
@@ -25,6 +29,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from envs.spaces import Box, Discrete, Space
@@ -48,6 +53,8 @@ class Environment:
     num_agents: int
     agents: tuple[str, ...]
     obs_shape: tuple[int, ...]
+    #: dtype of the observations ``reset`` and ``step`` return.
+    obs_dtype: np.dtype = np.dtype(np.float32)
     action_spaces: tuple[Space, ...]
     max_steps: int
 
@@ -135,6 +142,7 @@ class Environment:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(name={self.name!r}, num_agents={self.num_agents}, "
-            f"obs_shape={self.obs_shape}, action_spaces={self.action_spaces}, "
+            f"obs_shape={self.obs_shape}, obs_dtype={np.dtype(self.obs_dtype).name}, "
+            f"action_spaces={self.action_spaces}, "
             f"max_steps={self.max_steps})"
         )

@@ -150,8 +150,9 @@ class MairlParallelEnv(ParallelEnv):
       defaults to the env's ``max_steps`` and may be set (PettingZoo's tests
       do); host games also end where their own time limit does (and envs
       stepped through the public ``step`` at ``max_steps``).
-    - ``observation_space(agent)`` is a float32 ``Box`` of ``obs_shape`` with the
-      bounds of :func:`observation_bounds`; ``action_space(agent)`` is a
+    - ``observation_space(agent)`` is a ``Box`` of ``obs_shape`` and the env's
+      ``obs_dtype`` (float32, uint8 for Gems maps) with the bounds of
+      :func:`observation_bounds`; ``action_space(agent)`` is a
       gymnasium ``Discrete`` or ``Box``. Each call returns the same object.
     """
 
@@ -188,9 +189,9 @@ class MairlParallelEnv(ParallelEnv):
         self.max_cycles = int(env.max_steps)
 
         low, high = observation_bounds(env)
+        self._obs_dtype = np.dtype(getattr(env, "obs_dtype", np.float32))
         self._obs_spaces = {
-            agent: spaces.Box(np.float32(low), np.float32(high), tuple(env.obs_shape),
-                              np.float32)
+            agent: spaces.Box(low, high, tuple(env.obs_shape), self._obs_dtype)
             for agent in self.possible_agents
         }
         self._action_spaces = {agent: _gym_space(space) for agent, space
@@ -300,7 +301,7 @@ class MairlParallelEnv(ParallelEnv):
         return np.stack(rows).astype(np.float32)
 
     def _per_agent(self, obs) -> dict[str, np.ndarray]:
-        obs = np.asarray(obs, np.float32)
+        obs = np.asarray(obs, self._obs_dtype)
         return {agent: obs[i] for i, agent in enumerate(self.possible_agents)}
 
     # -- rendering and the rest ---------------------------------------------------------------

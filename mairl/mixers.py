@@ -68,6 +68,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mairl.networks import network_input
+
 MIXERS = ("vdn", "linear", "qmix")
 
 #: ``softplus^-1(1)``: a linear mixer whose weight network outputs 0 has ``w_i = 1``.
@@ -82,7 +84,7 @@ def global_state(obs: jax.Array, obs_ndim: int) -> jax.Array:
         raise ValueError(f"global_state: obs needs an agent axis and {obs_ndim} observation "
                          f"axes, got shape {obs.shape}")
     lead = obs.shape[1: obs.ndim - obs_ndim]
-    flat = obs.reshape(obs.shape[0], *lead, -1).astype(jnp.float32)
+    flat = network_input(obs.reshape(obs.shape[0], *lead, -1))
     return jnp.moveaxis(flat, 0, -2).reshape(*lead, -1)
 
 

@@ -5,6 +5,12 @@ Every critic maps one agent's observation ``(*obs_shape)`` (or a batch
 parameters are created with ``jax.vmap(net.init, in_axes=(0, None))`` and
 applied with ``jax.vmap(net.apply)`` over the leading agent axis.
 
+Input dtype: observations may arrive in a compact dtype (Gems maps are uint8,
+``envs.core.Environment.obs_dtype``), and every critic converts them to
+float32 at its input, in one place (:func:`network_input`), after any
+per-agent view and batch gather has run on the compact bytes. A 0/1 uint8
+map and the same map in float32 give bit-identical outputs and gradients.
+
 Presets, by name (``make_critic``):
 
 - ``mlp``: flatten, two ReLU layers (256 by default), linear output.
@@ -67,10 +73,23 @@ def conv_as_matmul(
     return out.astype(jnp.result_type(lhs, rhs))
 
 
+def network_input(x: jax.Array) -> jax.Array:
+    """What a network computes with: ``x`` as float32 where it is stored as bool
+    or integers (compact binary maps), floating inputs unchanged.
+
+    Exact for the values observations hold (integers below ``2**24``)."""
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        return x
+    return x.astype(jnp.float32)
+
+
 def _batched(fn):
-    """Apply a network written for ``(batch, *obs_shape)`` to unbatched input too."""
+    """Apply a network written for float ``(batch, *obs_shape)`` to unbatched
+    input too, and to compact dtypes (:func:`network_input`)."""
 
     def wrapper(self, obs):
+        obs = network_input(obs)
         if obs.ndim == self.obs_ndim:
             return fn(self, obs[None])[0]
         return fn(self, obs)
@@ -86,7 +105,7 @@ class MLPCritic(nn.Module):
     @nn.compact
     @_batched
     def __call__(self, obs: jax.Array) -> jax.Array:
-        x = obs.reshape(obs.shape[0], -1).astype(jnp.float32)
+        x = obs.reshape(obs.shape[0], -1)
         for width in self.hidden:
             x = nn.relu(nn.Dense(width)(x))
         return nn.Dense(self.num_actions)(x)
@@ -105,7 +124,7 @@ class CNNCritic(nn.Module):
     @nn.compact
     @_batched
     def __call__(self, obs: jax.Array) -> jax.Array:
-        x = jnp.moveaxis(obs.astype(jnp.float32), 1, -1)  # (batch, x, y, channel)
+        x = jnp.moveaxis(obs, 1, -1)  # (batch, x, y, channel)
         for feat, k in zip(self.features, self.kernels, strict=True):
             conv = nn.Conv(feat, (k, k), padding=self.padding, conv_general_dilated=conv_as_matmul)
             x = nn.relu(conv(x))
@@ -124,9 +143,7 @@ class TabularCritic(nn.Module):
     @nn.compact
     @_batched
     def __call__(self, obs: jax.Array) -> jax.Array:
-        return nn.Dense(self.num_actions, use_bias=False, kernel_init=nn.initializers.zeros)(
-            obs.astype(jnp.float32)
-        )
+        return nn.Dense(self.num_actions, use_bias=False, kernel_init=nn.initializers.zeros)(obs)
 
 
 CRITICS = ("mlp", "cnn", "gems-paper", "tabular")

@@ -355,7 +355,7 @@ def example_batch(algo: Any, env: Any):
     if b == 0:
         return Batch(None)
     n, shape = env.num_agents, tuple(env.obs_shape)
-    obs = jnp.zeros((n, b, *shape), jnp.float32)
+    obs = jnp.zeros((n, b, *shape), getattr(env, "obs_dtype", jnp.float32))
     done = jnp.zeros((b,), bool)
     expert = Transition(obs, jnp.zeros((n, b), jnp.int32), obs, done, done)
     return Batch(expert, obs if algo.needs.init_obs else None)

@@ -38,6 +38,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from mairl.networks import network_input
+
 __all__ = [
     "DistilledReward",
     "RewardReplaced",
@@ -53,7 +55,7 @@ class _RewardNet(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        x = x.reshape(x.shape[0], -1)
+        x = network_input(x.reshape(x.shape[0], -1))
         for h in self.hidden:
             x = nn.relu(nn.Dense(h)(x))
         return nn.Dense(self.num_actions)(x)

@@ -9,6 +9,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mairl.bench import (  # noqa: F401  (re-exported: the pieces shared with bench scale)
+    cost_flops,
+    make_matmul_peak,
+    make_update_loop,
+    random_demos,
+    timed_calls,
+)
 from mairl.utils import machine
 
 
@@ -37,7 +44,9 @@ def make_rollout(env, num_envs: int, num_steps: int):
             obs, state, reward, _, _, _ = step(
                 jax.random.split(key_step, num_envs), state, actions
             )
-            return (state, acc + obs.sum() + reward.sum()), None
+            # summed in float32 whatever the obs dtype (uint8 Gems maps): the same
+            # consumer for every dtype
+            return (state, acc + obs.sum(dtype=jnp.float32) + reward.sum()), None
 
         (_, acc), _ = jax.lax.scan(body, (state, jnp.float32(0)), jax.random.split(key, num_steps))
         return acc
@@ -98,41 +107,6 @@ def bench_envs(quick: bool = False) -> dict[str, float]:
 # -- mamql ---------------------------------------------------------------------------------
 
 
-def timed_calls(fn, *args, repeats: int) -> list[float]:
-    """Wall times of ``repeats`` calls of ``fn(*args)``, each waited for."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def make_matmul_peak(n: int = 2048, repeats: int = 3):
-    """``sample()``: the float32 FLOP/s of ``a @ b`` for two ``(n, n)`` matrices
-    (``2 n^3`` FLOPs), best of ``repeats`` calls. Taken between the timings it is
-    compared with, so that both see the same load on the machine."""
-    key_a, key_b = jax.random.split(jax.random.key(0))
-    a = jax.random.normal(key_a, (n, n), jnp.float32)
-    b = jax.random.normal(key_b, (n, n), jnp.float32)
-    matmul = jax.jit(jnp.matmul)
-    matmul(a, b).block_until_ready()
-
-    def sample() -> float:
-        return 2 * n**3 / min(timed_calls(matmul, a, b, repeats=repeats))
-
-    return sample
-
-
-def cost_flops(compiled) -> float:
-    """FLOPs of a compiled program by XLA's cost analysis; the body of a loop whose
-    trip count is not known at compile time counts once."""
-    cost = compiled.cost_analysis()
-    if isinstance(cost, list | tuple):  # older JAX: one dict per computation
-        cost = cost[0]
-    return float(cost["flops"])
-
-
 def flops_of(fn, *args) -> float:
     """FLOPs of one call of ``fn(*args)`` by XLA's cost analysis."""
     return cost_flops(jax.jit(fn).lower(*args).compile())
@@ -158,42 +132,6 @@ def training_flops(layers: list[float]) -> float:
     """Forward, weight gradients (as much again) and input gradients (as much again,
     but none for the first layer: its input is data) of one sample."""
     return 3 * sum(layers) - layers[0]
-
-
-def random_demos(env, num_episodes: int, key: jax.Array):
-    """Demonstrations of uniformly random actions (their content does not change the
-    cost of an update)."""
-    from mairl.data import collect
-    from mairl.train import train_data
-
-    num_agents, num_actions = env.num_agents, env.num_actions
-
-    def policy_fn(key, obs):
-        return jax.random.randint(key, (num_agents,), 0, num_actions)
-
-    return train_data(collect(key, env, policy_fn, num_episodes, num_envs=num_episodes))
-
-
-def make_update_loop(algo):
-    """``one_update(state, data, key)`` (one sampled batch, one update) and
-    ``loop(state, data, key, num_updates)`` running it ``num_updates`` times in one
-    ``lax.fori_loop``, so that dispatch costs nothing and one compiled program
-    serves every count (the training loop of ``mairl.train.make_train`` without its
-    evaluations). ``data`` (``mairl.train.TrainData``) is an argument, never a
-    constant the compiler could fold."""
-    from mairl.train import demo_batches
-
-    source = demo_batches(algo.needs)
-
-    def one_update(state, data, key):
-        key_batch, key_update = jax.random.split(key)
-        return algo.update(state, source(key_batch, data), key_update)[0]
-
-    def loop(state, data, key, num_updates):
-        body = lambda i, state: one_update(state, data, jax.random.fold_in(key, i))  # noqa: E731
-        return jax.lax.fori_loop(0, num_updates, body, state)
-
-    return one_update, loop
 
 
 def time_updates(algo, data, key: jax.Array, *, target_s: float, repeats: int,
@@ -359,10 +297,28 @@ def _bench_seeds(env, data, peak, results: dict[str, float], quick: bool) -> dic
             "seed_scaling_8_over_1": rates[8] / rates[1]}
 
 
-def run(what: str, quick: bool = False) -> dict[str, float]:
+def bench_scale_cli(quick: bool = False) -> dict:
+    """``mairl bench scale``: :func:`mairl.bench.bench_scale` printed (``--quick``: a
+    smoke test, small sizes)."""
+    from mairl.bench import ScaleConfig, bench_scale, format_scale
+
+    config = ScaleConfig()
+    if quick:
+        config = ScaleConfig(hidden=(32,), batch_size=16, seeds=(1, 2), devices=(1, 2),
+                             seeds_per_device=1, grid=(1, 2), target_s=0.05, repeats=1,
+                             demo_episodes=2)
+    report = bench_scale(config, progress=lambda stage: print(f"[{stage}]", flush=True))
+    for line in format_scale(report):
+        print(line)
+    return report.to_dict()
+
+
+def run(what: str, quick: bool = False) -> dict:
     """Run the benchmark named ``what`` and return its figures by name."""
     if what == "envs":
         return bench_envs(quick=quick)
     if what == "mamql":
         return bench_mamql(quick=quick)
+    if what == "scale":
+        return bench_scale_cli(quick=quick)
     raise SystemExit(f"error: unknown benchmark {what!r}")

@@ -110,10 +110,13 @@ def demos(
     print(f"saved {out}")
 
 
-def bench(what: Positional[Literal["envs", "mamql"]] = "envs", quick: bool = False) -> None:
+def bench(what: Positional[Literal["envs", "mamql", "scale"]] = "envs",
+          quick: bool = False) -> None:
     """Benchmarks: ``envs`` times Gems steps/s and the exact soft value iteration;
     ``mamql`` times MAMQL updates on Gems against this machine's matmul peak, and
-    the speed-up of training 8 seeds at once.
+    the speed-up of training 8 seeds at once; ``scale`` gives seed-updates per
+    second against seeds (1 to 64) and devices, and grid point-updates per second
+    (``mairl.bench``).
 
     Args:
         what: which benchmark.

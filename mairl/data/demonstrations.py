@@ -2,7 +2,8 @@
 
 Axis order (time first, then agent)::
 
-    obs         (T, N, *obs_shape)   what each agent saw
+    obs         (T, N, *obs_shape)   what each agent saw, in the env's obs_dtype
+                                     (float32, or uint8 for binary maps)
     actions     (T, N) int32         discrete games, each in [0, num_actions)
                 (T, N, action_dim)   float32, continuous games
     next_obs    (T, N, *obs_shape)   the true successor, also at an episode's end
@@ -170,6 +171,33 @@ class Demonstrations:
         _check(fields, env_id=self.env_id, num_actions=self.num_actions)
         _check_provenance(self.episode_rule, self.expert_alpha, self.expert_gamma)
         return self
+
+    def with_obs_dtype(self, dtype: Any) -> Demonstrations:
+        """A copy whose ``obs`` and ``next_obs`` are stored as ``dtype``, e.g. the
+        uint8 of Gems maps for a file written with float32 ones (a quarter of the
+        memory); the same object when they already are.
+
+        The conversion must be exact: raises ``ValueError`` naming the field and
+        the first transition where a value does not survive it (``0.5`` into
+        uint8, say). Host-side only.
+        """
+        dtype = np.dtype(dtype)
+        if self.obs.dtype == dtype and self.next_obs.dtype == dtype:
+            return self
+        if not _is_numeric(np.empty((), dtype)):
+            raise _fail("obs", f"expected a numeric dtype to convert to, got {dtype}")
+        converted = {}
+        for name in ("obs", "next_obs"):
+            x = np.asarray(getattr(self, name))
+            y = x.astype(dtype)
+            with np.errstate(invalid="ignore", over="ignore"):
+                exact = (y.astype(x.dtype) == x).reshape(x.shape[0], -1).all(axis=1)
+            if not exact.all():
+                t = int(np.flatnonzero(~exact)[0])
+                raise _fail(name, f"cannot be stored exactly as {dtype}: transition {t} holds "
+                                  f"values outside it (dtype {x.dtype})")
+            converted[name] = jnp.asarray(y)
+        return self.replace(**converted)
 
     def with_meta(self, **meta: Any) -> Demonstrations:
         """A copy with metadata replaced, validated as in :meth:`create`.
@@ -643,7 +671,11 @@ def load(
     1 holds no ``episode_rule``, ``expert_alpha``, ``expert_gamma``: they load
     as ``None``). With ``env`` (any object with the environment protocol's
     static facts), the agent count, observation shape, ``env_id`` (when both
-    are set) and action kind are checked against it.
+    are set) and action kind are checked against it, and the observations are
+    returned in the env's ``obs_dtype`` where it has one
+    (:meth:`Demonstrations.with_obs_dtype`): a file written with float32 Gems
+    maps loads as uint8 maps, and an error names the field where the values
+    do not fit.
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming
     the path for anything else: unreadable, truncated or corrupt file, unknown
     schema version, missing or unexpected entry, invalid contents, mismatch with
@@ -711,6 +743,14 @@ def load(
         )
     if env is not None:
         _check_against_env(path, demos, env)
+        obs_dtype = getattr(env, "obs_dtype", None)
+        if obs_dtype is not None:
+            try:
+                demos = demos.with_obs_dtype(obs_dtype)
+            except ValueError as e:
+                name = getattr(env, "name", None) or type(env).__name__
+                raise ValueError(f"{path}: env {name!r} observes {np.dtype(obs_dtype)}: "
+                                 f"{e}") from e
     return demos
 
 

@@ -3,8 +3,9 @@
 The reference code of Haynam et al. (2025) ships its Gems expert data as a
 gzip-compressed pickle of a list of tuples ``(s, s_next, a, r, done)``:
 
-- ``s``, ``s_next``: float arrays ``(5, 15, 15)``, the Gems map (channels: agent 0,
-  agent 1, agent 0's gems, agent 1's gems, shared gems), indexed ``[channel, x, y]``;
+- ``s``, ``s_next``: float arrays ``(5, 15, 15)`` of 0s and 1s, the Gems map
+  (channels: agent 0, agent 1, agent 0's gems, agent 1's gems, shared gems),
+  indexed ``[channel, x, y]``; converted to uint8, the dtype of Gems maps;
 - ``a``: ``(10,)`` joint action, two concatenated one-hots of 5 (agent 0 first);
 - ``r``: ``(2,)`` true per-agent rewards;
 - ``done``: bool, the episode ended. Despite the reference ``env.py``'s gem
@@ -180,8 +181,9 @@ def from_mamql_gems(path: str | os.PathLike, *, max_steps: int | None = 45) -> D
     this record's ``s_next``, or at the end of the file. ``max_steps=None``
     disables the step cap.
 
-    Returns ``obs``/``next_obs`` ``(T, 2, 5, 15, 15)`` float32 (both agents see
-    the same map), ``actions (T, 2)`` int32 decoded from the one-hots,
+    Returns ``obs``/``next_obs`` ``(T, 2, 5, 15, 15)`` uint8 (both agents see
+    the same map, of 0s and 1s as ``envs.make("gems")`` observes it),
+    ``actions (T, 2)`` int32 decoded from the one-hots,
     ``rewards (T, 2)``, ``env_id="gems"``, ``num_actions=5``, and
     ``episode_rule`` the authors' data rule, ``{"end_rule": "joint-return",
     "return_to_end": 20.0, "max_steps": max_steps}`` (no ``max_steps`` when
@@ -292,6 +294,12 @@ def _read_records(path: Path):
         if bad.any():
             t = int(np.flatnonzero(bad)[0])
             raise _record_error(path, t, field, "expected finite values, got NaN or inf")
+    for field, x in (("s", s), ("s_next", s_next)):
+        bad = ~((x == 0.0) | (x == 1.0)).reshape(num_t, -1).all(axis=1)
+        if bad.any():
+            t = int(np.flatnonzero(bad)[0])
+            raise _record_error(path, t, field, "expected a Gems map of 0s and 1s, got "
+                                f"{np.setdiff1d(x[t], (0.0, 1.0))[:3].tolist()}")
     one_hot = joint.reshape(num_t, _NUM_AGENTS, _NUM_ACTIONS)
     valid = (np.isin(one_hot, (0.0, 1.0)).all(axis=2) & (one_hot.sum(axis=2) == 1.0)).all(axis=1)
     if not valid.all():
@@ -303,4 +311,5 @@ def _read_records(path: Path):
             f"expected two concatenated one-hots of {_NUM_ACTIONS}, got {joint[t].tolist()}",
         )
     actions = one_hot.argmax(axis=2).astype(np.int32)
-    return s, s_next, actions, rewards.astype(np.float32), done, continues
+    return (s.astype(np.uint8), s_next.astype(np.uint8), actions, rewards.astype(np.float32),
+            done, continues)

@@ -44,18 +44,18 @@ def test_reset_and_step_shapes_dtypes(env):
     key = jax.random.key(0)
     obs, state = jax.jit(env.reset)(key)
     assert obs.shape == (env.num_agents, *env.obs_shape)
-    assert obs.dtype == jnp.float32
+    assert obs.dtype == env.obs_dtype
     actions = _random_actions(env, jax.random.key(1))
     assert actions.shape == env.action_shape
     obs2, state2, reward, terminated, truncated, info = jax.jit(env.step)(
         jax.random.key(2), state, actions
     )
-    assert obs2.shape == obs.shape and obs2.dtype == jnp.float32
+    assert obs2.shape == obs.shape and obs2.dtype == env.obs_dtype
     assert jax.tree.structure(state2) == jax.tree.structure(state)
     assert reward.shape == (env.num_agents,) and reward.dtype == jnp.float32
     assert terminated.shape == () and terminated.dtype == jnp.bool_
     assert truncated.shape == () and truncated.dtype == jnp.bool_
-    assert info["next_obs"].shape == obs.shape
+    assert info["next_obs"].shape == obs.shape and info["next_obs"].dtype == env.obs_dtype
     assert np.all(np.isfinite(np.asarray(obs2)))
     assert np.all(np.isfinite(np.asarray(reward)))
 

@@ -491,7 +491,7 @@ def test_map_layout_is_channel_x_y():
     gems = [[3, 4], [3, 4], [0, 14], [5, 6], [7, 8], [9, 10], [11, 12], [11, 12], [11, 12]]
     env = envs.make("gems")
     obs = np.asarray(jax.jit(env.get_obs)(make_state(agents, gems)))
-    assert obs.shape == (2, 5, 15, 15) and obs.dtype == np.float32
+    assert obs.shape == (2, 5, 15, 15) and obs.dtype == np.uint8 == env.obs_dtype
     np.testing.assert_array_equal(obs[0], obs[1])
     m = obs[0]
     assert m[0, 1, 2] == 1 and m[0].sum() == 1
@@ -509,7 +509,7 @@ def test_compact_observation():
     env = envs.make("gems-compact")
     assert env.obs_shape == (22,)
     obs = np.asarray(jax.jit(env.get_obs)(make_state(agents, gems)))
-    assert obs.shape == (2, 22) and obs.dtype == np.float32
+    assert obs.shape == (2, 22) and obs.dtype == np.float32 == env.obs_dtype
     np.testing.assert_allclose(obs[1], port_compact(agents, gems))
     assert obs.min() == 0.0 and obs.max() == 1.0
 

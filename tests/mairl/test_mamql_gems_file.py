@@ -56,7 +56,7 @@ def records() -> list:
 def test_sizes_and_types(gems):
     assert gems.num_transitions == 20_000
     assert gems.num_agents == 2 and gems.obs_shape == (5, 15, 15)
-    assert gems.obs.dtype == np.float32 and gems.actions.dtype == np.int32
+    assert gems.obs.dtype == np.uint8 and gems.actions.dtype == np.int32  # 0/1 maps
     assert gems.env_id == "gems" and gems.num_actions == 5
     assert gems.actions.shape == (20_000, 2) and gems.rewards.shape == (20_000, 2)
 
@@ -249,6 +249,10 @@ def test_boundaries_on_crafted_file(tmp_path):
         (
             lambda r: r.__setitem__(2, r[2][:3] + (np.array([np.nan, 0.0]), False)),
             r"record 2, field 'r': expected finite values",
+        ),
+        (
+            lambda r: r.__setitem__(1, (r[1][0] * 0.5,) + r[1][1:]),
+            r"record 1, field 's': expected a Gems map of 0s and 1s, got \[0.5\]",
         ),
         (lambda r: r.__setitem__(1, r[1][:4] + ("yes",)), r"record 1, field 'done'"),
         (

@@ -221,7 +221,7 @@ def test_gems_features_of_a_known_state():
 
 
 def test_soft_q_buffer_holds_gems_features_not_maps():
-    # 35 float32 features (140 bytes) per agent instead of a 5 x 15 x 15 map (4,500).
+    # 35 float32 features (140 bytes) per agent instead of a 5 x 15 x 15 uint8 map (1,125).
     env = envs.make("gems")
     algo = algo_on(env, SoftQConfig(num_envs=2, buffer_size=64, warmup_steps=1),
                    gems_agent_features)
