@@ -10,6 +10,7 @@ plus read-outs (:class:`Algo`), one frozen config class per algorithm.
 - ``mamql-continuous``, ``mamql-continuous-offline``: MAMQL for continuous
   (``Box``) actions: marginal critics ``Q_i(s, a_i)`` and tanh-Gaussian actors;
 - ``bc-continuous``: behaviour cloning of tanh-Gaussian actors;
+- ``sac``: forward multi-agent soft actor-critic on the true rewards (continuous);
 - ``soft-q``: forward multi-agent soft Q-learning on the true rewards;
 - ``ppo``: forward PPO on the true rewards;
 - ``ma-gail``, ``ma-airl``: adversarial imitation / IRL with one discriminator
@@ -48,6 +49,7 @@ from mairl.algos.mamql_continuous import (
     make_mamql_continuous,
 )
 from mairl.algos.ppo import PPOConfig, make_ppo
+from mairl.algos.sac import SACConfig, make_sac
 from mairl.algos.soft_q import SoftQConfig, make_soft_q
 
 
@@ -93,12 +95,16 @@ ALGOS: dict[str, AlgoSpec] = {
     "bc-continuous": AlgoSpec(BCContinuousConfig, make_bc_continuous,
                               "behaviour cloning of tanh-Gaussian actors (continuous actions)",
                               "continuous"),
+    "sac": AlgoSpec(SACConfig, make_sac,
+                    "forward: multi-agent soft actor-critic on the true rewards (continuous)",
+                    "continuous"),
 }
 
 #: Any registered algorithm's config.
 AlgoConfig = (MAMQLConfig | MAMQLOfflineConfig | IQJointConfig | FIQConfig | BCConfig
               | SoftQConfig | PPOConfig | MAGAILConfig | MAAIRLConfig | MLIRLConfig
-              | MAMQLContinuousConfig | MAMQLContinuousOfflineConfig | BCContinuousConfig)
+              | MAMQLContinuousConfig | MAMQLContinuousOfflineConfig | BCContinuousConfig
+              | SACConfig)
 
 
 def algo_name(config: Any) -> str:
@@ -201,7 +207,8 @@ __all__ = ["ALGOS", "Algo", "AlgoConfig", "AlgoSpec", "BCConfig", "BCContinuousC
            "FAMILY_DEFAULTS", "FIQConfig", "IQConfig", "IQJointConfig", "IQState", "MAAIRLConfig",
            "MAGAILConfig", "MAMQLConfig", "MAMQLContinuousConfig", "MAMQLContinuousOfflineConfig",
            "MAMQLOfflineConfig", "MLIRLConfig", "Needs", "PPOConfig",
-           "REWARD_LEARNER_FAMILY_DEFAULTS", "RewardLearnerConfig", "SoftQConfig", "Transition",
+           "REWARD_LEARNER_FAMILY_DEFAULTS", "RewardLearnerConfig", "SACConfig", "SoftQConfig",
+           "Transition",
            "algo_name", "family_config", "make_algo", "make_bc", "make_bc_continuous", "make_fiq",
            "make_iq_joint", "make_ma_airl", "make_ma_gail", "make_mamql", "make_mamql_continuous",
-           "make_ml_irl", "make_ppo", "make_soft_q"]
+           "make_ml_irl", "make_ppo", "make_sac", "make_soft_q"]
