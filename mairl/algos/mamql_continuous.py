@@ -207,6 +207,38 @@ def soft_value_estimate(q_fn, actor_fn, obs: jax.Array, key: jax.Array, alpha: f
     return jnp.mean(jax.vmap(one)(jax.random.split(key, samples)), axis=0)
 
 
+def iq_critic_loss(q_fn, q_next_fn, actor_fn, obs_now: jax.Array, obs_next: jax.Array,
+                   actions_e: jax.Array, term_e: jax.Array, term_value: jax.Array,
+                   key: jax.Array, *, b: int, mode: str, alpha: float, gamma: float,
+                   chi2_coef: float, value_samples: int) -> tuple[jax.Array, dict]:
+    """The critic objective of one agent (module docstring), on a batch.
+
+    Args:
+        q_fn, q_next_fn: ``Q(obs, actions) -> (B,)`` for the current states and for
+            the successors (the target critic where there is one).
+        actor_fn: ``obs -> (mean, log_std)`` of the (fixed) actor.
+        obs_now: ``(B_v, *obs_shape)``: the ``b`` expert states first, then the
+            other states of the value term (own transitions online, initial
+            states for ``v0``).
+        obs_next: successors ``(B_v', *obs_shape)`` of ``obs_now`` (expert ones
+            first; for ``v0`` only the ``b`` expert ones are read).
+        actions_e: demonstrated actions ``(b, dim)``; ``term_e (b,)`` their flags.
+        term_value: termination flags of the value term's transitions ``(B_v,)``.
+        mode: ``online``, ``value_expert`` or ``v0``.
+    """
+    key_now, key_next = jax.random.split(key)
+    v_now = soft_value_estimate(q_fn, actor_fn, obs_now, key_now, alpha, value_samples)
+    v_next = soft_value_estimate(q_next_fn, actor_fn, obs_next, key_next, alpha, value_samples)
+    q_e = q_fn(obs_now[:b], actions_e)
+    if mode == "v0":
+        v_value = (1.0 - gamma) * v_now[b:]
+        v_next_value, t_value = jnp.zeros_like(v_value), jnp.ones_like(v_value)
+    else:
+        v_value, v_next_value, t_value = v_now, v_next, term_value
+    return iq_chi2_loss(q_e, v_next[:b], term_e, v_value, v_next_value, t_value,
+                        alpha=alpha, gamma=gamma, chi2_coef=chi2_coef)
+
+
 def actor_loss(actor_fn, q_fn, obs: jax.Array, key: jax.Array, alpha: float) -> jax.Array:
     """Soft actor-critic's actor loss ``E_s[alpha log pi(a|s) - Q(s, a)]`` with the
     reparameterized ``a = tanh(mean + std eps)``; ``q_fn`` should hold its
@@ -256,22 +288,13 @@ def make_mamql_continuous(config: MAMQLContinuousConfig, *, num_agents: int,
     def agent_critic_loss(critic_p, target_p, actor_p, obs_now, obs_next, actions_e, term_e,
                           term_value, key, *, b):
         """One agent: ``obs_now (B_v, ...)`` starts with the ``b`` expert states."""
-        key_now, key_next = jax.random.split(key)
-        q_fn = lambda p: (lambda o, a: critic_net.apply(p, o, a))  # noqa: E731
-        actor_fn = lambda o: actor_net.apply(actor_p, o)  # noqa: E731
-        v_now = soft_value_estimate(q_fn(critic_p), actor_fn, obs_now, key_now, alpha,
-                                    config.value_samples)
         next_p = critic_p if config.target_tau is None else target_p
-        v_next = soft_value_estimate(q_fn(next_p), actor_fn, obs_next, key_next, alpha,
-                                     config.value_samples)
-        q_e = critic_net.apply(critic_p, obs_now[:b], actions_e)
-        if config.mode == "v0":
-            v_value = (1.0 - gamma) * v_now[b:]
-            v_next_value, t_value = jnp.zeros_like(v_value), jnp.ones_like(v_value)
-        else:
-            v_value, v_next_value, t_value = v_now, v_next, term_value
-        return iq_chi2_loss(q_e, v_next[:b], term_e, v_value, v_next_value, t_value,
-                            alpha=alpha, gamma=gamma, chi2_coef=config.chi2_coef)
+        return iq_critic_loss(
+            lambda o, a: critic_net.apply(critic_p, o, a),
+            lambda o, a: critic_net.apply(next_p, o, a),
+            lambda o: actor_net.apply(actor_p, o), obs_now, obs_next, actions_e, term_e,
+            term_value, key, b=b, mode=config.mode, alpha=alpha, gamma=gamma,
+            chi2_coef=config.chi2_coef, value_samples=config.value_samples)
 
     def value_data(batch: Batch, policy_data: Transition | None):
         """States of the value term: ``obs_now (agent, B_v, ...)``, ``obs_next`` and
@@ -380,4 +403,4 @@ def make_mamql_continuous(config: MAMQLContinuousConfig, *, num_agents: int,
 
 
 __all__ = ["ContinuousIQState", "MAMQLContinuousConfig", "MAMQLContinuousOfflineConfig",
-           "actor_loss", "make_mamql_continuous", "soft_value_estimate"]
+           "actor_loss", "iq_critic_loss", "make_mamql_continuous", "soft_value_estimate"]
