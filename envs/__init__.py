@@ -141,3 +141,12 @@ for _name, _doc in [
     ("ant-2x4-xy", "general-sum ant on brax: legs 1-2 paid for +x, legs 3-4 for +y velocity"),
 ]:
     register(_name, "envs.brax_games:brax_game", family="brax", description=_doc, game=_name)
+
+# -- continuous control in pure JAX (envs/point_masses.py) --------------------------------
+register(
+    "point-masses",
+    "envs.point_masses:PointMasses",
+    family="continuous",
+    description="2 point masses on a plane, each paid for reaching its own target "
+                "(general-sum, Box actions, 25 steps, scripted expert)",
+)

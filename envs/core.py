@@ -130,6 +130,16 @@ class Environment:
         return (self.num_agents,)
 
     @property
+    def action_dim(self) -> int:
+        """Length of each agent's action vector in a continuous game with a common
+        ``Box`` action space of shape ``(dim,)``."""
+        space = self.action_space
+        if not isinstance(space, Box) or len(space.shape) != 1:
+            raise ValueError(f"{self.name}: action_dim needs a common Box action space of one "
+                             f"axis, got {space}")
+        return int(space.shape[0])
+
+    @property
     def name(self) -> str:
         """The registry id this game was made with, else its class name."""
         return self.env_id or type(self).__name__

@@ -175,3 +175,45 @@ def _check_map(name: str, obs_shape: Sequence[int]) -> None:
         raise ValueError(
             f"critic {name!r} needs map observations (channel, x, y), got shape {tuple(obs_shape)}"
         )
+
+
+# -- continuous actions -------------------------------------------------------------------------
+class MLPStateActionCritic(nn.Module):
+    """``Q(s, a) -> ()``: an MLP on the flattened observation concatenated with the
+    action vector; batched inputs ``obs (B, *obs_shape)``, ``actions (B, dim)`` give ``(B,)``."""
+
+    hidden: Sequence[int] = (256, 256)
+    obs_ndim: int = 1
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, actions: jax.Array) -> jax.Array:
+        lead = obs.shape[: obs.ndim - self.obs_ndim]
+        x = obs.reshape(*lead, -1).astype(jnp.float32)
+        x = jnp.concatenate([x, actions.astype(jnp.float32)], axis=-1)
+        for width in self.hidden:
+            x = nn.relu(nn.Dense(width)(x))
+        return nn.Dense(1)(x)[..., 0]
+
+
+class MLPGaussianActor(nn.Module):
+    """``obs -> (mean, log_std)``, each ``(..., action_dim)``: the pre-squash Gaussian of
+    a tanh-squashed Gaussian policy. ``log_std`` is squashed smoothly into
+    ``[log_std_min, log_std_max]`` (``mairl.algos.common.tanh_gaussian_*``)."""
+
+    action_dim: int
+    hidden: Sequence[int] = (256, 256)
+    obs_ndim: int = 1
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        lead = obs.shape[: obs.ndim - self.obs_ndim]
+        x = obs.reshape(*lead, -1).astype(jnp.float32)
+        for width in self.hidden:
+            x = nn.relu(nn.Dense(width)(x))
+        mean = nn.Dense(self.action_dim)(x)
+        raw = nn.Dense(self.action_dim)(x)
+        span = self.log_std_max - self.log_std_min
+        log_std = self.log_std_min + 0.5 * span * (jnp.tanh(raw) + 1.0)
+        return mean, log_std

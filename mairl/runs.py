@@ -338,13 +338,26 @@ def oracle_for(env: Any, alpha: float, gamma: float):
     return soft_value_iteration(env, alpha=alpha, gamma=gamma)
 
 
+def action_sizes(env: Any) -> dict:
+    """``make_algo``'s action keyword for ``env``: ``num_actions`` for discrete games,
+    ``action_dim`` for continuous (``Box``) ones."""
+    if getattr(env, "discrete", True):
+        return {"num_actions": env.num_actions}
+    return {"action_dim": env.action_dim}
+
+
 def build_algo(config: RunConfig, env: Any, data_axis: str | None = None):
     """The run's algorithm on ``env`` (its per-agent view where ``env.view`` asks);
     ``data_axis``: with a data-parallel update (``mairl.sharding``)."""
     transform = getattr(env, "agent_view", None) if config.env.view == "agent" else None
-    return make_algo(config.algo, num_agents=env.num_agents, obs_shape=tuple(env.obs_shape),
-                     num_actions=env.num_actions, env=env, obs_transform=transform,
-                     data_axis=data_axis)
+    try:
+        return make_algo(config.algo, num_agents=env.num_agents,
+                         obs_shape=tuple(env.obs_shape), env=env, obs_transform=transform,
+                         data_axis=data_axis, **action_sizes(env))
+    except ValueError as err:
+        if str(err).startswith("algo:"):
+            raise ValueError(f"{err} ({env.name}: {env.action_spaces[0]})") from None
+        raise
 
 
 def example_batch(algo: Any, env: Any):
@@ -357,7 +370,9 @@ def example_batch(algo: Any, env: Any):
     n, shape = env.num_agents, tuple(env.obs_shape)
     obs = jnp.zeros((n, b, *shape), getattr(env, "obs_dtype", jnp.float32))
     done = jnp.zeros((b,), bool)
-    expert = Transition(obs, jnp.zeros((n, b), jnp.int32), obs, done, done)
+    actions = (jnp.zeros((n, b, env.action_dim), jnp.float32) if algo.continuous
+               else jnp.zeros((n, b), jnp.int32))
+    expert = Transition(obs, actions, obs, done, done)
     return Batch(expert, obs if algo.needs.init_obs else None)
 
 
@@ -504,15 +519,32 @@ class Run:
         return jnp.swapaxes(obs, 0, 1), False
 
     def q_values(self, obs: Any, seed: int = 0) -> jax.Array:
-        """Each agent's marginal soft-Q: ``(batch, agent, action)`` (or ``(agent, action)``)."""
+        """Each agent's marginal soft-Q: ``(batch, agent, action)`` (or ``(agent, action)``);
+        discrete games only (continuous learners: :meth:`critic`)."""
         x, single = self._agent_major(obs)
         q = self.algo.q_values(self.seed_params(seed), x)  # (agent, [batch,] action)
         return q if single else jnp.swapaxes(q, 0, 1)
 
+    def critic(self, obs: Any, actions: Any, seed: int = 0) -> jax.Array:
+        """Continuous learners with a critic: ``Q_i(s, a_i)``, ``(batch, agent)`` for
+        ``actions (batch, agent, action_dim)`` (or ``(agent,)`` for one state)."""
+        if self.algo.critic is None:
+            raise ValueError(f"{self.algo.name}: has no critic of continuous actions")
+        x, single = self._agent_major(obs)
+        a = jnp.asarray(actions, jnp.float32)
+        q = self.algo.critic(self.seed_params(seed), x, a if single else jnp.swapaxes(a, 0, 1))
+        return q if single else q.T
+
     def policy(self, obs: Any, key: jax.Array, seed: int = 0, greedy: bool = False) -> jax.Array:
-        """Actions of the learned Boltzmann (or greedy) policies: ``(batch, agent)``."""
+        """Actions of the learned Boltzmann (or greedy) policies: ``(batch, agent)``;
+        continuous learners: draws of their actors (or their modes), ``(batch, agent,
+        action_dim)``."""
         from mairl.algos.common import sample_actions
 
+        if self.algo.continuous:
+            x, single = self._agent_major(obs)
+            a = self.algo.policy(self.seed_params(seed), x, key, greedy)
+            return a if single else jnp.swapaxes(a, 0, 1)
         return sample_actions(key, self.q_values(obs, seed), self.algo.alpha, greedy)
 
     def policy_fn(self, seed: int = 0, greedy: bool = False):
@@ -523,17 +555,29 @@ class Run:
         return policy_fn_of(self.algo, self.seed_params(seed), greedy)
 
     def reward(self, obs: Any, actions: Any, next_obs: Any, terminated: Any = None,
-               seed: int = 0) -> jax.Array:
+               seed: int = 0, key: jax.Array | None = None) -> jax.Array:
         """The recovered reward on transitions: ``(batch, agent)`` for ``obs (batch, agent,
         ...)``, ``actions (batch, agent)``, ``terminated (batch,)`` (default: none
         terminated). The algorithm's own learned reward ``r_i(s, a_i)`` where it has
         one (``algo.reward``: MA-AIRL's ``g_i``, ML-IRL's ``r_i``; ``next_obs`` and
-        ``terminated`` are then unused), else ``Q_i(s, a_i) - gamma (1 - term) V_i(s')``."""
+        ``terminated`` are then unused), else ``Q_i(s, a_i) - gamma (1 - term) V_i(s')``.
+        Continuous learners: ``actions (batch, agent, action_dim)``, ``V_i(s')``
+        estimated from draws of the actor (``mairl.evaluation.continuous_reward``,
+        with ``key``, default ``jax.random.key(0)``)."""
         from mairl.data import Transition
-        from mairl.evaluation import sampled_reward
+        from mairl.evaluation import continuous_reward, sampled_reward
 
         x, single = self._agent_major(obs)
         x_next, _ = self._agent_major(next_obs)
+        if self.algo.continuous:
+            a = jnp.asarray(actions, jnp.float32)
+            a = a if single else jnp.swapaxes(a, 0, 1)
+            term = jnp.zeros(a.shape[1:-1], bool) if terminated is None \
+                else jnp.asarray(terminated)
+            key = jax.random.key(0) if key is None else key
+            r = continuous_reward(self.algo, self.seed_params(seed),
+                                  Transition(x, a, x_next, term, term), key)
+            return r if single else r.T
         a = jnp.asarray(actions, jnp.int32)
         a = a if single else a.T
         if self.algo.reward is not None:
@@ -683,7 +727,7 @@ def _pre_viewed(s: Setup, tdata: Any, algo: Any = None,
     shape = tuple(s.env.obs_shape)
     ndim = len(shape)
     inner = make_algo(s.config.algo, num_agents=s.env.num_agents,
-                      obs_shape=view_shape(shape, transform), num_actions=s.env.num_actions,
+                      obs_shape=view_shape(shape, transform), **action_sizes(s.env),
                       env=s.env, obs_transform=None, data_axis=data_axis)
 
     def q_values(params, obs):
@@ -843,7 +887,8 @@ def final_evaluation(s: Setup, params: Any, episodes: int, last: dict | None = N
 
 #: Final metrics written to ``metrics.json``, under their names there.
 SUMMARY_METRICS = ("reward_shaping_corr", "reward_pearson", "reward_spearman", "reward_epic",
-                   "policy_kl", "heldout_kl", "action_accuracy", "imitation_mse")
+                   "policy_kl", "heldout_kl", "action_accuracy", "imitation_mse",
+                   "heldout_log_likelihood", "action_mse")
 
 #: What each reported number measures (``metrics.json["measures"]``).
 MEASURES = {
@@ -856,6 +901,10 @@ MEASURES = {
     "heldout_kl": "behaviour: KL(pi_E || pi) averaged over held-out demonstration states",
     "action_accuracy": "behaviour: greedy action = demonstrated action on held-out data",
     "imitation_mse": "the MAMQL reference code's imitation loss on held-out data",
+    "heldout_log_likelihood": "behaviour (continuous actions): mean log pi_i(a^E|s) of the "
+                              "held-out demonstrated actions (higher is better)",
+    "action_mse": "behaviour (continuous actions): squared distance between the policy's "
+                  "mode and the held-out demonstrated action (0 best)",
     "return_per_agent": "true return of the learned policies per agent",
     "return_mean": "true return of the learned policies, mean over agents",
 }
@@ -902,6 +951,10 @@ def summarize(s: Setup, final: dict, compile_s: float, run_s: float) -> dict:
         "batch_shards": getattr(s, "batch_shards", 1),
     })
     summary["measures"] = measures(s, [k for k in per_seed])
+    if s.algo.continuous:
+        from mairl.evaluation import CONTINUOUS_NOT_REPORTED
+
+        summary["not_reported"] = dict(CONTINUOUS_NOT_REPORTED)
     if s.demos is not None:
         demos = s.demos
         summary["demonstrations"] = {

@@ -7,6 +7,10 @@ plus read-outs (:class:`Algo`), one frozen config class per algorithm.
 - ``fiq``: factorized IQ-Learn for cooperative games: per-agent critics mixed
   into one team critic (VDN, a state-weighted sum or QMIX), from demonstrations;
 - ``bc``: behaviour cloning;
+- ``mamql-continuous``, ``mamql-continuous-offline``: MAMQL for continuous
+  (``Box``) actions: marginal critics ``Q_i(s, a_i)`` and tanh-Gaussian actors;
+- ``bc-continuous``: behaviour cloning of tanh-Gaussian actors;
+- ``sac``: forward multi-agent soft actor-critic on the true rewards (continuous);
 - ``soft-q``: forward multi-agent soft Q-learning on the true rewards;
 - ``ppo``: forward PPO on the true rewards;
 - ``ma-gail``, ``ma-airl``: adversarial imitation / IRL with one discriminator
@@ -34,20 +38,30 @@ from mairl.algos.adversarial import (
 )
 from mairl.algos.base import Algo, Batch, Needs, Transition
 from mairl.algos.bc import BCConfig, make_bc
+from mairl.algos.bc_continuous import BCContinuousConfig, make_bc_continuous
 from mairl.algos.factorized import FIQConfig, make_fiq
 from mairl.algos.iq import IQConfig, IQState
 from mairl.algos.iq_joint import IQJointConfig, make_iq_joint
 from mairl.algos.mamql import MAMQLConfig, MAMQLOfflineConfig, make_mamql
+from mairl.algos.mamql_continuous import (
+    MAMQLContinuousConfig,
+    MAMQLContinuousOfflineConfig,
+    make_mamql_continuous,
+)
 from mairl.algos.ppo import PPOConfig, make_ppo
+from mairl.algos.sac import SACConfig, make_sac
 from mairl.algos.soft_q import SoftQConfig, make_soft_q
 
 
 class AlgoSpec(NamedTuple):
-    """A registered algorithm: its config class, factory and a one-line summary."""
+    """A registered algorithm: its config class, factory, a one-line summary and the
+    actions it handles (``discrete``: ``Discrete`` spaces, built with ``num_actions``;
+    ``continuous``: ``Box`` spaces, built with ``action_dim``)."""
 
     config: type
     make: Callable[..., Algo]
     summary: str
+    actions: str = "discrete"
 
 
 ALGOS: dict[str, AlgoSpec] = {
@@ -70,11 +84,27 @@ ALGOS: dict[str, AlgoSpec] = {
                         "MA-AIRL: f = g + gamma h(s') - h(s) per agent, soft-Q policy step"),
     "ml-irl": AlgoSpec(MLIRLConfig, make_ml_irl,
                        "ML-IRL (multi-agent, single loop): soft-Q step, likelihood step on r_i"),
+    "mamql-continuous": AlgoSpec(
+        MAMQLContinuousConfig, make_mamql_continuous,
+        "MAMQL, continuous actions, online: critics Q_i(s, a_i), tanh-Gaussian actors",
+        "continuous"),
+    "mamql-continuous-offline": AlgoSpec(
+        MAMQLContinuousOfflineConfig, make_mamql_continuous,
+        "MAMQL, continuous actions, from demonstrations alone (value_expert or v0)",
+        "continuous"),
+    "bc-continuous": AlgoSpec(BCContinuousConfig, make_bc_continuous,
+                              "behaviour cloning of tanh-Gaussian actors (continuous actions)",
+                              "continuous"),
+    "sac": AlgoSpec(SACConfig, make_sac,
+                    "forward: multi-agent soft actor-critic on the true rewards (continuous)",
+                    "continuous"),
 }
 
 #: Any registered algorithm's config.
 AlgoConfig = (MAMQLConfig | MAMQLOfflineConfig | IQJointConfig | FIQConfig | BCConfig
-              | SoftQConfig | PPOConfig | MAGAILConfig | MAAIRLConfig | MLIRLConfig)
+              | SoftQConfig | PPOConfig | MAGAILConfig | MAAIRLConfig | MLIRLConfig
+              | MAMQLContinuousConfig | MAMQLContinuousOfflineConfig | BCContinuousConfig
+              | SACConfig)
 
 
 def algo_name(config: Any) -> str:
@@ -136,13 +166,28 @@ def family_config(name: str, family: str | None) -> Any:
 DATA_PARALLEL = ("mamql", "mamql-offline", "iq-joint")
 
 
-def make_algo(config: Any, *, num_agents: int, obs_shape: tuple[int, ...], num_actions: int,
-              env: Any = None, obs_transform: Any = None, data_axis: str | None = None) -> Algo:
-    """The algorithm that ``config`` configures (``env`` where it steps one);
-    ``data_axis``: its update data-parallel over that mesh axis (the algorithms of
-    :data:`DATA_PARALLEL`)."""
+def make_algo(config: Any, *, num_agents: int, obs_shape: tuple[int, ...],
+              num_actions: int | None = None, action_dim: int | None = None, env: Any = None,
+              obs_transform: Any = None, data_axis: str | None = None) -> Algo:
+    """The algorithm that ``config`` configures (``env`` where it steps one):
+    discrete learners take ``num_actions``, continuous ones ``action_dim``
+    (:class:`AlgoSpec`); ``data_axis``: its update data-parallel over that mesh
+    axis (the algorithms of :data:`DATA_PARALLEL`)."""
     name = algo_name(config)
     spec = ALGOS[name]
+    if spec.actions == "continuous":
+        if action_dim is None:
+            raise ValueError(f"algo: {name} acts in continuous (Box) action spaces; the game "
+                             f"has discrete actions (use {_discrete_twin(name)})")
+        if data_axis is not None:
+            raise ValueError(f"batch_shards: {name} has no data-parallel update; expected 1 "
+                             f"shard, or one of {list(DATA_PARALLEL)}")
+        return spec.make(config, num_agents=num_agents, obs_shape=tuple(obs_shape),
+                         action_dim=int(action_dim), env=env, obs_transform=obs_transform)
+    if num_actions is None:
+        continuous = [n for n, s in ALGOS.items() if s.actions == "continuous"]
+        raise ValueError(f"algo: {name} needs discrete actions; the game's actions are "
+                         f"continuous (Box); expected one of {continuous}")
     extra = {}
     if data_axis is not None:
         if name not in DATA_PARALLEL:
@@ -153,10 +198,17 @@ def make_algo(config: Any, *, num_agents: int, obs_shape: tuple[int, ...], num_a
                      num_actions=num_actions, env=env, obs_transform=obs_transform, **extra)
 
 
-__all__ = ["ALGOS", "Algo", "AlgoConfig", "AlgoSpec", "BCConfig", "Batch", "FIQConfig",
-           "IQConfig", "IQJointConfig", "IQState", "MAAIRLConfig", "MAGAILConfig", "MAMQLConfig",
-           "MAMQLOfflineConfig", "MLIRLConfig", "Needs", "FAMILY_DEFAULTS", "PPOConfig",
-           "REWARD_LEARNER_FAMILY_DEFAULTS", "RewardLearnerConfig",
-           "SoftQConfig", "Transition", "algo_name", "family_config", "make_algo", "make_bc",
-           "make_fiq", "make_iq_joint", "make_ma_airl", "make_ma_gail", "make_mamql",
-           "make_ml_irl", "make_ppo", "make_soft_q"]
+def _discrete_twin(name: str) -> str:
+    twin = name.replace("-continuous", "")
+    return twin if twin in ALGOS else "a discrete learner"
+
+
+__all__ = ["ALGOS", "Algo", "AlgoConfig", "AlgoSpec", "BCConfig", "BCContinuousConfig", "Batch",
+           "FAMILY_DEFAULTS", "FIQConfig", "IQConfig", "IQJointConfig", "IQState", "MAAIRLConfig",
+           "MAGAILConfig", "MAMQLConfig", "MAMQLContinuousConfig", "MAMQLContinuousOfflineConfig",
+           "MAMQLOfflineConfig", "MLIRLConfig", "Needs", "PPOConfig",
+           "REWARD_LEARNER_FAMILY_DEFAULTS", "RewardLearnerConfig", "SACConfig", "SoftQConfig",
+           "Transition",
+           "algo_name", "family_config", "make_algo", "make_bc", "make_bc_continuous", "make_fiq",
+           "make_iq_joint", "make_ma_airl", "make_ma_gail", "make_mamql", "make_mamql_continuous",
+           "make_ml_irl", "make_ppo", "make_sac", "make_soft_q"]

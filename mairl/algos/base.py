@@ -18,6 +18,13 @@ the one derived from ``q_values``, is their recovered reward wherever a run
 reports one (``mairl.evaluation.tabular_reward``, ``mairl.runs.Run.reward``).
 
 Every learner state has a ``params`` field (the parameters ``q_values`` reads).
+
+Continuous actions (``Box`` spaces, ``actions (agent, ..., action_dim)``) have no
+table of Q-values: those learners read out their policy directly,
+``algo.policy(params, obs, key, greedy) -> actions``, its density
+``algo.log_prob(params, obs, actions)``, and, where they learn a soft-Q,
+``algo.critic(params, obs, actions) -> Q_i(s, a_i)``; their ``q_values`` raises.
+``algo.continuous`` tells the two kinds apart.
 ``algo.needs`` says what the learner consumes, so that callers never read its
 config to find out.
 """
@@ -83,6 +90,14 @@ class Algo(NamedTuple):
             the learned reward ``r_i(s, a_i)`` for every own action, for
             algorithms that learn one explicitly; ``None``: the recovered reward
             is derived from ``q_values``, ``Q_i(s, a_i) - gamma E[V_i(s')]``.
+        policy: continuous learners: ``policy(params, obs (agent, ..., *obs_shape), key,
+            greedy) -> actions (agent, ..., action_dim)``, a draw of each agent's
+            policy (``greedy``: its mode); ``None`` for discrete learners, whose
+            policy is the Boltzmann policy of ``q_values``.
+        log_prob: continuous learners: ``log_prob(params, obs, actions) -> (agent, ...)``,
+            ``log pi_i(a_i|s)``.
+        critic: continuous learners with a soft-Q critic: ``critic(params, obs,
+            actions) -> (agent, ...)``, ``Q_i(s, a_i)``; ``None`` otherwise.
     """
 
     name: str
@@ -96,3 +111,21 @@ class Algo(NamedTuple):
     act: Callable[[Any, jax.Array, jax.Array], jax.Array] | None = None
     store: Callable[[Any, Any], Any] | None = None
     reward: Callable[[Any, jax.Array], jax.Array] | None = None
+    policy: Callable[[Any, jax.Array, jax.Array, bool], jax.Array] | None = None
+    log_prob: Callable[[Any, jax.Array, jax.Array], jax.Array] | None = None
+    critic: Callable[[Any, jax.Array, jax.Array], jax.Array] | None = None
+
+    @property
+    def continuous(self) -> bool:
+        """Whether the learner acts in continuous (``Box``) action spaces."""
+        return self.policy is not None
+
+
+def no_q_table(name: str) -> Callable[[Any, jax.Array], jax.Array]:
+    """``q_values`` of a continuous learner: raises, naming the read-outs to use."""
+
+    def q_values(params: Any, obs: jax.Array) -> jax.Array:
+        raise ValueError(f"{name}: continuous actions have no table of Q-values; use "
+                         "algo.critic(params, obs, actions) or algo.policy(params, obs, key)")
+
+    return q_values

@@ -184,3 +184,43 @@ def make_stacked_apply(net, obs_shape: tuple[int, ...], obs_transform: ObsTransf
         return jax.vmap(one)(params, obs, jnp.arange(num_agents))
 
     return apply
+
+
+# -- tanh-squashed Gaussian policies (continuous actions) ----------------------------------------
+#: Actions are clipped to ``[-1 + ACTION_EPS, 1 - ACTION_EPS]`` before ``atanh`` when the
+#: log-density of a given action is evaluated (demonstrated actions may sit on the bounds,
+#: where the density of a tanh-squashed Gaussian is 0 or infinite).
+ACTION_EPS = 1e-4
+
+_LOG_SQRT_2PI = 0.5 * float(jnp.log(2.0 * jnp.pi))
+
+
+def tanh_log_det(u: jax.Array) -> jax.Array:
+    """``log(1 - tanh(u)^2)``, summed over the last axis, computed stably as
+    ``2 (log 2 - u - softplus(-2 u))``."""
+    return jnp.sum(2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
+
+
+def gaussian_log_prob(u: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    """Log-density of a diagonal Gaussian at ``u``, summed over the last axis."""
+    z = (u - mean) * jnp.exp(-log_std)
+    return jnp.sum(-0.5 * z**2 - log_std - _LOG_SQRT_2PI, axis=-1)
+
+
+def tanh_gaussian_sample(key: jax.Array, mean: jax.Array, log_std: jax.Array,
+                         greedy: bool = False) -> tuple[jax.Array, jax.Array]:
+    """A reparameterized draw ``a = tanh(mean + std * eps)`` and its log-density
+    ``log pi(a) = log N(u; mean, std) - sum_d log(1 - tanh(u_d)^2)`` (change of
+    variables through the tanh); ``greedy``: ``a = tanh(mean)`` (its log-density
+    is still returned). Shapes ``(..., dim)`` and ``(...)``."""
+    u = mean if greedy else mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape,
+                                                                         mean.dtype)
+    return jnp.tanh(u), gaussian_log_prob(u, mean, log_std) - tanh_log_det(u)
+
+
+def tanh_gaussian_log_prob(actions: jax.Array, mean: jax.Array, log_std: jax.Array,
+                           eps: float = ACTION_EPS) -> jax.Array:
+    """``log pi(a)`` of given actions in ``[-1, 1]^dim``: ``u = atanh(clip(a, -1 + eps,
+    1 - eps))``, then the change of variables of :func:`tanh_gaussian_sample`."""
+    u = jnp.arctanh(jnp.clip(actions, -1.0 + eps, 1.0 - eps))
+    return gaussian_log_prob(u, mean, log_std) - tanh_log_det(u)
