@@ -203,9 +203,11 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         auto: join even where none of the three is given. jax then reads what
             is missing from the environment: ``JAX_COORDINATOR_ADDRESS`` (and
             ``JAX_COORDINATOR_PORT``), a Cloud TPU VM's metadata, SLURM
-            (``SLURM_JOB_ID``, ``SLURM_NTASKS``, ``SLURM_PROCID``, one process per
-            task), Open MPI (``OMPI_MCA_orte_hnp_uri``, ``OMPI_COMM_WORLD_SIZE``,
-            ``OMPI_COMM_WORLD_RANK``) or a Kubernetes job.
+            (``SLURM_JOB_ID``, ``SLURM_STEP_NODELIST``, ``SLURM_NTASKS``,
+            ``SLURM_PROCID``; a GPU process sees the GPU of its
+            ``SLURM_LOCALID``), Open MPI (``OMPI_MCA_orte_hnp_uri``,
+            ``OMPI_COMM_WORLD_SIZE``, ``OMPI_COMM_WORLD_RANK``) or a Kubernetes
+            job.
 
     Nothing given and ``auto`` false: a single process, nothing done. On the
     CPU the processes exchange collectives through gloo

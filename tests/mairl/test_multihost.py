@@ -1,9 +1,10 @@
-"""Runs over several processes (hosts): two local CPU processes with two devices
-each, joined by ``jax.distributed`` (gloo collectives), against one process with
-four devices.
+"""Runs over several processes (hosts): two local CPU processes with one device
+each (slow variant: two), joined by ``jax.distributed`` (gloo collectives), against
+one process with as many devices.
 
-Both sides run ``multihost_checks.py`` (``mairl train`` twice and a resume); this
-test starts the three processes side by side and compares their run directories.
+Both sides run ``multihost_checks.py`` (``mairl train``, and in the slow variant
+a resume on another layout); each test starts the three processes side by side and
+compares their run directories.
 """
 
 import csv
@@ -70,29 +71,45 @@ def wait_all(procs: dict[str, tuple[subprocess.Popen, Path]]) -> dict[str, dict]
     return out
 
 
-@pytest.fixture(scope="module")
-def two_hosts(tmp_path_factory):
+def run_hosts(tmp: Path, mode: str, devices: int) -> dict[str, dict]:
+    """``multihost_checks.py`` in one process with ``devices`` CPU devices and in two
+    processes with half as many each, side by side; their JSON reports."""
     import envs
     from mairl import data
     from mairl.experts import tabular_policy_fn
     from mairl.solvers import soft_value_iteration
 
-    tmp = tmp_path_factory.mktemp("hosts")
     game = envs.make("stag-hunt", max_steps=10)
     sol = soft_value_iteration(game, alpha=1.0, gamma=0.9)
     demos = data.collect(jax.random.key(0), game, tabular_policy_fn(game, sol.policy), 20,
                          num_envs=20)
     demos.save(tmp / "stag.npz")
-    port = free_port()
-    hosts = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
-    procs = {"single process, 4 devices": start([str(tmp / "stag.npz"), str(tmp / "single")],
-                                                4, tmp / "single.log")}
+    hosts = ["--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
+    procs = {"single process": start([str(tmp / "stag.npz"), str(tmp / "single"), mode],
+                                     devices, tmp / "single.log")}
     for i in range(2):
         procs[f"process {i} of 2"] = start(
-            [str(tmp / "stag.npz"), str(tmp / "multi"), *hosts, "--process-id", str(i)], 2,
-            tmp / f"multi{i}.log")
-    reports = wait_all(procs)
-    return tmp, reports
+            [str(tmp / "stag.npz"), str(tmp / "multi"), mode, *hosts, "--process-id", str(i)],
+            devices // 2, tmp / f"multi{i}.log")
+    return wait_all(procs)
+
+
+@pytest.fixture(scope="module")
+def two_hosts(tmp_path_factory):
+    """2 local processes x 1 CPU device against 1 process x 2: 2 seeds of online
+    MAMQL whose batches are split over both processes (the gradients averaged
+    across them with pmean), checkpointed collectively."""
+    tmp = tmp_path_factory.mktemp("hosts")
+    return tmp, run_hosts(tmp, "fast", 2)
+
+
+@pytest.fixture(scope="module")
+def two_hosts_resumed(tmp_path_factory):
+    """2 local processes x 2 CPU devices against 1 process x 4: the batches split over
+    all 4 devices, then resumed from the first checkpoint with the seeds (padded to
+    4) sharded over the 4 devices, across the processes."""
+    tmp = tmp_path_factory.mktemp("hosts_resumed")
+    return tmp, run_hosts(tmp, "full", 4)
 
 
 def read_params(directory: Path) -> dict:
@@ -106,12 +123,7 @@ def read_curves(directory: Path) -> dict:
                 for r in csv.DictReader(f)}
 
 
-def test_two_processes_give_the_numbers_of_one_process_with_as_many_devices(two_hosts):
-    # 2 seeds, first each batch split over the 4 devices of both processes (gradients
-    # averaged across them), then resumed from the first checkpoint with the seeds
-    # (padded to 4) over the 4 devices: parameters, curves and final returns equal
-    # those of one process with 4 devices
-    tmp, reports = two_hosts
+def check_same_numbers(tmp: Path, reports: dict, devices: int) -> None:
     single, multi = tmp / "single" / "run", tmp / "multi" / "run"
     a, b = read_params(single), read_params(multi)
     assert a.keys() == b.keys()
@@ -126,25 +138,39 @@ def test_two_processes_give_the_numbers_of_one_process_with_as_many_devices(two_
     np.testing.assert_allclose(mb["return_mean"]["per_seed"], ma["return_mean"]["per_seed"],
                                atol=1e-4)
     assert (ma["processes"], mb["processes"]) == (1, 2)
-    assert ma["devices"] == mb["devices"] == 4
+    assert ma["devices"] == mb["devices"] == devices
     first, second = reports["process 0 of 2"], reports["process 1 of 2"]
-    assert first["devices"] == second["devices"] == 4  # one global mesh of both
-    assert first["first_batch_shards"] == 4
-
-
-def test_only_process_zero_writes_and_checkpoints_resume_on_the_global_mesh(two_hosts):
-    tmp, reports = two_hosts
-    first, second = reports["process 0 of 2"], reports["process 1 of 2"]
+    assert first["devices"] == second["devices"] == devices  # one global mesh of both
+    assert first["first_batch_shards"] == devices
     assert (first["process"], second["process"], first["processes"]) == (0, 1, 2)
-    assert second["writes"] == []
-    written = {Path(w).relative_to(tmp / "multi").as_posix() for w in first["writes"]}
+
+
+def check_writes(tmp: Path, reports: dict) -> None:
+    assert reports["process 1 of 2"]["writes"] == []
+    written = {Path(w).relative_to(tmp / "multi").as_posix()
+               for w in reports["process 0 of 2"]["writes"]}
     assert written == {"run/config.json", "run/metrics.json", "run/params.npz"}
+    steps = sorted(p.name for p in (tmp / "multi" / "run" / "checkpoints").iterdir())
+    assert steps == ["1", "2"]  # written collectively, every process's shards
+
+
+def test_two_processes_give_the_numbers_of_one_process_with_as_many_devices(two_hosts):
+    check_same_numbers(*two_hosts, devices=2)
+
+
+def test_only_process_zero_writes_the_run_directory(two_hosts):
+    check_writes(*two_hosts)
+
+
+@pytest.mark.slow
+def test_a_run_over_two_processes_resumes_on_another_global_mesh(two_hosts_resumed):
+    tmp, reports = two_hosts_resumed
+    check_same_numbers(tmp, reports, devices=4)
+    check_writes(tmp, reports)
     # resumed from its first checkpoint on another layout, the run ends where the
-    # uninterrupted one ended; the checkpoints hold every process's shards
+    # uninterrupted one ended
     for report in reports.values():
         assert report["resume_diff"] <= TOL
-    steps = sorted(p.name for p in (tmp / "multi" / "run" / "checkpoints").iterdir())
-    assert steps == ["1", "2"]
 
 
 # -- joining, and the errors that name the field ---------------------------------------------------
@@ -159,6 +185,9 @@ def test_one_process_joins_nothing_and_bad_process_flags_name_the_field():
         sharding.initialize("localhost:1234", 0, 0)
     with pytest.raises(ValueError, match=r"process_id: expected in \[0, 2\)"):
         sharding.initialize("localhost:1234", 2, 2)
+    jax.devices()  # jax has started: too late to join others
+    with pytest.raises(ValueError, match="must be joined before jax starts"):
+        sharding.initialize("127.0.0.1:1234", 2, 0)
 
 
 def test_train_help_lists_the_process_flags(capsys):
