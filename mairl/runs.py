@@ -23,9 +23,17 @@ allows) and ``checkpoints/`` (orbax-checkpoint: the complete training state ever
 ``checkpoint_every`` updates and at the end; :func:`resume` goes on from the last
 complete one with exactly the numbers of an uninterrupted run).
 
-Seeds train side by side in one jitted program (``jax.vmap``); online learners on
-host-side games (PettingZoo, highway-env) go through the host loop
-``mairl.train.train_host``.
+Seeds train side by side in one jitted program (``jax.vmap``), sharded over the
+devices (``mairl.sharding``); online learners on host-side games (PettingZoo,
+highway-env) go through the host loop ``mairl.train.train_host``.
+
+Several processes (hosts) run the same run together: every process calls
+:func:`run` with the same arguments after ``mairl.sharding.initialize``; the
+seeds and batches are sharded over the global mesh of all processes' devices,
+checkpoints are written collectively (each process its shards), only process 0
+writes the rest of the directory, reports progress and feeds trackers, and
+every process returns the same :class:`Run`. The demonstrations and ``out``
+must be reachable at the same path by every process (a shared filesystem).
 """
 
 from __future__ import annotations
@@ -602,10 +610,20 @@ def _key_leaf(x: Any) -> bool:
     return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
+def _global(x: Any) -> bool:
+    """A global array spread over several processes (orbax saves it collectively)."""
+    return isinstance(x, jax.Array) and not x.is_fully_addressable
+
+
 def _to_saveable(tree: Any) -> dict:
-    leaves = jax.tree.leaves(tree)
-    return {f"l{i:05d}": np.asarray(jax.random.key_data(x) if _key_leaf(x) else x)
-            for i, x in enumerate(leaves)}
+    """Every leaf under a flat name; typed keys as their key data. Global arrays of
+    a run over several processes stay global arrays: each process writes its own
+    shards."""
+    def leaf(x):
+        x = jax.random.key_data(x) if _key_leaf(x) else x
+        return x if _global(x) else np.asarray(x)
+
+    return {f"l{i:05d}": leaf(x) for i, x in enumerate(jax.tree.leaves(tree))}
 
 
 def _from_saved(saved: dict, template: Any) -> Any:
@@ -619,7 +637,12 @@ def _from_saved(saved: dict, template: Any) -> Any:
 
 
 def _abstract_saveable(template: Any) -> dict:
+    """What :meth:`Checkpoints.restore` reads: shapes and dtypes, and for global
+    arrays their sharding on the global mesh (each process reads its shards)."""
     def spec(x):
+        if _global(x):
+            x = jax.random.key_data(x) if _key_leaf(x) else x
+            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
         if _key_leaf(x):
             x = jax.eval_shape(jax.random.key_data, x)
         return jax.ShapeDtypeStruct(x.shape, x.dtype)
@@ -636,6 +659,11 @@ class Checkpoints:
     config and the demonstrations' SHA-256. orbax writes into a temporary
     directory and renames it when complete, so a checkpoint written halfway is
     never listed.
+
+    With several processes every process calls :meth:`save` and :meth:`restore`
+    (collectives): each writes and reads the shards of its own devices, and
+    process 0 the metadata and the rename, in a directory all of them reach at
+    the same path.
     """
 
     def __init__(self, directory: Path, keep: int):
@@ -856,7 +884,7 @@ def final_evaluation(s: Setup, params: Any, episodes: int, last: dict | None = N
     the same final parameters already (only their short ``return`` differs):
     given, they are reused instead of compiling and running ``eval_fn`` again.
     """
-    from mairl import metrics
+    from mairl import metrics, sharding
     from mairl.evaluation import policy_fn_of
 
     seeds = s.config.schedule.seeds
@@ -870,9 +898,9 @@ def final_evaluation(s: Setup, params: Any, episodes: int, last: dict | None = N
                                                       episodes)
         return out
 
-    final = jax.tree.map(np.asarray, jax.jit(jax.vmap(one, in_axes=(0, 0, None)))(
-        params, keys, s.held))
+    final = sharding.gather(jax.jit(jax.vmap(one, in_axes=(0, 0, None)))(params, keys, s.held))
     if not s.jittable:  # host-side env: the same episodes, one seed after another on the host
+        params = sharding.gather(params)
         final["returns"] = np.stack([
             np.asarray(metrics.evaluate_returns(
                 jax.random.split(keys[i])[1], s.env,
@@ -948,6 +976,7 @@ def summarize(s: Setup, final: dict, compile_s: float, run_s: float) -> dict:
         "seed_updates_per_s": cfg.schedule.seeds * updates / run_s if run_s > 0 else float("nan"),
         "device": str(jax.devices()[0]),
         "devices": getattr(s, "devices", 1),
+        "processes": jax.process_count(),
         "batch_shards": getattr(s, "batch_shards", 1),
     })
     summary["measures"] = measures(s, [k for k in per_seed])
@@ -1045,17 +1074,22 @@ def run(config: RunConfig, out: str | Path, *, progress: ProgressFn | None = Non
         devices: int | Sequence[Any] | None = None, batch_shards: int = 1) -> Run:
     """Train ``config.schedule.seeds`` seeds at once, evaluate, write the directory ``out``.
 
+    With several processes (``mairl.sharding.initialize``) every process calls
+    it alike; see the module docstring.
+
     Args:
-        progress: ``progress(chunks_done, num_chunks)``, called on the host.
+        progress: ``progress(chunks_done, num_chunks)``, called on the host (of
+            process 0).
         devices: the devices the seeds are sharded over (``mairl.sharding``): a
-            count of the first of ``jax.devices()``, a list, or ``None`` for all.
+            count of the first of ``jax.devices()`` (with several processes, the
+            same number of each process's), a list, or ``None`` for all.
             The numbers do not depend on it beyond float rounding.
         batch_shards: devices that split each seed's batch (data-parallel
             updates, gradients averaged with ``pmean``); the devices are
             ``seed shards x batch_shards``.
         trackers: where curves stream as they come (:mod:`mairl.trackers`):
             ``"tensorboard"``, ``"wandb"``, or objects with ``log(curves,
-            updates)`` and ``close()``.
+            updates)`` and ``close()`` (process 0 only).
         overwrite: replace the checkpoints of an earlier run in ``out``
             (otherwise refused).
 
@@ -1064,11 +1098,16 @@ def run(config: RunConfig, out: str | Path, *, progress: ProgressFn | None = Non
             or a directory that already holds a different run.
         NonFiniteLossError: the loss became non-finite (the last good checkpoint stays).
     """
+    from mairl import sharding
+
     out = Path(out)
     if overwrite and (out / "checkpoints").exists():
-        import shutil
+        sharding.barrier("mairl:overwrite:checked")
+        if sharding.is_main():
+            import shutil
 
-        shutil.rmtree(out / "checkpoints")
+            shutil.rmtree(out / "checkpoints")
+        sharding.barrier("mairl:overwrite:removed")
     return _run(config, out, progress=progress, trackers=trackers, resume=False,
                 devices=devices, batch_shards=batch_shards)
 
@@ -1117,7 +1156,13 @@ def _run(config: RunConfig, out: Path, *, progress, trackers, resume: bool, devi
         if batch_shards > 1:
             raise ValueError(f"batch_shards: {config.algo_name} on {config.env.name} trains "
                              "on the host and cannot split its batch; expected 1")
+        if jax.process_count() > 1:
+            raise ValueError(f"num_processes: {config.algo_name} on {config.env.name} trains "
+                             "on the host of one process; expected a single process")
         mesh = None
+    main = sharding.is_main()
+    if not main:  # progress and trackers report from process 0
+        progress, trackers = None, ()
     s.devices = 1 if mesh is None else mesh.size
     s.batch_shards = sharding.batch_shards(mesh)
     if not resume:
@@ -1128,8 +1173,10 @@ def _run(config: RunConfig, out: Path, *, progress, trackers, resume: bool, devi
         raise ValueError(f"resume: {config.algo_name} steps {config.env.name} on the host; "
                          "those environments' state cannot be checkpointed, so the run cannot "
                          "be resumed exactly")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config_to_dict(config), indent=2) + "\n")
+    sharding.barrier("mairl:run:checked")  # every process checked out before any writes
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(config_to_dict(config), indent=2) + "\n")
     tdata = train_data(s.train_demos, s.held)
     num_chunks = config.schedule.updates // config.schedule.eval_every
 
@@ -1158,9 +1205,11 @@ def _run(config: RunConfig, out: Path, *, progress, trackers, resume: bool, devi
     last = {k: np.asarray(v)[:, -1] for k, v in curves.items()}  # (seed, ...)
     final = final_evaluation(s, state.params, config.eval.final_episodes, last)
     summary = summarize(s, final, compile_s, run_s)
-    _write_outputs(s, out, state.params, curves, updates, summary)
-    return Run(config, summary, curves, updates, jax.tree.map(np.asarray, state.params),
-               s.algo, s.env, out)
+    params = sharding.gather(state.params)
+    if main:
+        _write_outputs(s, out, params, curves, updates, summary)
+    sharding.barrier("mairl:run:written")  # the directory is complete for every process
+    return Run(config, summary, curves, updates, params, s.algo, s.env, out)
 
 
 def load_run(out: str | Path, setup: Setup | None = None) -> Run:

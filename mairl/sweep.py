@@ -244,10 +244,15 @@ def sweep(config: runs.RunConfig, grid: Grid, out: str | Path, *,
     setups = _point_setups(base, configs)
     base.devices = 1 if mesh is None else mesh.size
     base.batch_shards = sharding.batch_shards(mesh)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "grid.json").write_text(json.dumps(
-        {"base": runs.config_to_dict(config), "grid": {k: list(v) for k, v in grid.axes.items()},
-         "points": [point_name(i, p) for i, p in enumerate(points)]}, indent=2) + "\n")
+    sharding.barrier("mairl:sweep:checked")  # every process checked out before any writes
+    main = sharding.is_main()  # with several processes, process 0 writes and reports
+    progress = progress if main else None
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "grid.json").write_text(json.dumps(
+            {"base": runs.config_to_dict(config),
+             "grid": {k: list(v) for k, v in grid.axes.items()},
+             "points": [point_name(i, p) for i, p in enumerate(points)]}, indent=2) + "\n")
 
     sched, axes = config.schedule, grid.axes
     seeds, num_points = sched.seeds, len(points)
@@ -291,17 +296,20 @@ def sweep(config: runs.RunConfig, grid: Grid, out: str | Path, *,
                            "grid_seed_updates_per_s": num_points * seeds * sched.updates / run_s,
                            "timings": "compile_time_s and run_time_s are the whole grid's"}
         directory = out / point_name(p, points[p])
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "config.json").write_text(
-            json.dumps(runs.config_to_dict(cfg), indent=2) + "\n")
-        runs._write_outputs(s, directory, p_params, p_curves, updates, summary,
-                            plots=point_plots)
+        if main:
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "config.json").write_text(
+                json.dumps(runs.config_to_dict(cfg), indent=2) + "\n")
+            runs._write_outputs(s, directory, p_params, p_curves, updates, summary,
+                                plots=point_plots)
         results.append(runs.Run(cfg, summary, p_curves, updates, p_params, s.algo, s.env,
                                 directory))
         table.append(_row(point_name(p, points[p]), points[p], summary))
-    write_table(out, table, list(axes))
-    plot_sweep(out / "summary.png", table, list(axes),
-               title=f"{config.algo_name} on {config.env.name}, {seeds} seeds per point")
+    if main:
+        write_table(out, table, list(axes))
+        plot_sweep(out / "summary.png", table, list(axes),
+                   title=f"{config.algo_name} on {config.env.name}, {seeds} seeds per point")
+    sharding.barrier("mairl:sweep:written")
     return SweepResult(points, results, table, out)
 
 

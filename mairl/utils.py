@@ -19,11 +19,13 @@ def machine() -> str:
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, unit: str):
-    """A tqdm bar on stderr; yields ``update(done, total=None)`` that sets its position."""
+def progress_bar(total: int, unit: str, enabled: bool = True):
+    """A tqdm bar on stderr; yields ``update(done, total=None)`` that sets its position
+    (``enabled=False``: no bar, the update does nothing)."""
     from tqdm import tqdm
 
-    with tqdm(total=total, unit=f" {unit}", dynamic_ncols=True, leave=False) as bar:
+    with tqdm(total=total, unit=f" {unit}", dynamic_ncols=True, leave=False,
+              disable=not enabled) as bar:
 
         def update(done: int, total: int | None = None) -> None:
             bar.update(int(done) - bar.n)

@@ -12,7 +12,8 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from types import SimpleNamespace
+from typing import Annotated, Any, Literal
 
 import tyro
 
@@ -22,7 +23,9 @@ LogName = Literal["none", "tensorboard", "wandb"]
 
 USAGE = """usage: mairl train --algo NAME --env ENV --demos FILE --out DIR [options]
        mairl train --resume DIR [--algo NAME ... to check the config]
-       (--devices N: shard the seeds over N devices, default all; --batch-shards K)
+       (--devices N: shard the seeds over N devices, default all; --batch-shards K;
+        several hosts: --coordinator HOST:PORT --num-processes N --process-id I,
+        or --distributed to read them from the cluster)
 
 Train an algorithm on demonstrations, several seeds at once, and write a run
 directory (config.json, metrics.json, curves.csv, params.npz, plots, checkpoints/).
@@ -31,6 +34,25 @@ directory (config.json, metrics.json, curves.csv, params.npz, plots, checkpoints
 algorithms:
 """
 
+
+#: Several processes (hosts) running one run (``mairl.sharding.initialize``).
+PROCESS_FLAGS = [
+    ("coordinator", Annotated[str | None, tyro.conf.arg(
+        help="HOST:PORT of process 0 for a run over several processes "
+             "(jax.distributed.initialize); the same on every process")],
+     dataclasses.field(default=None)),
+    ("num_processes", Annotated[int | None, tyro.conf.arg(
+        help="processes taking part in the run (with --coordinator)")],
+     dataclasses.field(default=None)),
+    ("process_id", Annotated[int | None, tyro.conf.arg(
+        help="this process's index in [0, num-processes); process 0 writes the run")],
+     dataclasses.field(default=None)),
+    ("distributed", Annotated[bool, tyro.conf.arg(
+        help="join a run over several processes, reading what the three flags above leave "
+             "out from the cluster: Cloud TPU VM, SLURM, Open MPI, Kubernetes or "
+             "JAX_COORDINATOR_ADDRESS")],
+     dataclasses.field(default=False)),
+]
 
 #: ``--devices N`` (default: all devices) and ``--batch-shards K``: where a run's seeds
 #: go (``mairl.runs.run``'s ``devices`` and ``batch_shards``, ``mairl.sharding``).
@@ -42,6 +64,7 @@ DEVICE_FLAGS = [
         help="devices that split each seed's batch (data-parallel updates, gradients "
              "averaged with pmean); the devices are seed shards x batch shards")],
      dataclasses.field(default=1)),
+    *PROCESS_FLAGS,
 ]
 
 
@@ -92,6 +115,31 @@ def _args_class(name: str, resume: bool, family: str | None = None, extra=()):
     ], frozen=True)
 
 
+def join_processes(args: Any) -> bool:
+    """``mairl.sharding.initialize`` from the parsed ``PROCESS_FLAGS`` (before jax
+    starts computing); whether this is process 0, the one that prints."""
+    from mairl import sharding
+
+    try:
+        sharding.initialize(args.coordinator, args.num_processes, args.process_id,
+                            auto=args.distributed)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    return sharding.is_main()
+
+
+def _process_args(argv: list[str]) -> Any:
+    """``PROCESS_FLAGS`` read from a command line that has no ``--algo`` (``--resume``)."""
+    try:
+        values = {name: _arg_value(argv, "--" + name.replace("_", "-"))
+                  for name in ("coordinator", "num_processes", "process_id")}
+        for name in ("num_processes", "process_id"):
+            values[name] = None if values[name] is None else int(values[name])
+    except ValueError:
+        raise SystemExit("error: --num-processes, --process-id: expected integers") from None
+    return SimpleNamespace(**values, distributed="--distributed" in argv)
+
+
 def _parse(name: str, argv: list[str], resume: bool, extra=(), prog: str = "mairl train"):
     import envs
 
@@ -122,6 +170,7 @@ def train_main(argv: list[str]) -> None:
     log, quiet, config = "none", False, None
     if name is not None:
         args = _parse(name, rest, resume=resume_dir is not None)
+        main = join_processes(args)
         log, quiet = args.log, args.quiet
         devices, batch_shards = args.devices, args.batch_shards
         try:
@@ -131,6 +180,7 @@ def train_main(argv: list[str]) -> None:
             raise SystemExit(f"error: {err}") from None
         out = Path(resume_dir) if resume_dir is not None else args.out
     else:
+        main = join_processes(_process_args(rest))
         log = _arg_value(rest, "--log") or "none"
         quiet = "--quiet" in rest
         out = Path(resume_dir)
@@ -143,7 +193,7 @@ def train_main(argv: list[str]) -> None:
     trackers = [] if log == "none" else [log]
     try:
         total = (config or runs.read_config(out)).schedule
-        with progress_bar(total.updates // total.eval_every, "chunks") as update:
+        with progress_bar(total.updates // total.eval_every, "chunks", enabled=main) as update:
             progress = None if quiet else update
             where = {"devices": devices, "batch_shards": batch_shards}
             if resume_dir is not None:
@@ -155,8 +205,9 @@ def train_main(argv: list[str]) -> None:
         raise SystemExit(3) from None
     except (ValueError, FileNotFoundError, ImportError) as err:
         raise SystemExit(f"error: {err}") from None
-    print_summary(result.metrics)
-    print(f"run written to {out}")
+    if main:
+        print_summary(result.metrics)
+        print(f"run written to {out}")
 
 
 SWEEP_USAGE = """usage: mairl sweep --algo NAME --env ENV --demos FILE --out DIR
@@ -189,11 +240,12 @@ def sweep_main(argv: list[str]) -> None:
             help="also draw every point's curves.png and reward.png (about 2 s each)")],
          dataclasses.field(default=False))],
                   prog="mairl sweep")
+    main = join_processes(args)
     try:
         config = runs.RunConfig(algo=args.algo, env=args.env, data=args.data,
                                 schedule=args.schedule, eval=args.eval)
         total = config.schedule
-        with progress_bar(total.updates // total.eval_every, "chunks") as update:
+        with progress_bar(total.updates // total.eval_every, "chunks", enabled=main) as update:
             result = sweep.sweep(config, args.grid, args.out, devices=args.devices,
                                  batch_shards=args.batch_shards,
                                  progress=None if args.quiet else update,
@@ -203,6 +255,8 @@ def sweep_main(argv: list[str]) -> None:
         raise SystemExit(3) from None
     except (ValueError, FileNotFoundError, ImportError) as err:
         raise SystemExit(f"error: {err}") from None
+    if not main:
+        return
     first = result.runs[0].metrics
     print(f"{len(result.points)} points x {config.schedule.seeds} seeds, "
           f"{config.schedule.updates} updates in one program: wall {first['wall_time_s']:.1f} s "
