@@ -5,7 +5,18 @@ lists them. Game modules are imported on first use, so ``import envs`` is cheap.
 """
 
 from envs.core import Environment, EnvState
-from envs.registry import EnvSpec, family_of, make, register, register_prefix, registered, spec
+from envs.registry import (
+    EnvSpec,
+    close_matches,
+    family_of,
+    known,
+    make,
+    prefixes,
+    register,
+    register_prefix,
+    registered,
+    spec,
+)
 from envs.spaces import Box, Discrete
 
 __all__ = [
@@ -14,8 +25,11 @@ __all__ = [
     "EnvSpec",
     "EnvState",
     "Environment",
+    "close_matches",
     "family_of",
+    "known",
     "make",
+    "prefixes",
     "register",
     "register_prefix",
     "registered",

@@ -57,6 +57,27 @@ def registered() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def prefixes() -> list[str]:
+    """The registered ``prefix:ARG`` forms' prefixes (``tabular``, ``host``), sorted."""
+    return sorted(_PREFIXES)
+
+
+def known(name: str) -> bool:
+    """Whether :func:`make` knows ``name``: a registered game, or a registered prefix
+    followed by an argument (whose file or game is checked by :func:`make`)."""
+    prefix, sep, arg = name.partition(":")
+    if sep and prefix in _PREFIXES:
+        return bool(arg)
+    return name in _REGISTRY
+
+
+def close_matches(name: str, n: int = 3) -> list[str]:
+    """The registered names closest to ``name`` (``difflib``), best first."""
+    import difflib
+
+    return difflib.get_close_matches(name, list(_REGISTRY), n=n)
+
+
 def spec(name: str) -> EnvSpec:
     """The registered ``EnvSpec`` of ``name``; an unknown name raises ``KeyError``."""
     try:
@@ -66,9 +87,7 @@ def spec(name: str) -> EnvSpec:
 
 
 def _unknown(name: str) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+    close = close_matches(name)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
     prefixes = ", ".join(f"'{p}:...'" for p in sorted(_PREFIXES))
     return (

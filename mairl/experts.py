@@ -282,6 +282,9 @@ def load_soft_q_critics(path: str | os.PathLike, env, *, alpha: float | None = N
     missing = [k for k in ("features", "critic", "hidden", "alpha", "gamma") if k not in metadata]
     if missing:
         raise ValueError(f"{path}: metadata entries missing: {missing}")
+    trained_on = metadata.get("env_id")
+    if trained_on is not None:
+        _check_expert_env(path, str(trained_on), env)
     name = str(metadata["features"])
     if name not in FEATURES:
         raise ValueError(f"{path}: unknown features {name!r}; expected one of {sorted(FEATURES)}")
@@ -302,6 +305,22 @@ def load_soft_q_critics(path: str | os.PathLike, env, *, alpha: float | None = N
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
     return algo, jax.tree.map(jnp.asarray, params)
+
+
+def _check_expert_env(path: Path, trained_on: str, env) -> None:
+    """An expert file's game (its ``env_id``) and ``env`` must be of one family
+    (``envs.family_of``: Gems experts serve every Gems variant, whose shapes are then
+    checked); ``ValueError`` naming both otherwise."""
+    import envs
+
+    here = getattr(env, "env_id", None) or getattr(env, "name", None)
+    if here is None:
+        return
+    ours, theirs = envs.family_of(str(here)), envs.family_of(trained_on)
+    if ours is None or theirs is None or ours == theirs:
+        return
+    raise ValueError(f"{path}: an expert for env {trained_on!r} (family {theirs}); "
+                     f"env {here!r} is of family {ours}")
 
 
 def load_soft_q_expert(

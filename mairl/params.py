@@ -64,7 +64,7 @@ def save_params(path: str | os.PathLike, params: Any, metadata: Metadata | None 
 
     Parameters are stored under their ``'/'``-joined paths, metadata entries
     under ``__meta__/<name>`` as 0-d arrays (strings as unicode, never objects).
-    The file is written as named (no ``.npz`` suffix is added).
+    The file is written as named (no ``.npz`` suffix is added), atomically.
     """
     path = Path(path)
     arrays = flatten_params(params)
@@ -73,8 +73,14 @@ def save_params(path: str | os.PathLike, params: Any, metadata: Metadata | None 
             raise ValueError(f"save_params: metadata {name!r} must be a scalar under a plain name")
         arrays[_META_PREFIX + name] = np.asarray(value)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        np.savez_compressed(f, **arrays)
+    tmp = path.with_name(path.name + ".tmp")
+    try:  # renamed over ``path`` once complete: a failed write leaves the old file
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        tmp.replace(path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return path
 
 

@@ -81,6 +81,31 @@ class EnvConfig:
     view: Literal["agent", "global"] = "agent"
     episode_rule: Literal["demonstrations", "env"] = "demonstrations"
 
+    def __post_init__(self):
+        _check(self, [
+            ("name", _env_known(self.name),
+             _env_expected(self.name)),
+            ("view", self.view in ("agent", "global"), "'agent' or 'global'"),
+            ("episode_rule", self.episode_rule in ("demonstrations", "env"),
+             "'demonstrations' or 'env'"),
+        ])
+
+
+def _env_known(name: Any) -> bool:
+    import envs
+
+    return isinstance(name, str) and envs.known(name)
+
+
+def _env_expected(name: Any) -> str:
+    """What :class:`EnvConfig` expects of ``name``, with the closest registered names."""
+    import envs
+
+    close = envs.close_matches(str(name))
+    hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+    forms = ", ".join(f"{p}:..." for p in envs.prefixes())
+    return f"a registered environment (`mairl envs` lists them) or {forms}{hint}"
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -134,10 +159,11 @@ class ScheduleConfig:
             ("seeds", self.seeds >= 1, ">= 1"),
             ("updates", self.updates >= 1, ">= 1"),
             ("eval_every", 1 <= self.eval_every <= self.updates, f"in [1, updates={self.updates}]"),
-            ("updates", self.updates % self.eval_every == 0,
+            ("updates", self.updates % max(self.eval_every, 1) == 0,
              f"a multiple of eval_every={self.eval_every}"),
             ("checkpoint_every", self.checkpoint_every is None
-             or (self.checkpoint_every >= 1 and self.checkpoint_every % self.eval_every == 0),
+             or (self.checkpoint_every >= 1
+                 and self.checkpoint_every % max(self.eval_every, 1) == 0),
              f"a positive multiple of eval_every={self.eval_every}, or None"),
             ("keep_checkpoints", self.keep_checkpoints >= 1, ">= 1"),
         ])
@@ -195,10 +221,9 @@ class RunConfig:
 
 
 def _check(config: Any, checks: Sequence[tuple[str, bool, str]]) -> None:
-    for name, ok, expected in checks:
-        if not ok:
-            raise ValueError(f"{type(config).__name__}.{name}: expected {expected}, "
-                             f"got {getattr(config, name)!r}")
+    from mairl.algos.common import check_fields
+
+    check_fields(config, checks)
 
 
 def config_to_dict(config: RunConfig) -> dict:
@@ -222,6 +247,9 @@ def _build(cls: type, values: dict, where: str):
 def config_from_dict(raw: dict) -> RunConfig:
     """The inverse of :func:`config_to_dict`; errors name the field."""
     version = raw.get("version")
+    if version is None:
+        raise ValueError(f"config: no 'version' entry, expected version {CONFIG_VERSION}: not "
+                         "a mairl run config, or one written before configs were versioned")
     if version != CONFIG_VERSION:
         raise ValueError(f"config: version {version!r}, expected {CONFIG_VERSION} (written by "
                          f"another mairl version)")
@@ -328,6 +356,20 @@ def _read_demos(path: Path, env: Any = None):
         raise ValueError(f"data.demos: {err}") from None
 
 
+def _check_batch(config: RunConfig, batch: int, transitions: int) -> None:
+    """An update's expert batch must fit in the training transitions (after the
+    held-out split and ``max_demo_episodes``): a larger one would draw most
+    transitions several times in every batch."""
+    if batch <= transitions:
+        return
+    field_name = next((f for f in ("reward_batch_size", "batch_size")
+                       if getattr(config.algo, f, None) == batch), "batch_size")
+    raise ValueError(
+        f"algo.{field_name}: expected at most the {transitions} training transitions of "
+        f"data.demos ({config.data.demos}, less the held-out fraction "
+        f"{config.data.heldout_fraction}), got {batch}")
+
+
 def file_sha256(path: str | Path) -> str:
     """The SHA-256 hex digest of the file at ``path``, read in 1 MiB blocks."""
     digest = hashlib.sha256()
@@ -413,6 +455,8 @@ class Setup:
         if with_data and self.algo.needs.expert_batch and self.demos is None:
             raise ValueError(f"data.demos: {config.algo_name} learns from demonstrations; "
                              "give a demonstrations file")
+        if with_data and self.train_demos is not None:
+            _check_batch(config, self.algo.needs.expert_batch, self.train_demos.num_transitions)
         self.oracle = oracle_for(self.env, self.algo.alpha, self.algo.gamma)
         expert_logits = None
         if config.eval.expert is not None:
@@ -603,6 +647,85 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a non-finite loss; the last good checkpoint is kept."""
 
 
+class RunWriteError(OSError):
+    """A file of a run could not be written (a full disk, a lost mount): the message
+    says which, and what was kept. Checkpoints are written completely or not at
+    all, and the other files by replacing the old one only when the new one is
+    complete, so the last complete checkpoint survives and :func:`resume` goes on
+    from it."""
+
+
+#: What a run directory holds (written by :func:`run`): a directory that holds
+#: any of these holds a run, replaced only with ``overwrite``.
+RUN_FILES = ("config.json", "metrics.json", "curves.csv", "params.npz", "curves.png",
+             "reward.png", "eval.json", "transfer.json", "checkpoints", "tensorboard", "wandb")
+
+
+def run_files_in(out: str | Path) -> list[str]:
+    """The entries of :data:`RUN_FILES` that ``out`` holds (an empty ``checkpoints/``
+    does not count)."""
+    out = Path(out)
+    held = []
+    for name in RUN_FILES:
+        path = out / name
+        if path.is_dir() and name == "checkpoints":
+            if any(path.iterdir()):
+                held.append(name + "/")
+        elif path.exists():
+            held.append(name + ("/" if path.is_dir() else ""))
+    return held
+
+
+def remove_run_files(out: str | Path) -> None:
+    """Remove the entries of :data:`RUN_FILES` from ``out``; other files stay."""
+    import shutil
+
+    for name in RUN_FILES:
+        path = Path(out) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: into a temporary file beside it, renamed
+    over ``path`` once complete (a failed write leaves the old file, or none)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        tmp.replace(path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _checkpoint_steps(directory: Path) -> list[int]:
+    """The complete checkpoints in ``directory`` (orbax names them by step)."""
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
+def _write_failed(err: OSError, what: str, out: Path, eval_every: int | None) -> RunWriteError:
+    """The :class:`RunWriteError` for ``err`` while writing ``what`` of the run ``out``."""
+    steps = _checkpoint_steps(out / "checkpoints")
+    if eval_every is None:
+        kept = ""
+    elif steps:
+        kept = (f"; the last complete checkpoint, after {steps[-1] * eval_every} updates, is "
+                f"kept in {out / 'checkpoints'}: free space and resume with `mairl train "
+                f"--resume {out}` (runs.resume)")
+    else:
+        kept = "; no checkpoint was complete before it"
+    reason = err.strerror or str(err) or type(err).__name__
+    error = RunWriteError(f"run: writing {what} failed ({reason}){kept}")
+    error.errno = err.errno
+    return error
+
+
 ProgressFn = Callable[[int, int], None]
 
 
@@ -680,11 +803,26 @@ class Checkpoints:
         return self.manager.latest_step()
 
     def save(self, chunks_done: int, tree: Any, meta: dict) -> None:
-        """Write ``tree`` and ``meta`` as the checkpoint after ``chunks_done`` chunks."""
+        """Write the checkpoint after ``chunks_done`` chunks, completely or not at all:
+        on a failed write (``OSError``, e.g. a full disk) its temporary directory is
+        removed and the error raised; the earlier checkpoints stay."""
+        import shutil
+
         ocp = self._ocp
-        self.manager.save(chunks_done, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(_to_saveable(tree)), meta=ocp.args.JsonSave(meta)))
-        self.manager.wait_until_finished()
+        try:
+            self.manager.save(chunks_done, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(_to_saveable(tree)), meta=ocp.args.JsonSave(meta)))
+            self.manager.wait_until_finished()
+        except OSError:
+            for tmp in self.directory.glob(f"{chunks_done}.orbax-checkpoint-tmp-*"):
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def meta(self, chunks_done: int) -> dict:
+        """The metadata saved with a checkpoint (config, data hash, curves)."""
+        ocp = self._ocp
+        return self.manager.restore(chunks_done, args=ocp.args.Composite(
+            meta=ocp.args.JsonRestore()))["meta"]
 
     def restore(self, chunks_done: int, template: Any) -> tuple[Any, dict]:
         """Read the checkpoint after ``chunks_done`` chunks into the structure of ``template``."""
@@ -815,7 +953,28 @@ def _train_jitted(s: Setup, out: Path, tdata, progress, resume: bool, log, *, me
     latest = ckpt.latest() if resume else None
     if latest is not None:  # else: killed before its first checkpoint, start again
         template = sharding.take_runs((state, chunk_keys), runs)
-        (state, chunk_keys), saved = ckpt.restore(latest, template)
+        where = out / "checkpoints" / str(latest)
+        try:
+            written_by = ckpt.meta(latest).get("config")
+        except Exception as err:  # orbax's errors for a damaged checkpoint vary
+            ckpt.close()
+            raise ValueError(f"resume: cannot read the checkpoint {where} "
+                             f"({type(err).__name__}: {err})") from None
+        if written_by != json.loads(json.dumps(meta["config"])):
+            ckpt.close()
+            try:
+                diffs = "; ".join(config_differences(config_from_dict(written_by), cfg))
+            except (ValueError, TypeError, KeyError):
+                diffs = f"its config is {written_by!r}"
+            raise ValueError(f"resume: the checkpoint {where} was written by another config "
+                             f"than the run's config.json: {diffs}")
+        try:
+            (state, chunk_keys), saved = ckpt.restore(latest, template)
+        except Exception as err:
+            ckpt.close()
+            raise ValueError(f"resume: the checkpoint {where} does not fit this run's state "
+                             f"({type(err).__name__}: {' '.join(str(err).split())[:300]})"
+                             ) from None
         state, chunk_keys = sharding.put(sharding.pad_runs((state, chunk_keys), size), mesh,
                                          sharded=True)
         if saved.get("data_sha256") != s.data_sha256:
@@ -850,8 +1009,13 @@ def _train_jitted(s: Setup, out: Path, tdata, progress, resume: bool, log, *, me
             progress(done, tcfg.num_chunks)
         if done % per == 0 or done == tcfg.num_chunks:
             curves = [{k: np.concatenate([x[k] for x in curves], axis=1) for k in curves[0]}]
-            ckpt.save(done, sharding.take_runs((state, chunk_keys), runs),
-                      {**meta, "chunks_done": done, "curves": _curves_to_json(curves[0])})
+            try:
+                ckpt.save(done, sharding.take_runs((state, chunk_keys), runs),
+                          {**meta, "chunks_done": done, "curves": _curves_to_json(curves[0])})
+            except OSError as err:
+                ckpt.close()
+                raise _write_failed(err, f"the checkpoint after {done * sched.eval_every} "
+                                    "updates", out, sched.eval_every) from err
     jax.block_until_ready(state)
     ckpt.close()
     run_s = time.perf_counter() - t1
@@ -1055,9 +1219,16 @@ def _write_outputs(s: Setup, out: Path, params: Any, curves: dict, updates: np.n
                    summary: dict, plots: bool = True) -> None:
     from mairl.params import save_params
 
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-    write_curves(out / "curves.csv", curves, updates, s.algo.needs.expert_batch, s.env.agents)
+    tmp = out / "curves.csv.tmp"
+    try:
+        write_curves(tmp, curves, updates, s.algo.needs.expert_batch, s.env.agents)
+        tmp.replace(out / "curves.csv")
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     save_params(out / "params.npz", params)
+    # last: a run directory with metrics.json is a finished one
+    write_text(out / "metrics.json", json.dumps(summary, indent=2) + "\n")
     if not plots:
         return
     from mairl.plots import plot_curves, plot_reward_heatmap
@@ -1090,26 +1261,19 @@ def run(config: RunConfig, out: str | Path, *, progress: ProgressFn | None = Non
         trackers: where curves stream as they come (:mod:`mairl.trackers`):
             ``"tensorboard"``, ``"wandb"``, or objects with ``log(curves,
             updates)`` and ``close()`` (process 0 only).
-        overwrite: replace the checkpoints of an earlier run in ``out``
-            (otherwise refused).
+        overwrite: replace the run already in ``out`` (its files of
+            :data:`RUN_FILES`, once the config, data and environment are
+            checked); otherwise a directory that holds a run is refused.
 
     Raises:
         ValueError: a bad config, data or environment (the message names the field),
-            or a directory that already holds a different run.
+            or a directory that already holds a run (without ``overwrite``).
         NonFiniteLossError: the loss became non-finite (the last good checkpoint stays).
+        RunWriteError: a file of the run could not be written (a full disk): the
+            last complete checkpoint stays, and :func:`resume` goes on from it.
     """
-    from mairl import sharding
-
-    out = Path(out)
-    if overwrite and (out / "checkpoints").exists():
-        sharding.barrier("mairl:overwrite:checked")
-        if sharding.is_main():
-            import shutil
-
-            shutil.rmtree(out / "checkpoints")
-        sharding.barrier("mairl:overwrite:removed")
-    return _run(config, out, progress=progress, trackers=trackers, resume=False,
-                devices=devices, batch_shards=batch_shards)
+    return _run(config, Path(out), progress=progress, trackers=trackers, resume=False,
+                devices=devices, batch_shards=batch_shards, overwrite=overwrite)
 
 
 def resume(out: str | Path, config: RunConfig | None = None, *,
@@ -1139,13 +1303,20 @@ def read_config(out: str | Path) -> RunConfig:
     if not path.is_file():
         raise ValueError(f"run: {path} not found (not a run directory?)")
     try:
-        return config_from_dict(json.loads(path.read_text()))
+        raw = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"run: {path} is not valid JSON ({err}); the run directory is "
+                         "damaged") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"run: {path} holds a {type(raw).__name__}, expected a JSON object")
+    try:
+        return config_from_dict(raw)
     except (ValueError, TypeError) as err:
         raise ValueError(f"{path}: {err}") from None
 
 
 def _run(config: RunConfig, out: Path, *, progress, trackers, resume: bool, devices=None,
-         batch_shards: int = 1) -> Run:
+         batch_shards: int = 1, overwrite: bool = False) -> Run:
     from mairl import sharding
     from mairl.trackers import make_trackers
     from mairl.train import train_data
@@ -1166,17 +1337,22 @@ def _run(config: RunConfig, out: Path, *, progress, trackers, resume: bool, devi
     s.devices = 1 if mesh is None else mesh.size
     s.batch_shards = sharding.batch_shards(mesh)
     if not resume:
-        if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
-            raise ValueError(f"run: {out} already holds a run's checkpoints; resume it or "
-                             "choose another directory")
+        held = run_files_in(out)
+        if held and not overwrite:
+            raise ValueError(f"run: {out} already holds a run ({', '.join(held)}); resume it "
+                             "(mairl train --resume), replace it (--overwrite, overwrite=True) "
+                             "or choose another directory")
     elif s.host_loop:
         raise ValueError(f"resume: {config.algo_name} steps {config.env.name} on the host; "
                          "those environments' state cannot be checkpointed, so the run cannot "
                          "be resumed exactly")
     sharding.barrier("mairl:run:checked")  # every process checked out before any writes
     if main:
+        if not resume:
+            remove_run_files(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config_to_dict(config), indent=2) + "\n")
+        write_text(out / "config.json", json.dumps(config_to_dict(config), indent=2) + "\n")
+    sharding.barrier("mairl:run:prepared")  # the old run is gone before anyone writes
     tdata = train_data(s.train_demos, s.held)
     num_chunks = config.schedule.updates // config.schedule.eval_every
 
@@ -1207,7 +1383,11 @@ def _run(config: RunConfig, out: Path, *, progress, trackers, resume: bool, devi
     summary = summarize(s, final, compile_s, run_s)
     params = sharding.gather(state.params)
     if main:
-        _write_outputs(s, out, params, curves, updates, summary)
+        try:
+            _write_outputs(s, out, params, curves, updates, summary)
+        except OSError as err:
+            raise _write_failed(err, "the results (metrics.json, curves.csv, params.npz, plots)",
+                                out, None if s.host_loop else config.schedule.eval_every) from err
     sharding.barrier("mairl:run:written")  # the directory is complete for every process
     return Run(config, summary, curves, updates, params, s.algo, s.env, out)
 
@@ -1220,16 +1400,28 @@ def load_run(out: str | Path, setup: Setup | None = None) -> Run:
     out = Path(out)
     config = read_config(out)
     s = Setup(config, with_data=False) if setup is None else setup
+    missing = [name for name in ("params.npz", "metrics.json") if not (out / name).is_file()]
+    if missing:
+        hint = (f"resume it with `mairl train --resume {out}`"
+                if _checkpoint_steps(out / "checkpoints") else "train it again")
+        raise ValueError(f"run: {out} is incomplete: no {' or '.join(missing)} (the run did "
+                         f"not finish); {hint}")
     template = jax.eval_shape(s.algo.init, jax.random.key(0), example_batch(s.algo, s.env)).params
     try:
         params, _ = load_params(out / "params.npz", template, leading=1)
     except (FileNotFoundError, ValueError) as err:
         raise ValueError(f"run: {err}") from None
-    metrics_path = out / "metrics.json"
-    summary = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    try:
+        summary = json.loads((out / "metrics.json").read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"run: {out / 'metrics.json'} is not valid JSON ({err})") from None
     curves, updates = ({}, np.zeros(0, np.int64))
     if (out / "curves.csv").is_file():
-        curves, updates = read_curves(out / "curves.csv", s.env.agents)
+        try:
+            curves, updates = read_curves(out / "curves.csv", s.env.agents)
+        except (KeyError, ValueError, IndexError, TypeError) as err:
+            raise ValueError(f"run: {out / 'curves.csv'} is damaged "
+                             f"({type(err).__name__}: {err})") from None
     params = jax.tree.map(jnp.asarray, params)
     return Run(config, summary, curves, updates, params, s.algo, s.env, out)
 
@@ -1243,5 +1435,5 @@ def evaluate_run(out: str | Path, episodes: int | None = None) -> dict:
     final = final_evaluation(s, loaded.params, episodes or loaded.config.eval.final_episodes)
     summary = summarize(s, final, loaded.metrics.get("compile_time_s", 0.0),
                         loaded.metrics.get("run_time_s", float("nan")))
-    (out / "eval.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(out / "eval.json", json.dumps(summary, indent=2) + "\n")
     return summary

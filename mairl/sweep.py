@@ -80,12 +80,13 @@ class Grid:
     l2: Annotated[tuple[float, ...], tyro.conf.arg(name="grid-l2")] = ()
 
     def __post_init__(self):
-        for name in GRID_FIELDS:
-            values = getattr(self, name)
-            if len(set(values)) != len(values):
-                raise ValueError(f"Grid.{name}: expected distinct values, got {values!r}")
-        if not self.axes:
-            raise ValueError(f"Grid: expected values for at least one of {list(GRID_FIELDS)}")
+        from mairl.algos.common import check_fields
+
+        check_fields(self, [(name, len(set(getattr(self, name))) == len(getattr(self, name)),
+                             "distinct values") for name in GRID_FIELDS])
+        check_fields(self, [(name, bool(self.axes),
+                             f"values for at least one of {list(GRID_FIELDS)}")
+                            for name in GRID_FIELDS[:1]])
 
     @property
     def axes(self) -> dict[str, tuple[float, ...]]:
@@ -165,6 +166,39 @@ def make_point_train(config: runs.RunConfig, env: Any, train_config: Any,
     return train_of
 
 
+#: A sweep directory's own files, beside its points' run directories.
+SWEEP_FILES = ("grid.json", "summary.csv", "summary.md", "summary.png")
+
+
+def _point_dirs(out: Path) -> list[Path]:
+    """The run directories of a sweep's points in ``out`` (``NNN_...`` holding a run)."""
+    if not out.is_dir():
+        return []
+    return sorted(p for p in out.iterdir() if p.is_dir() and p.name[:3].isdigit()
+                  and p.name[3:4] == "_" and runs.run_files_in(p))
+
+
+def sweep_files_in(out: str | Path) -> list[str]:
+    """What ``out`` holds of a sweep or a run: :data:`SWEEP_FILES`, point
+    directories and :data:`mairl.runs.RUN_FILES`."""
+    out = Path(out)
+    held = [name for name in SWEEP_FILES if (out / name).exists()]
+    return held + [p.name + "/" for p in _point_dirs(out)] + runs.run_files_in(out)
+
+
+def remove_sweep_files(out: str | Path) -> None:
+    """Remove what :func:`sweep_files_in` lists from ``out``; other files stay."""
+    out = Path(out)
+    for name in SWEEP_FILES:
+        if (out / name).is_file():
+            (out / name).unlink()
+    for p in _point_dirs(out):
+        runs.remove_run_files(p)
+        if not any(p.iterdir()):
+            p.rmdir()
+    runs.remove_run_files(out)
+
+
 def point_name(index: int, point: dict[str, float]) -> str:
     """The point's directory name: ``003_learning_rate=0.01_alpha=0.5``."""
     return f"{index:03d}_" + "_".join(f"{k}={v:g}" for k, v in point.items())
@@ -212,7 +246,7 @@ def _point_setups(base: runs.Setup, configs: Sequence[runs.RunConfig]) -> list[r
 def sweep(config: runs.RunConfig, grid: Grid, out: str | Path, *,
           devices: int | Sequence[Any] | None = None, batch_shards: int = 1,
           progress: Callable[[int, int], None] | None = None,
-          point_plots: bool = False) -> SweepResult:
+          point_plots: bool = False, overwrite: bool = False) -> SweepResult:
     """Train every point of ``grid`` around ``config`` (``config.schedule.seeds``
     seeds each) in one compiled program, evaluate, and write ``out``.
 
@@ -224,10 +258,14 @@ def sweep(config: runs.RunConfig, grid: Grid, out: str | Path, *,
         point_plots: also draw every point's ``curves.png`` and ``reward.png``
             (about 2 s a point with matplotlib); the sweep's ``summary.png`` is
             always drawn.
+        overwrite: replace the sweep already in ``out`` (:func:`sweep_files_in`),
+            once the grid, config and data are checked; otherwise refused.
 
     Raises:
         ValueError: a bad grid or config (the message names the field), a
-            host-side game, or a directory that already holds a sweep.
+            host-side game, or a directory that already holds a sweep or a run
+            (without ``overwrite``).
+        mairl.runs.RunWriteError: a file could not be written (a full disk).
     """
     from mairl.evaluation import make_eval_fn
     from mairl.train import TrainConfig, train_data
@@ -239,8 +277,11 @@ def sweep(config: runs.RunConfig, grid: Grid, out: str | Path, *,
     base = runs.Setup(config)
     if base.host_loop or not base.jittable:
         raise ValueError(f"env: a sweep needs a jittable game; {config.env.name} steps on the host")
-    if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
-        raise ValueError(f"sweep: {out} already holds a sweep; choose another directory")
+    held = sweep_files_in(out)
+    if held and not overwrite:
+        raise ValueError(f"sweep: {out} already holds a sweep or a run ({', '.join(held[:4])}"
+                         f"{', ...' if len(held) > 4 else ''}); replace it (--overwrite, "
+                         "overwrite=True) or choose another directory")
     setups = _point_setups(base, configs)
     base.devices = 1 if mesh is None else mesh.size
     base.batch_shards = sharding.batch_shards(mesh)
@@ -248,8 +289,9 @@ def sweep(config: runs.RunConfig, grid: Grid, out: str | Path, *,
     main = sharding.is_main()  # with several processes, process 0 writes and reports
     progress = progress if main else None
     if main:
+        remove_sweep_files(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "grid.json").write_text(json.dumps(
+        runs.write_text(out / "grid.json", json.dumps(
             {"base": runs.config_to_dict(config),
              "grid": {k: list(v) for k, v in grid.axes.items()},
              "points": [point_name(i, p) for i, p in enumerate(points)]}, indent=2) + "\n")
@@ -298,8 +340,8 @@ def sweep(config: runs.RunConfig, grid: Grid, out: str | Path, *,
         directory = out / point_name(p, points[p])
         if main:
             directory.mkdir(parents=True, exist_ok=True)
-            (directory / "config.json").write_text(
-                json.dumps(runs.config_to_dict(cfg), indent=2) + "\n")
+            runs.write_text(directory / "config.json",
+                            json.dumps(runs.config_to_dict(cfg), indent=2) + "\n")
             runs._write_outputs(s, directory, p_params, p_curves, updates, summary,
                                 plots=point_plots)
         results.append(runs.Run(cfg, summary, p_curves, updates, p_params, s.algo, s.env,
@@ -412,6 +454,7 @@ def read_grid(out: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-__all__ = ["GRID_ALGOS", "GRID_FIELDS", "Grid", "SweepResult", "grid_runs", "make_point_train",
+__all__ = ["GRID_ALGOS", "GRID_FIELDS", "Grid", "SWEEP_FILES", "SweepResult", "remove_sweep_files",
+           "sweep_files_in", "grid_runs", "make_point_train",
            "plot_sweep", "point_configs", "point_name", "read_grid", "sweep", "traced_algo",
            "traced_config", "write_table"]

@@ -389,6 +389,11 @@ def _validate(transitions, rewards, initial, terminal):
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """All entries of the archive, read eagerly; ``ValueError`` naming ``path`` on failure."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":
+        raise ValueError(f"{path}: not a readable tabular game file: not an .npz archive "
+                         "(TabularGame.save writes one)")
     try:
         npz = np.load(path, allow_pickle=False)
         if not isinstance(npz, np.lib.npyio.NpzFile):

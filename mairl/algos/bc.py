@@ -27,6 +27,7 @@ from mairl.algos.common import (
     stacked_optimizer_step,
     view_shape,
 )
+from mairl.networks import CRITICS
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,10 @@ class BCConfig:
             ("learning_rate", self.learning_rate > 0, "> 0"),
             ("batch_size", self.batch_size >= 1, ">= 1"),
             ("l2", self.l2 >= 0, ">= 0"),
+            ("critic", self.critic in CRITICS, f"one of {CRITICS}"),
+            ("hidden", all(int(h) >= 1 for h in self.hidden), "positive widths"),
+            ("max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0,
+             "> 0 or None"),
         ])
 
 

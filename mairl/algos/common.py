@@ -6,7 +6,9 @@ Axis conventions: per-agent values carry the agent axis first, ``(agent, batch,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import jax
@@ -15,13 +17,40 @@ import optax
 
 from mairl.networks import make_critic
 
+#: Set by :func:`deferred_checks`: configs built meanwhile skip :func:`check_fields`.
+_DEFER_CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("defer_checks",
+                                                                     default=False)
+
+
+@contextlib.contextmanager
+def deferred_checks() -> Iterator[None]:
+    """Build configs without running :func:`check_fields`, e.g. while a command line
+    parser assembles them; the caller checks them afterwards with :func:`recheck`,
+    so that a bad value becomes one message of the caller's, not the parser's."""
+    token = _DEFER_CHECKS.set(True)
+    try:
+        yield
+    finally:
+        _DEFER_CHECKS.reset(token)
+
+
+def recheck(config: Any) -> Any:
+    """Run the checks of a frozen config dataclass built under :func:`deferred_checks`
+    (rebuilding it field by field); returns the checked config or raises ``ValueError``."""
+    import dataclasses
+
+    return dataclasses.replace(config)
+
 
 def check_fields(config: Any, checks: Iterable[tuple[str, bool, str]]) -> None:
     """Raise ``ValueError`` naming the first field whose check fails.
 
     ``checks``: ``(field, ok, expected)`` triples, e.g. ``("gamma", 0 <= gamma < 1,
     "in [0, 1)")``; the message reads ``Config.field: expected ..., got value``.
+    Skipped inside :func:`deferred_checks`.
     """
+    if _DEFER_CHECKS.get():
+        return
     for name, ok, expected in checks:
         if not ok:
             raise ValueError(f"{type(config).__name__}.{name}: expected {expected}, "

@@ -50,7 +50,7 @@ from mairl.algos.common import (
     view_shape,
 )
 from mairl.buffers import ReplayBuffer, buffer_add, buffer_init, buffer_sample
-from mairl.networks import make_critic
+from mairl.networks import CRITICS, make_critic
 from mairl.sharding import local_transitions, mean_over
 
 Mode = Literal["online", "value_expert", "v0"]
@@ -107,7 +107,11 @@ class IQConfig:
             ("l2", self.l2 >= 0, ">= 0"),
             ("num_envs", self.num_envs >= 1, ">= 1"),
             ("buffer_size", self.buffer_size >= 1, ">= 1"),
+            ("critic", self.critic in CRITICS, f"one of {CRITICS}"),
+            ("hidden", all(int(h) >= 1 for h in self.hidden), "positive widths"),
         ]
+        if self.max_grad_norm is not None:
+            checks.append(("max_grad_norm", self.max_grad_norm > 0, "> 0 or None"))
         if self.target_tau is not None:
             checks.append(("target_tau", 0 < self.target_tau <= 1, "in (0, 1] or None"))
         check_fields(self, checks)

@@ -142,7 +142,7 @@ class PPOConfig:
             ("num_steps", self.num_steps >= 1, ">= 1"),
             ("epochs", self.epochs >= 1, ">= 1"),
             ("minibatches", self.minibatches >= 1
-             and (self.num_envs * self.num_steps) % self.minibatches == 0,
+             and (self.num_envs * self.num_steps) % max(self.minibatches, 1) == 0,
              f"a divisor of num_envs * num_steps = {self.num_envs * self.num_steps}"),
             ("gae_lambda", 0 <= self.gae_lambda <= 1, "in [0, 1]"),
             ("clip_eps", self.clip_eps > 0, "> 0"),

@@ -89,6 +89,22 @@ def _without(argv: list[str], flag: str) -> list[str]:
     return out
 
 
+#: ``--overwrite``: replace the run already in ``--out`` (``mairl.runs.run``'s ``overwrite``).
+OVERWRITE_FLAG = ("overwrite", Annotated[bool, tyro.conf.arg(
+    help="replace the run (or sweep) already in --out; without it, a directory that "
+         "holds one is refused")], dataclasses.field(default=False))
+
+
+def unknown_algo(name: str, choices) -> str:
+    """``--algo``'s message for a name not among ``choices``, with the closest ones."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=3)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    return f"error: --algo: {name!r} is not an algorithm.{hint} Expected one of " + \
+        ", ".join(choices)
+
+
 def _args_class(name: str, resume: bool, family: str | None = None, extra=()):
     """The flags of ``mairl train --algo name``: the algorithm's config and the run's
     sections, flattened (``--learning-rate``, ``--env``, ``--updates``, ...). The
@@ -142,12 +158,22 @@ def _process_args(argv: list[str]) -> Any:
 
 def _parse(name: str, argv: list[str], resume: bool, extra=(), prog: str = "mairl train"):
     import envs
+    from mairl.algos.common import deferred_checks, recheck
 
     env = _arg_value(argv, "--env")
     cls = _args_class(name, resume, None if env is None else envs.family_of(env), extra)
     cls.__doc__ = f"{prog} --algo {name}: {ALGOS[name].summary}."
-    return tyro.cli(cls, args=argv, prog=f"{prog} --algo {name}",
-                    config=(tyro.conf.OmitArgPrefixes,))
+    # The configs' checks run after parsing, so that a bad value is one line naming
+    # the field (``error: MAMQLConfig.alpha: expected > 0, got 0.0``), not a panel.
+    with deferred_checks():
+        args = tyro.cli(cls, args=argv, prog=f"{prog} --algo {name}",
+                        config=(tyro.conf.OmitArgPrefixes,))
+    sections = {f.name: getattr(args, f.name) for f in dataclasses.fields(args)
+                if dataclasses.is_dataclass(getattr(args, f.name))}
+    try:
+        return dataclasses.replace(args, **{k: recheck(v) for k, v in sections.items()})
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 def train_main(argv: list[str]) -> None:
@@ -165,13 +191,14 @@ def train_main(argv: list[str]) -> None:
             return
         raise SystemExit("error: --algo: required (one of " + ", ".join(ALGOS) + ")")
     if name is not None and name not in ALGOS:
-        raise SystemExit(f"error: --algo: {name!r} is not an algorithm; expected one of "
-                         + ", ".join(ALGOS))
-    log, quiet, config = "none", False, None
+        raise SystemExit(unknown_algo(name, ALGOS))
+    log, quiet, config, overwrite = "none", False, None, False
     if name is not None:
-        args = _parse(name, rest, resume=resume_dir is not None)
+        resuming = resume_dir is not None
+        args = _parse(name, rest, resume=resuming, extra=() if resuming else [OVERWRITE_FLAG])
         main = join_processes(args)
         log, quiet = args.log, args.quiet
+        overwrite = getattr(args, "overwrite", False)
         devices, batch_shards = args.devices, args.batch_shards
         try:
             config = runs.RunConfig(algo=args.algo, env=args.env, data=args.data,
@@ -199,7 +226,8 @@ def train_main(argv: list[str]) -> None:
             if resume_dir is not None:
                 result = runs.resume(out, config, progress=progress, trackers=trackers, **where)
             else:
-                result = runs.run(config, out, progress=progress, trackers=trackers, **where)
+                result = runs.run(config, out, progress=progress, trackers=trackers,
+                                  overwrite=overwrite, **where)
     except runs.NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(3) from None
@@ -232,13 +260,16 @@ def sweep_main(argv: list[str]) -> None:
             return
         raise SystemExit("error: --algo: required (one of " + ", ".join(sweep.GRID_ALGOS) + ")")
     if name not in sweep.GRID_ALGOS:
-        raise SystemExit(f"error: --algo: {name!r} cannot be swept; expected one of "
-                         + ", ".join(sweep.GRID_ALGOS))
+        if name in ALGOS:
+            raise SystemExit(f"error: --algo: {name!r} cannot be swept; expected one of "
+                             + ", ".join(sweep.GRID_ALGOS))
+        raise SystemExit(unknown_algo(name, sweep.GRID_ALGOS))
     args = _parse(name, _without(argv, "--algo"), resume=False, extra=[
         ("grid", sweep.Grid),
         ("point_plots", Annotated[bool, tyro.conf.arg(
             help="also draw every point's curves.png and reward.png (about 2 s each)")],
-         dataclasses.field(default=False))],
+         dataclasses.field(default=False)),
+        OVERWRITE_FLAG],
                   prog="mairl sweep")
     main = join_processes(args)
     try:
@@ -249,7 +280,7 @@ def sweep_main(argv: list[str]) -> None:
             result = sweep.sweep(config, args.grid, args.out, devices=args.devices,
                                  batch_shards=args.batch_shards,
                                  progress=None if args.quiet else update,
-                                 point_plots=args.point_plots)
+                                 point_plots=args.point_plots, overwrite=args.overwrite)
     except runs.NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(3) from None
@@ -391,7 +422,7 @@ def _transfer(run_dir: Path, spec: str, updates: int, seeds: int, episodes: int)
     result = {"shift": spec, "updates": updates, "seeds": seeds, "episodes": episodes,
               "returns": {k: np.asarray(v).tolist() for k, v in rows.items()},
               "normalised": {k: np.asarray(v).tolist() for k, v in normalised.items()}}
-    (run_dir / "transfer.json").write_text(json.dumps(result, indent=2))
+    runs.write_text(run_dir / "transfer.json", json.dumps(result, indent=2))
     for k, v in normalised.items():
         print(f"  {k:<18} normalised return {np.mean(v):.3f}")
     print(f"written {run_dir / 'transfer.json'}")

@@ -41,8 +41,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import zipfile
-import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,10 +51,12 @@ import numpy as np
 from flax import struct
 
 #: Version of the ``.npz`` layout written by :meth:`Demonstrations.save`. Version 2
-#: adds ``episode_rule``, ``expert_alpha`` and ``expert_gamma``; :func:`load`
-#: reads versions 1 and 2.
-SCHEMA_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+#: adds ``episode_rule``, ``expert_alpha`` and ``expert_gamma``; version 3 adds
+#: ``checksum`` (:func:`entries_checksum`); :func:`load` reads versions 1 to 3.
+SCHEMA_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
+#: The first version whose files carry (and must carry) a ``checksum`` entry.
+_CHECKSUM_VERSION = 3
 
 _ARRAY_FIELDS = ("obs", "actions", "next_obs", "terminated", "truncated", "episode_id")
 _META_ENTRIES = ("schema_version", "env_id", "num_agents", "num_actions")
@@ -325,7 +325,8 @@ class Demonstrations:
         metadata ``schema_version``, ``env_id`` (``""`` for none),
         ``num_agents``, ``num_actions`` (``-1`` for none), ``episode_rule`` (a
         JSON object as a string, ``""`` for none), ``expert_alpha`` and
-        ``expert_gamma`` (float64, NaN for none). Read it back with :func:`load`.
+        ``expert_gamma`` (float64, NaN for none), and ``checksum``, the SHA-256
+        of all the others (:func:`entries_checksum`). Read it back with :func:`load`.
         """
         path = Path(path)
         entries: dict[str, np.ndarray] = {
@@ -345,6 +346,9 @@ class Demonstrations:
         for name in ("expert_alpha", "expert_gamma"):
             value = getattr(self, name)
             entries[name] = np.asarray(np.nan if value is None else value, np.float64)
+        # The checksum goes first in the archive: a damaged central directory that
+        # loses entries loses the last ones, and the checksum then names them.
+        entries = {"checksum": np.asarray(entries_checksum(entries)), **entries}
         tmp = path.with_name(path.name + ".tmp")
         writer = np.savez_compressed if compress else np.savez
         try:
@@ -646,6 +650,47 @@ def concatenate(demos: Sequence[Demonstrations]) -> Demonstrations:
 
 
 # -- loading -------------------------------------------------------------------------------
+def entries_checksum(entries: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 (hex) of a demonstrations file's entries other than ``checksum``.
+
+    Each entry in name order contributes its name, dtype, shape and bytes (C
+    order), so that a changed value, dtype, shape or name, and a lost or added
+    entry, all change the digest. The zip archive's own CRC-32 per member misses
+    what lies outside the members' data: an entry lost with a damaged central
+    directory (``rewards`` or the provenance entries are optional, so their loss
+    would otherwise pass unseen).
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(entries):
+        if name == "checksum":
+            continue
+        x = np.ascontiguousarray(entries[name])
+        digest.update(f"{name}\0{x.dtype.str}\0{x.shape}\0".encode())
+        digest.update(x.tobytes())
+    return digest.hexdigest()
+
+
+def _verify_checksum(path: Path, entries: dict[str, np.ndarray], version: int) -> None:
+    """The ``checksum`` entry must match the other entries (required from version 3;
+    files of versions 1 and 2, written before it, have none)."""
+    if "checksum" not in entries:
+        if version >= _CHECKSUM_VERSION:
+            raise ValueError(f"{path}: no 'checksum' entry, required in schema version "
+                             f"{version}: the file is damaged")
+        return
+    if version < _CHECKSUM_VERSION:
+        raise ValueError(f"{path}: unexpected entries ['checksum'] (schema version {version})")
+    stored = entries["checksum"]
+    if stored.shape != () or stored.dtype.kind != "U":
+        raise ValueError(f"{path}: entry 'checksum' should be a string, got dtype "
+                         f"{stored.dtype} and shape {stored.shape}")
+    if str(stored) != entries_checksum(entries):
+        raise ValueError(f"{path}: checksum mismatch: the file's contents are not those "
+                         "that were written (damaged or edited since)")
+
+
 def _scalar(path: Path, entries: dict[str, np.ndarray], name: str, kind: str) -> Any:
     x = entries[name]
     if x.shape != ():
@@ -667,15 +712,16 @@ def load(
 ) -> Demonstrations:
     """Read and validate a ``.npz`` written by :meth:`Demonstrations.save`.
 
-    Read with ``allow_pickle=False``; files of schema versions 1 and 2 (version
+    Read with ``allow_pickle=False``; files of schema versions 1 to 3 (version
     1 holds no ``episode_rule``, ``expert_alpha``, ``expert_gamma``: they load
-    as ``None``). With ``env`` (any object with the environment protocol's
-    static facts), the agent count, observation shape, ``env_id`` (when both
-    are set) and action kind are checked against it, and the observations are
-    returned in the env's ``obs_dtype`` where it has one
-    (:meth:`Demonstrations.with_obs_dtype`): a file written with float32 Gems
-    maps loads as uint8 maps, and an error names the field where the values
-    do not fit.
+    as ``None``; version 3 files carry a ``checksum`` of their entries, which
+    must match, so a file damaged in a way the zip CRCs miss is refused too).
+    With ``env`` (any object with the environment protocol's static facts),
+    the agent count, observation shape, ``env_id`` (when both are set) and
+    action kind are checked against it, and the observations are returned in
+    the env's ``obs_dtype`` where it has one (:meth:`Demonstrations.with_obs_dtype`):
+    a file written with float32 Gems maps loads as uint8 maps, and an error
+    names the field where the values do not fit.
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming
     the path for anything else: unreadable, truncated or corrupt file, unknown
     schema version, missing or unexpected entry, invalid contents, mismatch with
@@ -685,6 +731,12 @@ def load(
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such demonstrations file")
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic == b"\x93NUM":
+            raise ValueError("a single .npy array, not an .npz archive")
+        if magic != b"PK\x03\x04":
+            raise ValueError("not a zip archive")
         npz = np.load(path, allow_pickle=False)
         if not isinstance(npz, np.lib.npyio.NpzFile):
             raise ValueError(f"a single .npy array, not an .npz archive (got {type(npz).__name__})")
@@ -693,7 +745,9 @@ def load(
             if "schema_version" not in names:
                 raise ValueError("no 'schema_version' entry: not a mairl demonstrations file")
             entries = {name: npz[name] for name in names}
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as e:
+    except Exception as e:  # noqa: BLE001 -- zipfile and numpy raise many kinds on bad bytes
+        if isinstance(e, PermissionError):
+            raise
         raise ValueError(
             f"{path}: cannot read demonstrations ({type(e).__name__}: {e}); the file is "
             "truncated, corrupt or not a mairl .npz"
@@ -705,6 +759,8 @@ def load(
             f"{path}: unknown schema_version {version}; this mairl reads versions "
             f"{', '.join(map(str, _READABLE_VERSIONS))}"
         )
+    _verify_checksum(path, entries, version)
+    entries.pop("checksum", None)
     required = _ARRAY_FIELDS + _META_ENTRIES
     missing = [name for name in required if name not in entries]
     if missing:

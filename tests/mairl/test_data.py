@@ -26,6 +26,7 @@ from mairl.data import (
     split_by_episode,
     to_agent_major,
 )
+from mairl.data.demonstrations import entries_checksum
 
 
 # -- a tiny game of our own -----------------------------------------------------------------
@@ -348,6 +349,8 @@ def test_load_checks_env_and_agent_count(tmp_path):
 
 
 def _rewrite(src, dst, **changes):
+    """``src`` with entries changed (``None``: removed), as a writer would have saved
+    them: the checksum recomputed (schema version 3), or dropped for older versions."""
     with np.load(src, allow_pickle=False) as npz:
         entries = {k: npz[k] for k in npz.files}
     for k, v in changes.items():
@@ -355,6 +358,10 @@ def _rewrite(src, dst, **changes):
             entries.pop(k)
         else:
             entries[k] = v
+    if "checksum" not in changes:
+        entries.pop("checksum", None)
+        if int(entries["schema_version"]) >= 3:
+            entries["checksum"] = np.asarray(entries_checksum(entries))
     np.savez(dst, **entries)
     return dst
 
@@ -425,7 +432,7 @@ def test_provenance_round_trip(tmp_path):
     assert dict(back.episode_rule) == AUTHORS_RULE and back.expert_gamma == 0.95
     assert isinstance(dict(back.episode_rule)["max_steps"], int)
     with np.load(tmp_path / "d.npz", allow_pickle=False) as npz:
-        assert int(npz["schema_version"]) == SCHEMA_VERSION == 2
+        assert int(npz["schema_version"]) == SCHEMA_VERSION == 3
         assert str(npz["episode_rule"]) == (
             '{"end_rule": "joint-return", "max_steps": 45, "return_to_end": 20.0}'
         )

@@ -445,7 +445,7 @@ def test_runs_follow_the_demonstrations_episode_rule(tmp_path):
     demos = demos.with_meta(env_id="gems")  # as the authors' file converts: Gems, their rule
     path = tmp_path / "authors_rule.npz"
     demos.save(path)
-    config = runs.RunConfig(algo=ALGOS["bc"].config(), env=runs.EnvConfig("gems"),
+    config = runs.RunConfig(algo=ALGOS["bc"].config(batch_size=64), env=runs.EnvConfig("gems"),
                             data=runs.DataConfig(demos=str(path), heldout_fraction=0.25))
     setup = runs.Setup(config)
     assert setup.env.episode_rule == dict(demos.episode_rule)
