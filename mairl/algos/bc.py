@@ -43,6 +43,9 @@ class BCConfig:
         critic: network preset (``mairl.networks.make_critic``).
         hidden: hidden widths of the ``mlp`` network.
         max_grad_norm: per-agent gradient clipping; ``None`` for none.
+        dropout: training-time dropout rate of the network (the presets of
+            ``mairl.networks.DROPOUT_CRITICS``); 0 for none. The policy read
+            out (``q_values``) is deterministic.
     """
 
     name: ClassVar[str] = "bc"
@@ -55,6 +58,7 @@ class BCConfig:
     critic: str = "mlp"
     hidden: tuple[int, ...] = (256, 256)
     max_grad_norm: float | None = 10.0
+    dropout: float = 0.0
 
     def __post_init__(self):
         check_fields(self, [
@@ -63,6 +67,7 @@ class BCConfig:
             ("learning_rate", self.learning_rate > 0, "> 0"),
             ("batch_size", self.batch_size >= 1, ">= 1"),
             ("l2", self.l2 >= 0, ">= 0"),
+            ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
         ])
 
 
@@ -86,8 +91,8 @@ def make_bc(config: BCConfig, *, num_agents: int, obs_shape: tuple[int, ...],
     tx = make_optimizer(config.learning_rate, config.max_grad_norm)
     q_values = make_stacked_apply(net, obs_shape, obs_transform)
 
-    def loss_fn(params, batch: Batch):
-        q = q_values(params, batch.expert.obs)
+    def loss_fn(params, batch: Batch, key=None):
+        q = q_values(params, batch.expert.obs, key)
         losses = jax.vmap(bc_loss, in_axes=(0, 0, None))(q, batch.expert.actions, config.alpha)
         total = jnp.sum(losses)
         if config.l2 > 0:
@@ -99,7 +104,8 @@ def make_bc(config: BCConfig, *, num_agents: int, obs_shape: tuple[int, ...],
         return BCState(params, jax.vmap(tx.init)(params), jnp.int32(0))
 
     def update(state: BCState, batch: Batch, key):
-        grads, aux = jax.grad(loss_fn, has_aux=True)(state.params, batch)
+        key_dropout = key if config.dropout > 0 else None
+        grads, aux = jax.grad(loss_fn, has_aux=True)(state.params, batch, key_dropout)
         params, opt_state = stacked_optimizer_step(tx, grads, state.opt_state, state.params)
         return BCState(params, opt_state, state.step + 1), aux
 
