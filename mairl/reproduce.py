@@ -162,8 +162,8 @@ class Budget:
 BUDGETS: dict[str, Budget] = {
     "full": Budget(seeds=5, sizes=None, updates=20_000, online_updates=20_000, evaluations=10,
                    final_episodes=200, reward_states=512),
-    # Every row takes 35-65 s on two CPU cores, most of it compiling (its env's
-    # evaluation rollouts above all): the rows below fit in 15 minutes.
+    # Every row takes 30-110 s on two CPU cores, much of it compiling (its env's
+    # evaluation rollouts above all): the rows below took 14.5 minutes (docs/reproduction.md).
     "small": Budget(seeds=1, sizes=1, updates=100, online_updates=60, evaluations=2,
                     batch_size=32, online_envs=4, eval_episodes=4, final_episodes=8,
                     reward_states=64, authors_algos=("mamql-offline",),
