@@ -17,9 +17,27 @@ Presets, by name (``make_critic``):
 - ``cnn``: two small convolutions and one dense layer, for map observations
   ``(channel, x, y)``.
 - ``gems-paper``: the MAMQL paper's Gems critic: conv 5->64 kernel 5, conv
-  64->64 kernel 3 (valid padding, ReLU), dense 1024, 1024, output 5.
+  64->64 kernel 3 (valid padding, ReLU after each), dense 1024, 1024 (ELU after
+  each), linear output 5; ``dropout=p`` adds dropout after each convolution
+  (0.2 in the paper's runs, off by default).
+- ``overcooked-paper``: the MAMQL authors' Overcooked critic: flatten, dense
+  2048, 4096, 2048 (ELU after each), linear output; ``dropout=p`` after each
+  hidden layer (0.5 in the authors' code, off by default).
+- ``intersection-paper``: the MAMQL authors' intersection critic: flatten,
+  dense 256, 256 (ELU after each), linear output.
 - ``tabular``: one value per (state, action) read off a one-hot observation; a
   linear layer without bias started at zero, i.e. an exact table.
+
+**Dropout.** Every critic is called as ``net.apply(params, obs)``, which is
+deterministic (evaluation, acting, soft values of targets). Training passes
+``net.apply(params, obs, deterministic=False, rngs={"dropout": key})``: each
+unit is zeroed with probability ``p`` and the kept ones scaled by ``1 / (1 - p)``,
+so the expected activation is the deterministic one (inverted dropout, as in
+Srivastava et al. 2014 and PyTorch's ``nn.Dropout``). With ``p = 0`` no dropout
+layer is built and the two calls coincide; the parameters never depend on
+``p`` (dropout has none), so a checkpoint trained with dropout is evaluated by
+the same network without it. ``mairl.algos.common.make_stacked_apply`` threads
+the key per agent.
 """
 
 from __future__ import annotations
@@ -88,31 +106,55 @@ def _batched(fn):
     """Apply a network written for float ``(batch, *obs_shape)`` to unbatched
     input too, and to compact dtypes (:func:`network_input`)."""
 
-    def wrapper(self, obs):
+    def wrapper(self, obs, deterministic: bool = True):
         obs = network_input(obs)
         if obs.ndim == self.obs_ndim:
-            return fn(self, obs[None])[0]
-        return fn(self, obs)
+            return fn(self, obs[None], deterministic)[0]
+        return fn(self, obs, deterministic)
 
     return wrapper
 
 
+#: Hidden-layer activations a critic may name.
+ACTIVATIONS = {"relu": nn.relu, "elu": nn.elu}
+
+
+def _activation(name: str):
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]
+
+
+def _dropout(x: jax.Array, rate: float, deterministic: bool) -> jax.Array:
+    """Inverted dropout at ``rate`` (no layer at all when ``rate == 0``)."""
+    if rate == 0:
+        return x
+    return nn.Dropout(rate, deterministic=deterministic)(x)
+
+
 class MLPCritic(nn.Module):
+    """Flatten, dense layers of ``hidden`` widths (``activation``, then dropout at
+    ``dropout`` in training), linear output."""
+
     num_actions: int
     hidden: Sequence[int] = (256, 256)
     obs_ndim: int = 1
+    activation: str = "relu"
+    dropout: float = 0.0
 
     @nn.compact
     @_batched
-    def __call__(self, obs: jax.Array) -> jax.Array:
+    def __call__(self, obs: jax.Array, deterministic: bool = True) -> jax.Array:
+        act = _activation(self.activation)
         x = obs.reshape(obs.shape[0], -1)
         for width in self.hidden:
-            x = nn.relu(nn.Dense(width)(x))
+            x = _dropout(act(nn.Dense(width)(x)), self.dropout, deterministic)
         return nn.Dense(self.num_actions)(x)
 
 
 class CNNCritic(nn.Module):
-    """Convolutions over ``(channel, x, y)`` maps, then dense layers."""
+    """Convolutions over ``(channel, x, y)`` maps (``conv_activation``, then dropout
+    at ``dropout`` in training), then dense layers (``dense_activation``)."""
 
     num_actions: int
     features: Sequence[int] = (32, 32)
@@ -120,17 +162,21 @@ class CNNCritic(nn.Module):
     hidden: Sequence[int] = (256,)
     padding: str = "SAME"
     obs_ndim: int = 3
+    conv_activation: str = "relu"
+    dense_activation: str = "relu"
+    dropout: float = 0.0
 
     @nn.compact
     @_batched
-    def __call__(self, obs: jax.Array) -> jax.Array:
+    def __call__(self, obs: jax.Array, deterministic: bool = True) -> jax.Array:
+        conv_act, dense_act = _activation(self.conv_activation), _activation(self.dense_activation)
         x = jnp.moveaxis(obs, 1, -1)  # (batch, x, y, channel)
         for feat, k in zip(self.features, self.kernels, strict=True):
             conv = nn.Conv(feat, (k, k), padding=self.padding, conv_general_dilated=conv_as_matmul)
-            x = nn.relu(conv(x))
+            x = _dropout(conv_act(conv(x)), self.dropout, deterministic)
         x = x.reshape(x.shape[0], -1)
         for width in self.hidden:
-            x = nn.relu(nn.Dense(width)(x))
+            x = dense_act(nn.Dense(width)(x))
         return nn.Dense(self.num_actions)(x)
 
 
@@ -142,27 +188,43 @@ class TabularCritic(nn.Module):
 
     @nn.compact
     @_batched
-    def __call__(self, obs: jax.Array) -> jax.Array:
+    def __call__(self, obs: jax.Array, deterministic: bool = True) -> jax.Array:
         return nn.Dense(self.num_actions, use_bias=False, kernel_init=nn.initializers.zeros)(obs)
 
 
-CRITICS = ("mlp", "cnn", "gems-paper", "tabular")
+CRITICS = ("mlp", "cnn", "gems-paper", "overcooked-paper", "intersection-paper", "tabular")
+#: Critics with a ``dropout`` option.
+DROPOUT_CRITICS = ("mlp", "cnn", "gems-paper", "overcooked-paper", "intersection-paper")
 
 
-def make_critic(name: str, num_actions: int, obs_shape: Sequence[int], **kwargs) -> nn.Module:
-    """A critic preset by name (see the module docstring)."""
+def make_critic(name: str, num_actions: int, obs_shape: Sequence[int], *, dropout: float = 0.0,
+                **kwargs) -> nn.Module:
+    """A critic preset by name (see the module docstring); ``dropout``: rate of the
+    training-time dropout of the presets that have one (:data:`DROPOUT_CRITICS`)."""
     ndim = len(obs_shape)
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout: expected in [0, 1), got {dropout!r}")
+    if dropout and name not in DROPOUT_CRITICS:
+        raise ValueError(f"dropout: critic {name!r} has no dropout; expected 0, or one of "
+                         f"{DROPOUT_CRITICS}")
     if name == "mlp":
-        return MLPCritic(num_actions, obs_ndim=ndim, **kwargs)
+        return MLPCritic(num_actions, obs_ndim=ndim, dropout=dropout, **kwargs)
     if name == "cnn":
         _check_map(name, obs_shape)
-        return CNNCritic(num_actions, obs_ndim=ndim, **kwargs)
+        return CNNCritic(num_actions, obs_ndim=ndim, dropout=dropout, **kwargs)
     if name == "gems-paper":
         _check_map(name, obs_shape)
         return CNNCritic(
             num_actions, features=(64, 64), kernels=(5, 3), hidden=(1024, 1024),
-            padding="VALID", obs_ndim=ndim,
+            padding="VALID", obs_ndim=ndim, conv_activation="relu", dense_activation="elu",
+            dropout=dropout,
         )
+    if name == "overcooked-paper":
+        return MLPCritic(num_actions, hidden=(2048, 4096, 2048), obs_ndim=ndim,
+                         activation="elu", dropout=dropout)
+    if name == "intersection-paper":
+        return MLPCritic(num_actions, hidden=(256, 256), obs_ndim=ndim, activation="elu",
+                         dropout=dropout)
     if name == "tabular":
         if ndim != 1:
             raise ValueError(f"critic 'tabular' needs one-hot observations (S,), got {obs_shape}")

@@ -172,3 +172,78 @@ def plot_reward_heatmap(path: Path, algo, params, env, heldout=None, oracle=None
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def plot_reproduction(results, directory: Path) -> list[Path]:
+    """The figures of ``mairl.reproduce``: written into ``directory``, paths returned.
+
+    - ``return_vs_transitions.png``: per domain, the mean over agents of each
+      learner's return against the expert transitions it trained on (error bars:
+      the mean over agents of the per-agent 95% half-widths over seeds), the
+      expert's return as a dashed line;
+    - ``curves_vs_updates.png``: per domain, for the smallest size, each learner's
+      return during training and the reference code's imitation loss on held-out
+      data, against updates (read from each row's ``curves.csv``).
+    """
+    from mairl.runs import read_curves
+
+    plt = _plt()
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    domains = list(results.rows)
+    paths = []
+
+    fig, axes = plt.subplots(1, len(domains), figsize=(4.8 * len(domains), 3.6), squeeze=False)
+    for ax, domain in zip(axes.flat, domains, strict=True):
+        rows = results.rows[domain]
+        for source in dict.fromkeys(r.source for r in rows):
+            mine = [r for r in rows if r.source == source]
+            for r in mine:
+                if r.algo == "expert":
+                    ax.axhline(np.mean([m for m, _ in r.returns]), ls="--", c="k", lw=1,
+                               label=f"expert ({source})")
+            for algo in dict.fromkeys(r.algo for r in mine if r.algo != "expert"):
+                pts = sorted((r.expert_transitions, np.mean([m for m, _ in r.returns]),
+                              np.nanmean([h for _, h in r.returns]) if len(r.returns) else 0)
+                             for r in mine if r.algo == algo)
+                x, y, err = (np.asarray(v, np.float64) for v in zip(*pts, strict=True))
+                err = np.where(np.isfinite(err), err, 0.0)
+                ax.errorbar(x, y, yerr=err, marker="o", capsize=3,
+                            label=algo if source == "expert" else f"{algo} ({source})")
+        ax.set_xscale("log")
+        ax.set_title(domain)
+        ax.set_xlabel("expert transitions")
+        ax.set_ylabel("return (mean over agents)")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(directory / "return_vs_transitions.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(2, len(domains), figsize=(4.8 * len(domains), 6.4), squeeze=False)
+    for col, domain in enumerate(domains):
+        rows = [r for r in results.rows[domain] if r.dir is not None and r.source == "expert"]
+        if not rows:
+            continue
+        smallest = min(r.size for r in rows)
+        for r in rows:
+            if r.size != smallest or not (Path(r.dir) / "curves.csv").is_file():
+                continue
+            curves, updates = read_curves(Path(r.dir) / "curves.csv", results.agents[domain])
+            for row, name in enumerate(("return", "imitation_mse")):
+                if name in curves:
+                    values = np.asarray(curves[name], np.float64)  # (seed, chunk[, agent])
+                    axes[row, col].plot(updates, values.reshape(*values.shape[:2], -1)
+                                        .mean(axis=(0, 2)), marker="o", label=r.algo)
+        axes[0, col].set_title(f"{domain}: return during training")
+        axes[1, col].set_title(f"{domain}: imitation MSE (reference's loss)")
+        for row in range(2):
+            axes[row, col].set_xlabel("updates")
+            axes[row, col].grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(directory / "curves_vs_updates.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+    return paths

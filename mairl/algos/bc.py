@@ -44,6 +44,9 @@ class BCConfig:
         critic: network preset (``mairl.networks.make_critic``).
         hidden: hidden widths of the ``mlp`` network.
         max_grad_norm: per-agent gradient clipping; ``None`` for none.
+        dropout: training-time dropout rate of the network (the presets of
+            ``mairl.networks.DROPOUT_CRITICS``); 0 for none. The policy read
+            out (``q_values``) is deterministic.
     """
 
     name: ClassVar[str] = "bc"
@@ -56,6 +59,7 @@ class BCConfig:
     critic: str = "mlp"
     hidden: tuple[int, ...] = (256, 256)
     max_grad_norm: float | None = 10.0
+    dropout: float = 0.0
 
     def __post_init__(self):
         check_fields(self, [
@@ -68,6 +72,7 @@ class BCConfig:
             ("hidden", all(int(h) >= 1 for h in self.hidden), "positive widths"),
             ("max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0,
              "> 0 or None"),
+            ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
         ])
 
 
@@ -96,8 +101,8 @@ def make_bc(config: BCConfig, *, num_agents: int, obs_shape: tuple[int, ...],
     tx = make_optimizer(config.learning_rate, config.max_grad_norm)
     q_values = make_stacked_apply(net, obs_shape, obs_transform)
 
-    def loss_fn(params, batch: Batch):
-        q = q_values(params, batch.expert.obs)
+    def loss_fn(params, batch: Batch, key=None):
+        q = q_values(params, batch.expert.obs, key)
         losses = jax.vmap(bc_loss, in_axes=(0, 0, None))(q, batch.expert.actions, config.alpha)
         total = jnp.sum(losses)
         if config.l2 > 0:
@@ -109,7 +114,8 @@ def make_bc(config: BCConfig, *, num_agents: int, obs_shape: tuple[int, ...],
         return BCState(params, jax.vmap(tx.init)(params), jnp.int32(0))
 
     def update(state: BCState, batch: Batch, key):
-        grads, aux = jax.grad(loss_fn, has_aux=True)(state.params, batch)
+        key_dropout = key if config.dropout > 0 else None
+        grads, aux = jax.grad(loss_fn, has_aux=True)(state.params, batch, key_dropout)
         params, opt_state = stacked_optimizer_step(tx, grads, state.opt_state, state.params)
         return BCState(params, opt_state, state.step + 1), aux
 

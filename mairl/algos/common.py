@@ -59,9 +59,16 @@ def check_fields(config: Any, checks: Iterable[tuple[str, bool, str]]) -> None:
 
 def make_config_critic(config: Any, num_outputs: int, obs_shape: tuple[int, ...]):
     """The network preset ``config.critic`` (``mairl.networks.make_critic``), with
-    ``config.hidden`` as its hidden widths where it is an ``mlp``."""
+    ``config.hidden`` as its hidden widths where it is an ``mlp`` and
+    ``config.dropout`` (where the config has one) as its training-time dropout."""
     kwargs = {"hidden": tuple(config.hidden)} if config.critic == "mlp" else {}
-    return make_critic(config.critic, num_outputs, obs_shape, **kwargs)
+    dropout = float(getattr(config, "dropout", 0.0))
+    try:
+        return make_critic(config.critic, num_outputs, obs_shape, dropout=dropout, **kwargs)
+    except ValueError as err:
+        if str(err).startswith("dropout:"):
+            raise ValueError(f"{type(config).__name__}.{err}") from None
+        raise
 
 
 def check_jittable_env(name: str, env: Any) -> None:
@@ -196,21 +203,29 @@ def stacked_views(obs: jax.Array, obs_transform: ObsTransform, ndim: int) -> jax
 
 
 def make_stacked_apply(net, obs_shape: tuple[int, ...], obs_transform: ObsTransform | None):
-    """``apply(params, obs (agent, ..., *obs_shape)) -> (agent, ..., outputs)``.
+    """``apply(params, obs (agent, ..., *obs_shape), key=None) -> (agent, ..., outputs)``.
 
     Agent ``i`` applies its own parameters to ``obs_transform(obs_i, i)`` (its
-    view of the observation; identity when ``None``).
+    view of the observation; identity when ``None``). Without ``key`` the
+    network is deterministic (evaluation, acting); with one it runs in training
+    mode, each agent's dropout masks drawn from its own part of ``key``
+    (networks without dropout ignore it).
     """
     ndim = len(obs_shape)
 
-    def one(params, obs, agent):
+    def one(params, obs, agent, key):
         if obs_transform is not None:
             obs = apply_view(obs, agent, obs_transform, ndim)
-        return net.apply(params, obs)
+        if key is None:
+            return net.apply(params, obs)
+        return net.apply(params, obs, deterministic=False, rngs={"dropout": key})
 
-    def apply(params, obs):
+    def apply(params, obs, key=None):
         num_agents = obs.shape[0]
-        return jax.vmap(one)(params, obs, jnp.arange(num_agents))
+        agents = jnp.arange(num_agents)
+        if key is None:
+            return jax.vmap(lambda p, o, i: one(p, o, i, None))(params, obs, agents)
+        return jax.vmap(one)(params, obs, agents, jax.random.split(key, num_agents))
 
     return apply
 

@@ -105,6 +105,8 @@ class FIQConfig(IQConfig):
         mixer_hidden: hidden widths of the mixer's state networks (``linear``:
             of ``w`` and ``b``; ``qmix``: the first is the hypernetworks' width).
         mixer_embed: QMIX's mixing width ``E``.
+        dropout: must be 0 (the factorized learner trains its critics without
+            dropout).
     """
 
     name: ClassVar[str] = "fiq"
@@ -121,6 +123,7 @@ class FIQConfig(IQConfig):
             ("mixer", self.mixer in MIXERS, f"one of {MIXERS}"),
             ("mixer_hidden", all(h >= 1 for h in self.mixer_hidden), "positive widths"),
             ("mixer_embed", self.mixer_embed >= 1, ">= 1"),
+            ("dropout", self.dropout == 0, "0 (fiq trains without dropout)"),
         ])
 
 

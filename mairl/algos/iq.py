@@ -41,6 +41,7 @@ from mairl.algos.common import (
     chi2_phi,
     init_stacked,
     l2_penalty,
+    make_config_critic,
     make_optimizer,
     make_stacked_apply,
     polyak,
@@ -50,7 +51,7 @@ from mairl.algos.common import (
     view_shape,
 )
 from mairl.buffers import ReplayBuffer, buffer_add, buffer_init, buffer_sample
-from mairl.networks import CRITICS, make_critic
+from mairl.networks import CRITICS
 from mairl.sharding import local_transitions, mean_over
 
 Mode = Literal["online", "value_expert", "v0"]
@@ -78,6 +79,11 @@ class IQConfig:
         max_grad_norm: per-agent gradient clipping; ``None`` for none.
         num_envs: online only: environments stepped once per update.
         buffer_size: online only: replay capacity (transitions).
+        dropout: training-time dropout rate of the critic (the presets of
+            ``mairl.networks.DROPOUT_CRITICS``; ``gems-paper``: after each
+            convolution); 0 for none. Only the online critic's forward passes
+            in the loss are stochastic; acting, evaluation and the target
+            critic are deterministic.
     """
 
     modes: ClassVar[tuple[str, ...]] = MODES
@@ -95,6 +101,7 @@ class IQConfig:
     max_grad_norm: float | None = 10.0
     num_envs: int = 8
     buffer_size: int = 100_000
+    dropout: float = 0.0
 
     def __post_init__(self):
         checks = [
@@ -109,6 +116,7 @@ class IQConfig:
             ("buffer_size", self.buffer_size >= 1, ">= 1"),
             ("critic", self.critic in CRITICS, f"one of {CRITICS}"),
             ("hidden", all(int(h) >= 1 for h in self.hidden), "positive widths"),
+            ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
         ]
         if self.max_grad_norm is not None:
             checks.append(("max_grad_norm", self.max_grad_norm > 0, "> 0 or None"))
@@ -206,9 +214,8 @@ def make_iq(
     # (``mairl.train.train_host``) through ``algo.act`` and ``algo.store``
     host = config.mode == "online" and not getattr(env, "jittable", True)
     outputs = num_actions if head == "marginal" else num_actions**num_agents
-    kwargs = {"hidden": config.hidden} if config.critic == "mlp" else {}
     critic_shape = view_shape(obs_shape, obs_transform)
-    net = make_critic(config.critic, outputs, critic_shape, **kwargs)
+    net = make_config_critic(config, outputs, critic_shape)
     raw = make_stacked_apply(net, obs_shape, obs_transform)
     tx = make_optimizer(config.learning_rate, config.max_grad_norm)
     alpha, gamma = config.alpha, config.gamma
@@ -231,7 +238,7 @@ def make_iq(
             idx = joint_index(actions, num_actions)
         return jnp.take_along_axis(out, idx[:, None], axis=-1)[:, 0]
 
-    def loss_fn(params, target_params, batch: Batch, policy: Transition | None):
+    def loss_fn(params, target_params, batch: Batch, policy: Transition | None, key=None):
         expert = batch.expert
         b = expert.actions.shape[1]
         obs_now, obs_next = expert.obs, expert.next_obs
@@ -244,10 +251,10 @@ def make_iq(
         if config.target_tau is None:
             # One critic call on now and next together: a matmul twice as tall
             # runs closer to the machine's peak than two calls.
-            out = raw(params, jnp.concatenate([obs_now, obs_next], axis=1))
+            out = raw(params, jnp.concatenate([obs_now, obs_next], axis=1), key)
             out_now, out_next = out[:, : obs_now.shape[1]], out[:, obs_now.shape[1]:]
         else:
-            out_now = raw(params, obs_now)
+            out_now = raw(params, obs_now, key)
             out_next = raw(target_params, obs_next)
         term_e = expert.terminated.astype(jnp.float32)
 
@@ -275,9 +282,9 @@ def make_iq(
         aux["loss"] = losses
         return total, aux
 
-    def gradient_step(state: IQState, batch: Batch, policy: Transition | None):
+    def gradient_step(state: IQState, batch: Batch, policy: Transition | None, key=None):
         grads, aux = jax.grad(loss_fn, has_aux=True)(
-            state.params, state.target_params, batch, policy
+            state.params, state.target_params, batch, policy, key
         )
         grads, aux = mean_over((grads, aux), data_axis)
         updates, opt_state = jax.vmap(tx.update)(grads, state.opt_state, state.params)
@@ -326,7 +333,11 @@ def make_iq(
                              buffer=buffer_add(state.buffer, items))
 
     def update(state: IQState, batch: Batch, key: jax.Array):
-        policy = None
+        policy = key_dropout = None
+        if config.dropout > 0:  # only then: without dropout the key streams stay as they were
+            key, key_dropout = jax.random.split(key)
+            if data_axis is not None:  # other masks on every device's slice of the batch
+                key_dropout = jax.random.fold_in(key_dropout, jax.lax.axis_index(data_axis))
         if config.mode == "online":
             key_env, key_sample = jax.random.split(key)
             if not host:
@@ -339,7 +350,7 @@ def make_iq(
             )
             if data_axis is not None:
                 policy = local_transitions(policy, data_axis)
-        return gradient_step(state, batch, policy)
+        return gradient_step(state, batch, policy, key_dropout)
 
     needs = Needs(expert_batch=config.batch_size, init_obs=config.mode == "v0",
                   num_envs=config.num_envs if config.mode == "online" else 0)

@@ -185,3 +185,27 @@ def calibrate(
     print(format_calibration(table))
     print(f"({time.perf_counter() - t:.0f} s) ceiling: worst score of the true reward up to "
           "shaping; floor: mean score of random rewards.")
+
+
+def reproduce_mamql(argv: list[str]) -> None:
+    """``mairl reproduce mamql``: the MAMQL paper's comparison (``mairl.reproduce``):
+    parse the options of :class:`mairl.reproduce.ReproduceConfig`, run, print the tables."""
+    import dataclasses
+    import shlex
+
+    import tyro
+
+    from mairl.reproduce import ReproduceConfig, reproduce
+
+    config = tyro.cli(ReproduceConfig, args=argv, prog="mairl reproduce mamql",
+                      description="Reproduce the MAMQL paper's comparison on Gems, Overcooked "
+                                  "and the intersection; every row is a resumable run.")
+    if not config.command:
+        config = dataclasses.replace(
+            config, command=shlex.join(["mairl", "reproduce", "mamql", *argv]))
+    try:
+        results = reproduce(config)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    print("\n" + results.text)
+    print(f"\nruns in {config.out}/, results.json beside them; total {results.wall_s:.0f} s")
