@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -236,7 +237,7 @@ def make_stacked_apply(net, obs_shape: tuple[int, ...], obs_transform: ObsTransf
 #: where the density of a tanh-squashed Gaussian is 0 or infinite).
 ACTION_EPS = 1e-4
 
-_LOG_SQRT_2PI = 0.5 * float(jnp.log(2.0 * jnp.pi))
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def tanh_log_det(u: jax.Array) -> jax.Array:

@@ -195,8 +195,9 @@ def train_main(argv: list[str]) -> None:
     log, quiet, config, overwrite = "none", False, None, False
     if name is not None:
         resuming = resume_dir is not None
+        # join before parsing: the config checks may start jax's backend
+        main = join_processes(_process_args(rest))
         args = _parse(name, rest, resume=resuming, extra=() if resuming else [OVERWRITE_FLAG])
-        main = join_processes(args)
         log, quiet = args.log, args.quiet
         overwrite = getattr(args, "overwrite", False)
         devices, batch_shards = args.devices, args.batch_shards
@@ -264,6 +265,7 @@ def sweep_main(argv: list[str]) -> None:
             raise SystemExit(f"error: --algo: {name!r} cannot be swept; expected one of "
                              + ", ".join(sweep.GRID_ALGOS))
         raise SystemExit(unknown_algo(name, sweep.GRID_ALGOS))
+    main = join_processes(_process_args(argv))  # before the config checks start jax
     args = _parse(name, _without(argv, "--algo"), resume=False, extra=[
         ("grid", sweep.Grid),
         ("point_plots", Annotated[bool, tyro.conf.arg(
@@ -271,7 +273,6 @@ def sweep_main(argv: list[str]) -> None:
          dataclasses.field(default=False)),
         OVERWRITE_FLAG],
                   prog="mairl sweep")
-    main = join_processes(args)
     try:
         config = runs.RunConfig(algo=args.algo, env=args.env, data=args.data,
                                 schedule=args.schedule, eval=args.eval)

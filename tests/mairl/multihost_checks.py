@@ -35,14 +35,20 @@ WRITES: list[str] = []
 
 
 def spy_on_writes() -> None:
-    """Record every file written through ``Path.write_text`` and ``runs._write_outputs``."""
+    """Record every file written through ``Path.write_text``, ``runs.write_text`` and
+    ``runs._write_outputs``."""
     from mairl import plots, runs
 
     write_text, write_outputs = pathlib.Path.write_text, runs._write_outputs
+    atomic_text = runs.write_text
 
     def text(self, *args, **kwargs):
         WRITES.append(str(self))
         return write_text(self, *args, **kwargs)
+
+    def atomic(path, *args, **kwargs):  # runs.write_text: a temporary file, renamed
+        WRITES.append(str(path))
+        return atomic_text(path, *args, **kwargs)
 
     def outputs(s, out, *args, **kwargs):
         WRITES.append(str(pathlib.Path(out) / "params.npz"))
@@ -50,6 +56,7 @@ def spy_on_writes() -> None:
 
     pathlib.Path.write_text = text
     runs._write_outputs = outputs
+    runs.write_text = atomic
     plots.plot_curves = plots.plot_reward_heatmap = lambda *args, **kwargs: None
     runs.Setup.calibration = property(lambda self: {})
 

@@ -198,3 +198,18 @@ def test_train_help_lists_the_process_flags(capsys):
     text = capsys.readouterr().out
     for flag in ("--coordinator", "--num-processes", "--process-id", "--distributed"):
         assert flag in text, flag
+
+
+def test_importing_the_library_does_not_start_jax():
+    # jax.distributed.initialize must come before jax's backend starts; a module that
+    # computes at import (a constant from jnp) would make every multi-process run fail.
+    code = (
+        "import jax._src.xla_bridge as xb\n"
+        "def refuse(*a, **k): raise SystemExit('the backend started at import')\n"
+        "xb.backends = refuse\n"
+        "import envs, mairl, mairl.algos, mairl.runs, mairl.cli, mairl.sweep, mairl.bench\n"
+        "import mairl.reproduce, mairl.presets, mairl.sharding, mairl.networks\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
