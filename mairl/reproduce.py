@@ -276,6 +276,7 @@ class Results:
 
     @property
     def text(self) -> str:
+        """Every domain's table, one after another, as printed."""
         return "\n\n".join(self.table(d) for d in self.rows)
 
 
