@@ -29,7 +29,7 @@ SLOW_ENVS |= {"intersection-jax-speed"}
 #: End-to-end tests: the CLI and tutorials run in-process or in subprocesses, runs
 #: trained to a threshold, killed and resumed, sharded over forced devices, checked
 #: in lockstep against the wrapped libraries. They run under ``-m integration``
-#: (``make test-integration``; CI runs them after ``make test``), which keeps the
+#: (``make test-integration``), which keeps the
 #: default suite to the unit tests, known answers and equivalences.
 #: Each entry is a ``file::test`` prefix (every parametrisation of the test).
 INTEGRATION = (
