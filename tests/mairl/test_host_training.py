@@ -86,8 +86,8 @@ def test_train_command_on_a_host_env(stag, tmp_path):
     out = tmp_path / "run"
     main(["train", "--algo", "mamql", "--env", "host:stag-hunt", "--demos", str(path),
           "--out", str(out), "--seeds", "2", "--updates", "20", "--eval-every", "10",
-          "--critic", "tabular", "--gamma", "0.9", "--num-envs", "2",
-          "--eval-episodes", "4", "--final-episodes", "4"])
+          "--critic", "tabular", "--gamma", "0.9", "--num-envs", "2", "--batch-size", "32",
+          "--eval-episodes", "4", "--final-episodes", "4"])  # 50 training transitions
     summary = json.loads((out / "metrics.json").read_text())
     assert np.asarray(summary["return_per_agent"]["per_seed"]).shape == (2, 2)
     assert "policy_kl" in summary
