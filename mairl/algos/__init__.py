@@ -5,7 +5,7 @@ plus read-outs (:class:`Algo`), one frozen config class per algorithm.
   alone (``mamql-offline``: ``value_expert`` / ``v0``);
 - ``iq-joint``: IQ-Learn with a joint-action critic per agent;
 - ``fiq``: factorized IQ-Learn for cooperative games: per-agent critics mixed
-  into one team critic (VDN, a state-weighted sum or QMIX), from demonstrations;
+  into one team critic (VDN, a state-weighted sum or QMIX), offline or online;
 - ``bc``: behaviour cloning;
 - ``mamql-continuous``, ``mamql-continuous-offline``: MAMQL for continuous
   (``Box``) actions: marginal critics ``Q_i(s, a_i)`` and tanh-Gaussian actors;
@@ -73,7 +73,7 @@ ALGOS: dict[str, AlgoSpec] = {
                          "IQ-Learn with joint-action critics (the paper's IQL MA)"),
     "fiq": AlgoSpec(FIQConfig, make_fiq,
                     "factorized IQ-Learn (cooperative): per-agent critics, a mixer, a team "
-                    "critic, from demonstrations"),
+                    "critic; offline or online (--mode)"),
     "bc": AlgoSpec(BCConfig, make_bc, "behaviour cloning"),
     "soft-q": AlgoSpec(SoftQConfig, make_soft_q,
                        "forward: multi-agent soft Q-learning on the true rewards"),

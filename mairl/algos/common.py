@@ -16,7 +16,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mairl.buffers import buffer_add, buffer_init, buffer_sample
 from mairl.networks import make_critic
+from mairl.sharding import local_transitions
 
 #: Set by :func:`deferred_checks`: configs built meanwhile skip :func:`check_fields`.
 _DEFER_CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("defer_checks",
@@ -176,6 +178,52 @@ def step_envs(env, env_state: Any, env_obs: jax.Array, actions: jax.Array, key: 
     )
     items = Transition(env_obs, actions, info["next_obs"], terminated, truncated)
     return next_obs, env_state, items, rewards
+
+
+def online_init(env: Any, key: jax.Array, *, num_agents: int, obs_shape: tuple[int, ...],
+                num_envs: int, buffer_size: int, host: bool) -> dict[str, Any]:
+    """The online fields of an imitation learner's state (``env_state``, ``env_obs``,
+    ``buffer``): ``num_envs`` reset environments (none on a host-side game, whose
+    loop steps the env itself) and an empty replay of the agents' own transitions
+    (``Transition`` items, agent axis first inside each item, no rewards)."""
+    from mairl.data import Transition
+
+    fields: dict[str, Any] = {}
+    example = jnp.zeros((num_agents, *obs_shape), jnp.float32)
+    if not host:
+        env_obs, env_state = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+        fields.update(env_state=env_state, env_obs=env_obs)
+        example = env_obs[0]
+    item = Transition(obs=example, actions=jnp.zeros((num_agents,), jnp.int32),
+                      next_obs=example, terminated=jnp.bool_(False), truncated=jnp.bool_(False))
+    fields["buffer"] = buffer_init(item, buffer_size)
+    return fields
+
+
+def act_and_store(env: Any, state: Any, act: Callable, key: jax.Array) -> Any:
+    """One step of the state's environments under ``act(state, env_obs, key) -> actions
+    (env, agent)``, its transitions added to the state's replay (``state`` has
+    ``env_state``, ``env_obs`` and ``buffer``)."""
+    key_act, key_step = jax.random.split(key)
+    actions = act(state, state.env_obs, key_act)
+    env_obs, env_state, items, _ = step_envs(env, state.env_state, state.env_obs, actions,
+                                             key_step)
+    return state.replace(env_state=env_state, env_obs=env_obs,
+                         buffer=buffer_add(state.buffer, items))
+
+
+def sample_policy_batch(buffer: Any, key: jax.Array, batch_size: int,
+                        data_axis: str | None = None) -> Any:
+    """``batch_size`` of the agents' own transitions drawn uniformly from the replay,
+    agent axis first (``obs (agent, B, ...)``, ``actions (agent, B)``); inside
+    ``shard_map`` over ``data_axis`` the device's slice of them."""
+    from mairl.data import Transition
+
+    sample = buffer_sample(buffer, key, batch_size)
+    policy = Transition(obs=jnp.swapaxes(sample.obs, 0, 1), actions=sample.actions.T,
+                        next_obs=jnp.swapaxes(sample.next_obs, 0, 1),
+                        terminated=sample.terminated, truncated=sample.truncated)
+    return policy if data_axis is None else local_transitions(policy, data_axis)
 
 
 def view_shape(obs_shape: tuple[int, ...], obs_transform: ObsTransform | None) -> tuple:

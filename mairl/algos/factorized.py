@@ -12,8 +12,12 @@ mixer (exact for ``vdn`` and ``linear``, the tangent-plane lower bound for
         - E_expert[phi(Q_tot(s, a^E) - gamma (1 - term) V_tot(s'))],
     phi(x) = x - c x^2 / (4 alpha),
 
-from demonstrations alone: the value expectation over the expert's transitions
-(``value_expert``) or ``(1 - gamma) E[V_tot(s_0)]`` over initial states (``v0``).
+the value expectation over the expert's transitions (``value_expert``),
+``(1 - gamma) E[V_tot(s_0)]`` over initial states (``v0``), both from
+demonstrations alone, or (``online``) over the expert's transitions and the
+agents' own, stepped in ``num_envs`` environments by the decentralised
+policies below and kept in a replay (the online form of IQ-Learn, as MAMQL's
+``online`` mode in ``mairl.algos.iq``).
 One loss for the team, one optimizer over all critics and the mixer. Both
 ``Q_tot(s, a^E)`` and ``V_tot`` are read off the mixer's affine model
 (``Mixer.local_affine``): the mixer itself for ``vdn`` and ``linear``; for
@@ -60,16 +64,21 @@ import jax.numpy as jnp
 from mairl.algos.base import Algo, Batch, Needs, Transition
 from mairl.algos.common import (
     ObsTransform,
+    act_and_store,
     check_fields,
     init_stacked,
     l2_penalty,
     make_config_critic,
     make_optimizer,
     make_stacked_apply,
+    online_init,
     polyak,
+    sample_actions,
+    sample_policy_batch,
     view_shape,
 )
 from mairl.algos.iq import IQConfig, IQState, iq_chi2_loss
+from mairl.buffers import buffer_add
 from mairl.mixers import MIXERS, Mixer, affine_soft_value, global_state, make_mixer
 
 FIQState = IQState
@@ -82,7 +91,8 @@ class FIQConfig(IQConfig):
 
     Attributes:
         mode: ``value_expert`` (value term on expert states) or ``v0`` (on
-            initial states); learns from demonstrations alone.
+            initial states), from demonstrations alone; ``online`` (value term
+            also on the agents' own rollouts, kept in a replay buffer).
         alpha: Boltzmann temperature of the joint policy (agent ``i`` acts at
             ``alpha / w_i(s)`` in its own critic).
         gamma: discount.
@@ -97,8 +107,8 @@ class FIQConfig(IQConfig):
         hidden: hidden widths of the ``mlp`` critic.
         max_grad_norm: gradient clipping over all parameters together; ``None``
             for none.
-        num_envs: unused (no environment is stepped).
-        buffer_size: unused (no replay buffer).
+        num_envs: online only: environments stepped once per update.
+        buffer_size: online only: replay capacity (transitions).
         mixer: ``vdn`` (sum), ``linear`` (state-weighted sum, ``w_i(s) > 0``) or
             ``qmix`` (hypernetwork mixer); the first two keep the joint soft
             value exact, ``qmix`` uses its tangent-plane lower bound.
@@ -110,9 +120,9 @@ class FIQConfig(IQConfig):
     """
 
     name: ClassVar[str] = "fiq"
-    modes: ClassVar[tuple[str, ...]] = ("value_expert", "v0")
+    modes: ClassVar[tuple[str, ...]] = ("value_expert", "v0", "online")
 
-    mode: Literal["value_expert", "v0"] = "value_expert"
+    mode: Literal["value_expert", "v0", "online"] = "value_expert"
     mixer: Literal["vdn", "linear", "qmix"] = "linear"
     mixer_hidden: tuple[int, ...] = (64,)
     mixer_embed: int = 32
@@ -217,22 +227,31 @@ def make_factorized_critic(config: FIQConfig, *, num_agents: int, obs_shape: tup
 
 def make_fiq(config: FIQConfig, *, num_agents: int, obs_shape: tuple[int, ...],
              num_actions: int, env: Any = None, obs_transform: ObsTransform | None = None) -> Algo:
-    """Factorized IQ-Learn (module docstring) from demonstrations; ``env`` is not
-    stepped; ``obs_transform(obs, agent)`` gives each agent's critic its view (the
-    mixer reads the raw observations)."""
+    """Factorized IQ-Learn (module docstring); ``env`` (a mairl env) is stepped only
+    in ``online`` mode: jitted inside the update, or, for a host-side game, by
+    ``mairl.train.train_host`` through ``algo.act`` and ``algo.store``;
+    ``obs_transform(obs, agent)`` gives each agent's critic its view (the mixer
+    reads the raw observations)."""
     if not isinstance(config, FIQConfig):
         raise ValueError(f"make_fiq: expected a FIQConfig, got {type(config).__name__}")
+    online = config.mode == "online"
+    if online and env is None:
+        raise ValueError("fiq: mode 'online' needs an environment (env=...)")
+    host = online and not getattr(env, "jittable", True)
     critic = make_factorized_critic(config, num_agents=num_agents, obs_shape=tuple(obs_shape),
                                     num_actions=num_actions, obs_transform=obs_transform)
     state_dim = num_agents * math.prod(obs_shape)
     tx = make_optimizer(config.learning_rate, config.max_grad_norm)
     alpha, gamma = config.alpha, config.gamma
 
-    def loss_fn(params, target_params, batch: Batch):
+    def loss_fn(params, target_params, batch: Batch, policy: Transition | None):
         expert = batch.expert
         b = expert.actions.shape[1]
         obs_now, obs_next = expert.obs, expert.next_obs
-        if config.mode == "v0":
+        if online:  # the value term also on the agents' own transitions
+            obs_now = jnp.concatenate([expert.obs, policy.obs], axis=1)
+            obs_next = jnp.concatenate([expert.next_obs, policy.next_obs], axis=1)
+        elif config.mode == "v0":
             obs_now = jnp.concatenate([expert.obs, batch.init_obs], axis=1)
         if config.target_tau is None:
             # one critic call on now and next together (a taller matmul)
@@ -247,12 +266,15 @@ def make_fiq(config: FIQConfig, *, num_agents: int, obs_shape: tuple[int, ...],
             v_next = critic.team_value(target_params, obs_next)
         q_e = critic.team_q(params, expert.obs, expert.actions, q_now[:, :b])
         term_e = expert.terminated.astype(jnp.float32)
-        if config.mode == "value_expert":
+        if online:
+            v_value, v_next_value = v_now, v_next
+            t_value = jnp.concatenate([expert.terminated, policy.terminated]).astype(jnp.float32)
+        elif config.mode == "value_expert":
             v_value, v_next_value, t_value = v_now, v_next, term_e
         else:  # v0
             v_value = (1.0 - gamma) * v_now[b:]
             v_next_value, t_value = jnp.zeros_like(v_value), jnp.ones_like(v_value)
-        loss, aux = iq_chi2_loss(q_e, v_next, term_e, v_value, v_next_value, t_value,
+        loss, aux = iq_chi2_loss(q_e, v_next[:b], term_e, v_value, v_next_value, t_value,
                                  alpha=alpha, gamma=gamma, chi2_coef=config.chi2_coef)
         total = loss + config.l2 * l2_penalty(params) if config.l2 > 0 else loss
         aux["loss"] = loss
@@ -268,12 +290,34 @@ def make_fiq(config: FIQConfig, *, num_agents: int, obs_shape: tuple[int, ...],
                                     jnp.zeros(critic.view_shape, jnp.float32)),
             "mixer": critic.mixer.init(key_mix, state_dim),
         }
-        return IQState(params=params, target_params=params, opt_state=tx.init(params),
-                       step=jnp.int32(0))
+        state = IQState(params=params, target_params=params, opt_state=tx.init(params),
+                        step=jnp.int32(0))
+        if online:  # the env key is folded from the init key: the offline streams stay
+            state = state.replace(**online_init(
+                env, jax.random.fold_in(key, 1), num_agents=num_agents,
+                obs_shape=tuple(obs_shape), num_envs=config.num_envs,
+                buffer_size=config.buffer_size, host=host))
+        return state
+
+    def act(state: IQState, obs: jax.Array, key: jax.Array) -> jax.Array:
+        """Decentralised Boltzmann actions ``(env, agent)`` for observations ``(env, agent,
+        *obs_shape)``: agent ``i`` at ``alpha`` on ``w_i(s) Q_i(s, .)``."""
+        q = critic.q_values(state.params, jnp.swapaxes(obs, 0, 1))  # (agent, env, action)
+        return sample_actions(key, q, alpha).T
+
+    def store(state: IQState, items: Transition) -> IQState:
+        """Add transitions (env first: ``obs (env, agent, *obs_shape)``) to the replay."""
+        return state.replace(buffer=buffer_add(state.buffer, items))
 
     def update(state: IQState, batch: Batch, key: jax.Array):
-        del key  # deterministic given the batch
-        grads, aux = jax.grad(loss_fn, has_aux=True)(state.params, state.target_params, batch)
+        policy = None  # offline: deterministic given the batch
+        if online:
+            key_env, key_sample = jax.random.split(key)
+            if not host:
+                state = act_and_store(env, state, act, key_env)
+            policy = sample_policy_batch(state.buffer, key_sample, config.batch_size)
+        grads, aux = jax.grad(loss_fn, has_aux=True)(state.params, state.target_params, batch,
+                                                     policy)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = jax.tree.map(lambda p, u: p + u, state.params, updates)
         target = state.target_params
@@ -282,9 +326,11 @@ def make_fiq(config: FIQConfig, *, num_agents: int, obs_shape: tuple[int, ...],
         return state.replace(params=params, target_params=target, opt_state=opt_state,
                              step=state.step + 1), aux
 
-    needs = Needs(expert_batch=config.batch_size, init_obs=config.mode == "v0")
+    needs = Needs(expert_batch=config.batch_size, init_obs=config.mode == "v0",
+                  num_envs=config.num_envs if online else 0)
     return Algo(name="fiq", init=init, update=update, q_values=critic.q_values, alpha=alpha,
-                gamma=gamma, config=config, needs=needs)
+                gamma=gamma, config=config, needs=needs, act=act if host else None,
+                store=store if host else None)
 
 
 __all__ = ["FIQConfig", "FIQState", "FactorizedCritic", "make_factorized_critic", "make_fiq"]

@@ -37,6 +37,7 @@ from flax import struct
 from mairl.algos.base import Algo, Batch, Needs, Transition
 from mairl.algos.common import (
     ObsTransform,
+    act_and_store,
     check_fields,
     chi2_phi,
     init_stacked,
@@ -44,15 +45,16 @@ from mairl.algos.common import (
     make_config_critic,
     make_optimizer,
     make_stacked_apply,
+    online_init,
     polyak,
     sample_actions,
+    sample_policy_batch,
     soft_value,
-    step_envs,
     view_shape,
 )
-from mairl.buffers import ReplayBuffer, buffer_add, buffer_init, buffer_sample
+from mairl.buffers import ReplayBuffer, buffer_add
 from mairl.networks import CRITICS
-from mairl.sharding import local_transitions, mean_over
+from mairl.sharding import mean_over
 
 Mode = Literal["online", "value_expert", "v0"]
 MODES = ("online", "value_expert", "v0")
@@ -301,18 +303,9 @@ def make_iq(
         state = IQState(params=params, target_params=params,
                         opt_state=jax.vmap(tx.init)(params), step=jnp.int32(0))
         if config.mode == "online":
-            example = jnp.zeros((num_agents, *obs_shape), jnp.float32)
-            if not host:
-                env_obs, env_state = jax.vmap(env.reset)(
-                    jax.random.split(key_env, config.num_envs)
-                )
-                state = state.replace(env_state=env_state, env_obs=env_obs)
-                example = env_obs[0]
-            item = Transition(
-                obs=example, actions=jnp.zeros((num_agents,), jnp.int32),
-                next_obs=example, terminated=jnp.bool_(False), truncated=jnp.bool_(False),
-            )
-            state = state.replace(buffer=buffer_init(item, config.buffer_size))
+            state = state.replace(**online_init(
+                env, key_env, num_agents=num_agents, obs_shape=obs_shape,
+                num_envs=config.num_envs, buffer_size=config.buffer_size, host=host))
         return state
 
     def act(state: IQState, obs: jax.Array, key: jax.Array) -> jax.Array:
@@ -324,14 +317,6 @@ def make_iq(
         """Add transitions (env first: ``obs (env, agent, *obs_shape)``) to the replay."""
         return state.replace(buffer=buffer_add(state.buffer, items))
 
-    def act_and_store(state: IQState, key: jax.Array) -> IQState:
-        key_act, key_step = jax.random.split(key)
-        actions = act(state, state.env_obs, key_act)  # (env, agent)
-        env_obs, env_state, items, _ = step_envs(env, state.env_state, state.env_obs, actions,
-                                                 key_step)
-        return state.replace(env_state=env_state, env_obs=env_obs,
-                             buffer=buffer_add(state.buffer, items))
-
     def update(state: IQState, batch: Batch, key: jax.Array):
         policy = key_dropout = None
         if config.dropout > 0:  # only then: without dropout the key streams stay as they were
@@ -341,15 +326,8 @@ def make_iq(
         if config.mode == "online":
             key_env, key_sample = jax.random.split(key)
             if not host:
-                state = act_and_store(state, key_env)
-            sample = buffer_sample(state.buffer, key_sample, config.batch_size)
-            policy = Transition(
-                obs=jnp.swapaxes(sample.obs, 0, 1), actions=sample.actions.T,
-                next_obs=jnp.swapaxes(sample.next_obs, 0, 1), terminated=sample.terminated,
-                truncated=sample.truncated,
-            )
-            if data_axis is not None:
-                policy = local_transitions(policy, data_axis)
+                state = act_and_store(env, state, act, key_env)
+            policy = sample_policy_batch(state.buffer, key_sample, config.batch_size, data_axis)
         return gradient_step(state, batch, policy, key_dropout)
 
     needs = Needs(expert_batch=config.batch_size, init_obs=config.mode == "v0",

@@ -9,7 +9,7 @@ import pytest
 
 import envs
 from mairl import data, metrics
-from mairl.algos import MAMQLConfig, make_mamql
+from mairl.algos import FIQConfig, MAMQLConfig, make_algo, make_mamql
 from mairl.cli import main
 from mairl.experts import tabular_policy_fn
 from mairl.solvers import soft_value_iteration
@@ -44,17 +44,18 @@ def test_host_env_returns_equal_jitted_returns(stag):
     assert ret.shape == (2, 2) and len(calls) == 6
 
 
-def test_online_training_through_the_host_loop_equals_the_jitted_loop(stag):
+@pytest.mark.parametrize("config_class", [MAMQLConfig, FIQConfig])
+def test_online_training_through_the_host_loop_equals_the_jitted_loop(stag, config_class):
     # The same game, once stepped inside jit and once on the host: same keys,
-    # same rollouts, same replay, same parameters.
+    # same rollouts, same replay, same parameters (online MAMQL, online fiq).
     game, sol = stag
     demos = data.collect(jax.random.key(0), game, tabular_policy_fn(game, sol.policy), 40,
                          num_envs=20)
-    cfg = MAMQLConfig(mode="online", critic="tabular", batch_size=32, gamma=0.9,
-                      learning_rate=0.05, num_envs=3, buffer_size=64)
+    cfg = config_class(mode="online", critic="tabular", batch_size=32, gamma=0.9,
+                       learning_rate=0.05, num_envs=3, buffer_size=64)
     dims = dict(num_agents=2, obs_shape=game.obs_shape, num_actions=2)
-    host_algo = make_mamql(cfg, env=envs.make("host:stag-hunt", max_steps=10), **dims)
-    jit_algo = make_mamql(cfg, env=game, **dims)
+    host_algo = make_algo(cfg, env=envs.make("host:stag-hunt", max_steps=10), **dims)
+    jit_algo = make_algo(cfg, env=game, **dims)
     assert host_algo.act is not None and jit_algo.act is None
     tcfg = TrainConfig(num_updates=30, eval_every=10)
     keys = jax.random.split(jax.random.key(1), 2)
@@ -67,8 +68,12 @@ def test_online_training_through_the_host_loop_equals_the_jitted_loop(stag):
     np.testing.assert_array_equal(hosted.state.buffer.size, [64, 64])  # 90 steps, capacity 64
     np.testing.assert_array_equal(hosted.state.buffer.data.actions,
                                   jitted.state.buffer.data.actions)
-    chex.assert_trees_all_close(hosted.state.params, jitted.state.params, rtol=1e-4, atol=1e-5)
-    assert hosted.curves["train/loss"].shape == jitted.curves["train/loss"].shape == (2, 3, 2)
+    # the same actions and replay; the mixer's sums reduce in another order inside
+    # the scan than in the host loop's separately compiled update (1e-5 after 30 steps)
+    atol = 1e-5 if config_class is MAMQLConfig else 1e-4
+    chex.assert_trees_all_close(hosted.state.params, jitted.state.params, rtol=1e-4, atol=atol)
+    loss_shape = (2, 3, 2) if config_class is MAMQLConfig else (2, 3)  # per agent / team
+    assert hosted.curves["train/loss"].shape == jitted.curves["train/loss"].shape == loss_shape
     np.testing.assert_array_equal(hosted.updates, jitted.updates)
     # learners without a host rollout are refused
     offline = make_mamql(MAMQLConfig(mode="value_expert", critic="tabular"), **dims)

@@ -12,7 +12,7 @@ import pytest
 
 import envs
 from mairl import data
-from mairl.algos import ALGOS, Batch, FIQConfig, MAMQLOfflineConfig, make_algo
+from mairl.algos import ALGOS, Batch, FIQConfig, MAMQLConfig, MAMQLOfflineConfig, make_algo
 from mairl.algos.factorized import make_factorized_critic
 from mairl.data import Transition
 from mairl.experts import tabular_policy_fn
@@ -199,7 +199,7 @@ def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="FIQConfig.mixer"):
         FIQConfig(mixer="sum")
     with pytest.raises(ValueError, match="FIQConfig.mode"):
-        FIQConfig(mode="online")
+        FIQConfig(mode="joint")
     with pytest.raises(ValueError, match="FIQConfig.mixer_embed"):
         FIQConfig(mixer_embed=0)
     assert ALGOS["fiq"].config is FIQConfig
@@ -232,6 +232,48 @@ def test_vdn_without_regularizer_is_the_sum_of_the_marginal_losses():
     np.testing.assert_allclose(aux_f["loss"], aux_m["loss"].sum(), rtol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                  s_f.params["critics"], s_m.params)
+
+
+def test_online_vdn_without_regularizer_is_online_mamql():
+    # Online, VDN's agents act on their own critics (w = 1) exactly as online MAMQL's
+    # do, so from the same critics, environments and replay the two draw the same
+    # actions, store the same transitions, sample the same policy rows and (c = 0)
+    # take the same steps. Mixing up the expert and policy rows of the value term,
+    # or their terminated flags, breaks the equality.
+    game = envs.make("random-team-game", num_states=6, max_steps=2)
+    common = dict(critic="tabular", gamma=0.9, chi2_coef=0.0, learning_rate=0.05,
+                  max_grad_norm=None, batch_size=32, num_envs=4, buffer_size=64)
+    problem = dict(num_agents=2, obs_shape=game.obs_shape, num_actions=game.num_actions,
+                   env=game)
+    fiq = make_algo(FIQConfig(mixer="vdn", mode="online", **common), **problem)
+    mamql = make_algo(MAMQLConfig(mode="online", **common), **problem)
+    assert fiq.needs.num_envs == 4 and mamql.needs.num_envs == 4
+    key = jax.random.key(5)
+    obs = jax.nn.one_hot(jax.random.randint(key, (1, 32), 0, 6), 6)
+    obs = jnp.broadcast_to(obs, (2, 32, 6))
+    acts = jax.random.randint(jax.random.key(4), (2, 32), 0, 3)
+    batch = Batch(Transition(obs, acts, jnp.roll(obs, 1, axis=1), jnp.arange(32) % 7 == 0,
+                             jnp.zeros(32, bool)))
+    s_m = mamql.init(key, batch)
+    s_m = s_m.replace(params=jax.tree.map(lambda p: jax.random.normal(key, p.shape), s_m.params))
+    s_f = fiq.init(key, batch)
+    s_f = s_f.replace(params={"critics": s_m.params, "mixer": s_f.params["mixer"]},
+                      env_state=s_m.env_state, env_obs=s_m.env_obs, buffer=s_m.buffer)
+    update_m, update_f = jax.jit(mamql.update), jax.jit(fiq.update)
+    for i in range(4):
+        s_m, aux_m = update_m(s_m, batch, jax.random.fold_in(key, i))
+        s_f, aux_f = update_f(s_f, batch, jax.random.fold_in(key, i))
+        np.testing.assert_allclose(aux_f["loss"], aux_m["loss"].sum(), rtol=1e-5)
+    assert int(s_f.buffer.size) == 16
+    np.testing.assert_array_equal(s_f.buffer.data.actions, s_m.buffer.data.actions)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                 s_f.params["critics"], s_m.params)
+
+
+def test_online_fiq_needs_an_env():
+    with pytest.raises(ValueError, match="online.*env"):
+        make_algo(FIQConfig(mode="online", critic="tabular"), num_agents=2, obs_shape=(6,),
+                  num_actions=3)
 
 
 @pytest.fixture(scope="module")
