@@ -31,6 +31,8 @@ policies at ``alpha = 1``); the expert row is the mean over its demonstrations.
 
     python experiments/cooperative_mixers.py --games random-team-game random-game
     python experiments/cooperative_mixers.py --seeds 3 --updates 2000 --demo-episodes 100
+    python experiments/cooperative_mixers.py --games overcooked --algos mamql-offline mamql \
+        --fiq-mode online
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ class Args(report.ExperimentArgs):
     Attributes:
         games: games to run, one table each.
         mixers: fiq's mixers, one run each.
+        fiq_mode: fiq's value term: ``value_expert`` or ``v0`` (demonstrations
+            alone) or ``online`` (also the agents' own rollouts, stepped
+            ``online_envs`` games per seed and update, as online ``mamql``).
         tabular_gamma: discount of the tabular games' expert and learners.
         tabular_updates: updates per seed on the tabular games.
         gems_calibration: score the Gems runs' critics with the calibrated
@@ -77,6 +82,7 @@ class Args(report.ExperimentArgs):
     out: Path = Path("runs/cooperative_mixers")
     games: tuple[Game, ...] = ("random-team-game", "random-game", "mpe2-simple-spread", "gems")
     mixers: tuple[MixerName, ...] = ("vdn", "linear", "qmix")
+    fiq_mode: Literal["value_expert", "v0", "online"] = "value_expert"
     algos: tuple[report.Learner, ...] = ("mamql-offline",)
     demo_episodes: int = 100
     final_episodes: int = 20
@@ -103,7 +109,9 @@ def learner_configs(game: str, args: Args, demos: Path, expert_file) -> dict[str
     out = {}
     for name in (*args.algos, *(f"fiq-{m}" for m in args.mixers)):
         algo_name = "fiq" if name.startswith("fiq-") else name
-        config = report.learner_config(args, algo_name, game, demos, final_episodes=None)
+        online = algo_name == "mamql" or (algo_name == "fiq" and args.fiq_mode == "online")
+        config = report.learner_config(args, algo_name, game, demos, online=online,
+                                       final_episodes=None)
         if tabular:
             algo = dataclasses.replace(family_config(algo_name, "tabular"),
                                        gamma=args.tabular_gamma)
@@ -113,7 +121,7 @@ def learner_configs(game: str, args: Args, demos: Path, expert_file) -> dict[str
                     eval_every=args.tabular_updates))
         if algo_name == "fiq":
             config = dataclasses.replace(config, algo=dataclasses.replace(
-                config.algo, mixer=name.removeprefix("fiq-")))
+                config.algo, mixer=name.removeprefix("fiq-"), mode=args.fiq_mode))
         if expert_file is not None:
             config = dataclasses.replace(config, eval=dataclasses.replace(
                 config.eval, expert=str(expert_file)))
