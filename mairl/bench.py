@@ -1,11 +1,35 @@
-"""Throughput of training many learners at once: seeds, devices and grid points.
+"""The project's benchmarks: environments, updates, seeds, devices, grids, adapters.
 
-A run trains its seeds side by side in one compiled program (``jax.vmap`` over
-the run axis), splits that axis over the devices of a mesh
-(:mod:`mairl.sharding`), and a sweep adds the points of a hyperparameter grid
-to the same axis (:mod:`mairl.sweep`). :func:`bench_scale` measures what each
-costs, on MAMQL updates on Gems (random demonstrations: their content does not
-change the cost of an update):
+:func:`bench_all` (``mairl bench all``, ``make bench``) runs every benchmark in
+one process and writes one report (:func:`format_markdown`,
+``docs/benchmarks.md``) that names the command, the date and the machine
+(:func:`machine_facts`). Each figure stands beside the one it is compared with,
+measured in the same run, and each ratio is the quotient of two figures of that
+run (:class:`Ratio`):
+
+- **Gems**: environment steps per second of the JAX Gems (``jit`` of a
+  ``lax.scan`` of ``vmap``-ed steps) over those of the plain-Python
+  implementation of the same rules (:mod:`envs.gems_reference`), both with map
+  observations, auto-reset and uniformly random actions.
+- **MAMQL update**: the achieved rate ``F / t`` (``F`` FLOPs of one update by
+  XLA's cost analysis, ``t`` its best time) over the float32 matmul peak ``P``
+  (``2 n^3`` FLOPs of a ``2048 x 2048`` product over its best time) sampled
+  between the same timed loops: the fraction of the machine's dense-algebra
+  speed the update reaches, for the paper's critic and the default one.
+- **scale**: :func:`bench_scale` (below).
+- **adapters**: host steps per second of a game through mairl's adapter over
+  the wrapped library stepping it directly (a ratio below 1 is the adapter's
+  cost); a library that is not installed is a stated skip.
+- **time to a return**: the wall time of a training run (``mairl.runs.run``)
+  until every agent's evaluation return reaches a target, or the statement
+  that it did not within the cap.
+
+Throughput of training many learners at once: a run trains its seeds side by
+side in one compiled program (``jax.vmap`` over the run axis), splits that
+axis over the devices of a mesh (:mod:`mairl.sharding`), and a sweep adds the
+points of a hyperparameter grid to the same axis (:mod:`mairl.sweep`).
+:func:`bench_scale` measures what each costs, on MAMQL updates on Gems (random
+demonstrations: their content does not change the cost of an update):
 
 - **seeds**: seed-updates per second of the update loop vmapped over ``n``
   seeds, ``n = 1, 2, 4, ..., 64``. On one device the seeds are a batch axis
@@ -1090,7 +1114,8 @@ def _adapter_section(config: AllConfig, section: Section) -> None:
     rate, n = adapter_rate(env)
     ad_fig = section.add("highway_adapter", "the intersection through mairl (envs.make("
                          "'intersection').step)", rate, "steps/s",
-                         f"{n} random steps, JAX keys, auto-reset")
+                         f"{n} random steps, JAX keys, auto-reset; the same observation "
+                         "computed in NumPy (Intersection's fast_observations)")
     section.ratio("intersection: adapter / raw highway-env", ad_fig, raw_fig)
     jax_env = envs.make("intersection-jax")
     n_envs = config.intersection_jax_envs
