@@ -1010,18 +1010,17 @@ def _mamql_update_section(config: AllConfig, section: Section,
             section.ratio(f"{what}: fraction of the matmul peak", rate, peak_fig)
 
 
-def _scaling_section(config: AllConfig, section: Section, peak_fig_value: float) -> None:
+def _scaling_section(config: AllConfig, section: Section) -> None:
     report = bench_scale(config.scale)
     section.lines = format_scale(report)
     c = config.scale
     section.add("flops_per_update", f"one update (mamql {c.mode}, critic {c.critic} "
                 f"{list(c.hidden)}, batch {c.batch_size})", report.flops_per_update, "FLOP",
                 "XLA cost analysis")
-    peak = section.add("matmul_peak", "float32 matmul peak", report.matmul_peak, "FLOP/s",
-                       "sampled before and after")
+    section.add("matmul_peak", "float32 matmul peak", report.matmul_peak, "FLOP/s",
+                "sampled before and after")
     ceiling = section.add("ceiling", "ceiling: peak / FLOPs per update",
                           report.matmul_peak / report.flops_per_update, "updates/s")
-    del peak
     for kind, timings, unit in (("seeds", report.seeds, "seed-updates/s"),
                                 ("devices", report.devices, "seed-updates/s"),
                                 ("grid", report.grid, "point-updates/s")):
@@ -1268,7 +1267,7 @@ def bench_all(config: AllConfig = AllConfig(), command: str = "mairl bench all",
             elif name == "mamql_update":
                 _mamql_update_section(config, section, peak)
             elif name == "scaling":
-                _scaling_section(config, section, max(peaks))
+                _scaling_section(config, section)
             elif name == "adapters":
                 _adapter_section(config, section)
             else:
