@@ -25,7 +25,7 @@ test-integration: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -m "integration and not slow"
 
 bench: $(STAMP)
-	$(BIN)/mairl bench envs
+	$(BIN)/mairl bench all --out docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

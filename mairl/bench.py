@@ -1,11 +1,35 @@
-"""Throughput of training many learners at once: seeds, devices and grid points.
+"""The project's benchmarks: environments, updates, seeds, devices, grids, adapters.
 
-A run trains its seeds side by side in one compiled program (``jax.vmap`` over
-the run axis), splits that axis over the devices of a mesh
-(:mod:`mairl.sharding`), and a sweep adds the points of a hyperparameter grid
-to the same axis (:mod:`mairl.sweep`). :func:`bench_scale` measures what each
-costs, on MAMQL updates on Gems (random demonstrations: their content does not
-change the cost of an update):
+:func:`bench_all` (``mairl bench all``, ``make bench``) runs every benchmark in
+one process and writes one report (:func:`format_markdown`,
+``docs/benchmarks.md``) that names the command, the date and the machine
+(:func:`machine_facts`). Each figure stands beside the one it is compared with,
+measured in the same run, and each ratio is the quotient of two figures of that
+run (:class:`Ratio`):
+
+- **Gems**: environment steps per second of the JAX Gems (``jit`` of a
+  ``lax.scan`` of ``vmap``-ed steps) over those of the plain-Python
+  implementation of the same rules (:mod:`envs.gems_reference`), both with map
+  observations, auto-reset and uniformly random actions.
+- **MAMQL update**: the achieved rate ``F / t`` (``F`` FLOPs of one update by
+  XLA's cost analysis, ``t`` its best time) over the float32 matmul peak ``P``
+  (``2 n^3`` FLOPs of a ``2048 x 2048`` product over its best time) sampled
+  between the same timed loops: the fraction of the machine's dense-algebra
+  speed the update reaches, for the paper's critic and the default one.
+- **scale**: :func:`bench_scale` (below).
+- **adapters**: host steps per second of a game through mairl's adapter over
+  the wrapped library stepping it directly (a ratio below 1 is the adapter's
+  cost); a library that is not installed is a stated skip.
+- **time to a return**: the wall time of a training run (``mairl.runs.run``)
+  until every agent's evaluation return reaches a target, or the statement
+  that it did not within the cap.
+
+Throughput of training many learners at once: a run trains its seeds side by
+side in one compiled program (``jax.vmap`` over the run axis), splits that
+axis over the devices of a mesh (:mod:`mairl.sharding`), and a sweep adds the
+points of a hyperparameter grid to the same axis (:mod:`mairl.sweep`).
+:func:`bench_scale` measures what each costs, on MAMQL updates on Gems (random
+demonstrations: their content does not change the cost of an update):
 
 - **seeds**: seed-updates per second of the update loop vmapped over ``n``
   seeds, ``n = 1, 2, 4, ..., 64``. On one device the seeds are a batch axis
@@ -42,6 +66,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -120,6 +145,198 @@ def make_update_loop(algo):
         return jax.lax.fori_loop(0, num_updates, body, state)
 
     return one_update, loop
+
+
+# -- pieces shared by ``mairl bench envs``, ``mairl bench mamql`` and ``bench_all`` ------
+
+
+def make_rollout(env, num_envs: int, num_steps: int):
+    """A jitted rollout of ``num_steps`` vmapped steps under uniform random actions.
+
+    Observations and rewards are summed into the carry so that none of the work
+    can be removed by the compiler.
+    """
+    step = jax.vmap(env.step)
+    if env.discrete:  # one draw for every env and agent
+        shape = (num_envs, env.num_agents)
+        sample = lambda key: jax.random.randint(key, shape, 0, env.num_actions)  # noqa: E731
+    else:
+        sample = lambda key: jax.vmap(env.sample_actions)(jax.random.split(key, num_envs))  # noqa: E731
+
+    @jax.jit
+    def rollout(key):
+        key_reset, key = jax.random.split(key)
+        _, state = jax.vmap(env.reset)(jax.random.split(key_reset, num_envs))
+
+        def body(carry, key):
+            state, acc = carry
+            key_act, key_step = jax.random.split(key)
+            actions = sample(key_act)
+            obs, state, reward, _, _, _ = step(
+                jax.random.split(key_step, num_envs), state, actions
+            )
+            # summed in float32 whatever the obs dtype (uint8 Gems maps): the same
+            # consumer for every dtype
+            return (state, acc + obs.sum(dtype=jnp.float32) + reward.sum()), None
+
+        (_, acc), _ = jax.lax.scan(body, (state, jnp.float32(0)), jax.random.split(key, num_steps))
+        return acc
+
+    return rollout
+
+
+def env_steps_per_second(env, num_envs: int, num_steps: int, repeats: int = 3) -> float:
+    """Best of ``repeats`` timed rollouts (compile excluded), in env steps per second."""
+    rollout = make_rollout(env, num_envs, num_steps)
+    rollout(jax.random.key(0)).block_until_ready()
+    best = float("inf")
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        rollout(jax.random.key(i + 1)).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return num_envs * num_steps / best
+
+
+def flops_of(fn, *args) -> float:
+    """FLOPs of one call of ``fn(*args)`` by XLA's cost analysis."""
+    return cost_flops(jax.jit(fn).lower(*args).compile())
+
+
+def critic_layer_flops(critic: str, view: tuple[int, ...], num_actions: int,
+                       hidden: tuple[int, ...] = (256, 256)) -> list[float]:
+    """Hand count of the FLOPs (2 per multiply-add) of every layer of one critic
+    forward pass on one sample; biases and activations left out."""
+    if critic == "mlp":
+        widths = [int(np.prod(view)), *hidden, num_actions]
+        return [2.0 * a * b for a, b in zip(widths[:-1], widths[1:], strict=True)]
+    if critic == "gems-paper":  # conv 64 kernel 5, conv 64 kernel 3 (valid), dense 1024, 1024
+        channels, x, y = view
+        x1, y1, x2, y2 = x - 4, y - 4, x - 6, y - 6
+        macs = [x1 * y1 * 64 * channels * 25, x2 * y2 * 64 * 64 * 9, x2 * y2 * 64 * 1024,
+                1024 * 1024, 1024 * num_actions]
+        return [2.0 * m for m in macs]
+    raise ValueError(f"no hand count for critic {critic!r}")
+
+
+def training_flops(layers: list[float]) -> float:
+    """Forward, weight gradients (as much again) and input gradients (as much again,
+    but none for the first layer: its input is data) of one sample."""
+    return 3 * sum(layers) - layers[0]
+
+
+def time_updates(algo, data, key: jax.Array, *, target_s: float, repeats: int,
+                 peak: Callable[[], float]) -> dict:
+    """Seconds per update of ``algo``: best and median of ``repeats`` timed loops of
+    about ``target_s`` seconds each, compile and the first run excluded, each loop
+    going on from the state the last one left; the FLOPs of one update by XLA's cost
+    analysis; and the best of ``peak()`` sampled before every loop and after the last."""
+    from mairl.train import demo_batches
+
+    key_init, key_batch, key_run = jax.random.split(key, 3)
+    example = demo_batches(algo.needs)(key_batch, data)
+    # distinct buffers: the loop donates its state, where params may be target_params
+    state = jax.tree.map(jnp.copy, jax.jit(algo.init)(key_init, example))
+    _, loop = make_update_loop(algo)
+    t0 = time.perf_counter()
+    compiled = jax.jit(loop, donate_argnums=0).lower(state, data, key_run, 1).compile()
+    compile_s = time.perf_counter() - t0
+    flops = cost_flops(compiled)  # the trip count is an argument: the body counts once
+    t0 = time.perf_counter()
+    state = jax.block_until_ready(compiled(state, data, key_run, 1))
+    first_s = time.perf_counter() - t0
+    num_updates = max(1, round(target_s / first_s))
+    repeats = max(1, min(repeats, round(8 * target_s / (num_updates * first_s))))
+    times, peaks = [], []
+    for i in range(repeats):
+        peaks.append(peak())
+        t0 = time.perf_counter()
+        key_loop = jax.random.fold_in(key_run, i)
+        state = jax.block_until_ready(compiled(state, data, key_loop, num_updates))
+        times.append((time.perf_counter() - t0) / num_updates)
+    peaks.append(peak())
+    return {"flops": flops, "best_s": min(times), "median_s": float(np.median(times)),
+            "compile_s": compile_s, "num_updates": num_updates, "repeats": repeats,
+            "peak": max(peaks)}
+
+
+def seed_updates_per_second(algo, data, key: jax.Array, seeds: tuple[int, ...],
+                            num_updates: int, repeats: int,
+                            peak: Callable[[], float]) -> tuple[dict[int, float], float]:
+    """Seed-updates per second of the update loop (``make_update_loop``) vmapped over
+    the states and keys of several seeds, for every seed count in ``seeds``: best of
+    ``repeats`` loops of ``num_updates`` updates, compile and the first run excluded,
+    the counts taking turns so that all see the same load; and the best of ``peak()``
+    sampled before every loop and after the last."""
+    from mairl.train import demo_batches
+
+    key_init, key_batch, key_run = jax.random.split(key, 3)
+    example = demo_batches(algo.needs)(key_batch, data)
+    _, loop = make_update_loop(algo)
+    init = jax.jit(jax.vmap(algo.init, in_axes=(0, None)))
+    states = init(jax.random.split(key_init, max(seeds)), example)
+    runs = {}
+    for num_seeds in seeds:
+        state = jax.tree.map(lambda x, n=num_seeds: jnp.copy(x[:n]), states)
+        keys = jax.random.split(key_run, num_seeds)
+        compiled = jax.jit(jax.vmap(loop, in_axes=(0, None, 0, None)), donate_argnums=0).lower(
+            state, data, keys, num_updates).compile()
+        runs[num_seeds] = [compiled, jax.block_until_ready(compiled(state, data, keys, 1)), keys]
+    best = dict.fromkeys(seeds, float("inf"))
+    peaks = []
+    for _ in range(repeats):
+        for num_seeds, run in runs.items():
+            compiled, state, keys = run
+            peaks.append(peak())
+            t0 = time.perf_counter()
+            run[1] = jax.block_until_ready(compiled(state, data, keys, num_updates))
+            best[num_seeds] = min(best[num_seeds], time.perf_counter() - t0)
+    peaks.append(peak())
+    return {n: n * num_updates / t for n, t in best.items()}, max(peaks)
+
+
+def mamql_update_case(env, data, peak: Callable[[], float], *, critic: str, mode: str,
+                      batch: int, target_s: float, repeats: int,
+                      paper: bool = False) -> dict[str, Any]:
+    """Time one MAMQL update on Gems (:func:`time_updates`) and count its FLOPs.
+
+    ``paper``: the MAMQL paper's Gems settings (``mairl.presets``, critic
+    ``gems-paper`` on the global map, dropout, L2), else ``MAMQLConfig``'s defaults
+    with ``critic`` on each agent's egocentric view (``env.agent_view``).
+
+    Returns:
+        ``s_per_update`` (best), ``median_s``, ``flops`` (XLA's count of one
+        update), ``hand_flops`` (:func:`critic_layer_flops`: ``s`` and ``s'`` of
+        every agent, online as many policy samples again and one forward pass per
+        environment stepped), ``flops_per_s``, ``peak`` (the best matmul peak
+        sampled between the timed loops), ``peak_fraction``, ``compile_s``,
+        ``num_updates``, ``repeats``, ``view``.
+    """
+    from mairl.algos import MAMQLConfig, make_mamql
+    from mairl.algos.common import view_shape
+    from mairl.presets import paper_config
+
+    if paper:
+        config = paper_config("mamql", "gems", mode=mode, batch_size=batch)
+        transform = None
+    else:
+        config = MAMQLConfig(mode=mode, critic=critic, batch_size=batch)
+        transform = env.agent_view
+    algo = make_mamql(config, num_agents=env.num_agents, obs_shape=env.obs_shape,
+                      num_actions=env.num_actions, env=env, obs_transform=transform)
+    r = time_updates(algo, data, jax.random.key(1), target_s=target_s, repeats=repeats,
+                     peak=peak)
+    view = view_shape(env.obs_shape, transform)
+    layers = critic_layer_flops(config.critic, view, env.num_actions, config.hidden)
+    samples = env.num_agents * 2 * batch * (2 if mode == "online" else 1)
+    hand = samples * training_flops(layers)
+    if mode == "online":
+        hand += env.num_agents * config.num_envs * sum(layers)
+    rate = r["flops"] / r["best_s"]
+    return {"s_per_update": r["best_s"], "median_s": r["median_s"], "flops": r["flops"],
+            "hand_flops": hand, "flops_per_s": rate, "peak": r["peak"],
+            "peak_fraction": rate / r["peak"], "compile_s": r["compile_s"],
+            "num_updates": r["num_updates"], "repeats": r["repeats"], "critic": config.critic,
+            "view": tuple(view)}
 
 
 # -- the machine -----------------------------------------------------------------------------
@@ -500,3 +717,616 @@ def format_scale(report: ScaleReport) -> list[str]:
         lines.append(f"ceiling: the matmul peak over one update's FLOPs = {ceiling:,.0f} "
                      f"updates per second ({ceiling / report.seeds[0].rate:.1f}x one seed)")
     return lines
+
+
+# -- one report of every benchmark: ``mairl bench all`` --------------------------------------
+
+#: The sections of :func:`bench_all`, in the order they run and are written.
+SECTIONS: tuple[str, ...] = ("gems_env", "mamql_update", "scaling", "adapters",
+                             "time_to_return")
+
+
+@dataclass(frozen=True)
+class AllConfig:
+    """What :func:`bench_all` measures. The defaults are the full report (about
+    10-15 minutes on two CPU cores); :meth:`quick` gives tiny sizes.
+
+    Attributes:
+        sections: which of :data:`SECTIONS` to run.
+        gems_num_envs: vmapped Gems environments of each JAX rollout.
+        gems_steps: environment steps per timed JAX rollout (split over the envs).
+        python_s: seconds of plain-Python Gems stepping per timed loop.
+        repeats: timed loops per environment figure (the best is reported).
+        update_batch: transitions per MAMQL update, both critics.
+        update_modes: MAMQL modes timed (``value_expert``: offline;
+            ``online`` adds an environment step and a replay).
+        update_target_s: seconds each timed loop of updates aims at.
+        update_repeats: at most this many timed loops of updates per case.
+        update_demo_episodes: episodes of random Gems demonstrations the timed
+            updates sample from.
+        scale: the seed, device and grid measurement (:func:`bench_scale`).
+        adapter_s: seconds of host stepping per adapter figure.
+        intersection_jax_envs: vmapped envs of the JAX intersection rollout.
+        target_return: the per-agent evaluation return the training run aims at.
+        run_updates: the cap of the training run, in updates.
+        run_eval_every: updates between evaluations of the training run.
+        run_eval_episodes: episodes per evaluation (per seed).
+        run_seeds: seeds trained at once.
+        run_batch: demonstration transitions per update of the training run.
+        run_demo_episodes: episodes of the shipped soft-Q expert recorded for it.
+    """
+
+    sections: tuple[str, ...] = SECTIONS
+    gems_num_envs: tuple[int, ...] = (1, 64, 4096)
+    gems_steps: int = 2_000_000
+    python_s: float = 3.0
+    repeats: int = 3
+    update_batch: int = 256
+    update_modes: tuple[str, ...] = ("value_expert", "online")
+    update_target_s: float = 3.0
+    update_repeats: int = 4
+    update_demo_episodes: int = 16
+    scale: ScaleConfig = ScaleConfig(seeds=(1, 2, 4, 8), devices=(1, 2), seeds_per_device=2,
+                                     grid=(1, 4, 16), target_s=1.0, repeats=2,
+                                     max_update_s=1.0)
+    adapter_s: float = 5.0
+    intersection_jax_envs: int = 256
+    target_return: float = 12.5
+    run_updates: int = 3000
+    run_eval_every: int = 100
+    run_eval_episodes: int = 32
+    run_seeds: int = 1
+    run_batch: int = 256
+    run_demo_episodes: int = 300
+
+    def __post_init__(self):
+        from mairl.algos.common import check_fields
+
+        check_fields(self, [
+            ("sections", len(self.sections) > 0 and set(self.sections) <= set(SECTIONS),
+             f"a non-empty subset of {SECTIONS}"),
+            ("gems_num_envs", len(self.gems_num_envs) > 0 and min(self.gems_num_envs) >= 1,
+             "counts >= 1"),
+            ("gems_steps", self.gems_steps >= 1, ">= 1"),
+            ("python_s", self.python_s > 0, "> 0"),
+            ("repeats", self.repeats >= 1, ">= 1"),
+            ("update_batch", self.update_batch >= 1, ">= 1"),
+            ("update_modes", len(self.update_modes) > 0
+             and set(self.update_modes) <= {"value_expert", "online"},
+             "a non-empty subset of ('value_expert', 'online')"),
+            ("update_target_s", self.update_target_s > 0, "> 0"),
+            ("update_repeats", self.update_repeats >= 1, ">= 1"),
+            ("update_demo_episodes", self.update_demo_episodes >= 1, ">= 1"),
+            ("adapter_s", self.adapter_s > 0, "> 0"),
+            ("intersection_jax_envs", self.intersection_jax_envs >= 1, ">= 1"),
+            ("target_return", bool(np.isfinite(self.target_return)), "a finite number"),
+            ("run_updates", self.run_updates >= 1, ">= 1"),
+            ("run_eval_every", 1 <= self.run_eval_every <= self.run_updates
+             and self.run_updates % self.run_eval_every == 0,
+             "a divisor of run_updates, >= 1"),
+            ("run_eval_episodes", self.run_eval_episodes >= 1, ">= 1"),
+            ("run_seeds", self.run_seeds >= 1, ">= 1"),
+            ("run_batch", self.run_batch >= 1, ">= 1"),
+            ("run_demo_episodes", self.run_demo_episodes >= 1, ">= 1"),
+        ])
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> AllConfig:
+        """Tiny sizes: every section runs and every figure is produced, in a
+        minute or two; the figures themselves mean little."""
+        values = dict(gems_num_envs=(1, 64), gems_steps=20_000, python_s=0.2, repeats=1,
+                      update_batch=8, update_modes=("value_expert",), update_target_s=0.05,
+                      update_repeats=1, update_demo_episodes=2,
+                      scale=ScaleConfig(hidden=(16,), batch_size=8, seeds=(1, 2), devices=(1,),
+                                        seeds_per_device=1, grid=(1, 2), target_s=0.02,
+                                        repeats=1, demo_episodes=2),
+                      adapter_s=0.2, intersection_jax_envs=4, run_updates=20,
+                      run_eval_every=10, run_eval_episodes=2, run_batch=16, run_demo_episodes=4)
+        return cls(**{**values, **overrides})
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured number.
+
+    Attributes:
+        key: its name, unique in the report (``section.figure``).
+        label: what it is, in words.
+        value: the number.
+        unit: its unit (``steps/s``, ``s``, ``FLOP/s``, ...).
+        note: how it was measured.
+    """
+
+    key: str
+    label: str
+    value: float
+    unit: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """Two figures of the same run side by side: ``value = numerator / denominator``.
+
+    Attributes:
+        label: what the quotient says.
+        numerator: the key of the figure above the line.
+        denominator: the key of the figure below it.
+        value: the quotient.
+    """
+
+    label: str
+    numerator: str
+    denominator: str
+    value: float
+
+
+@dataclass
+class Section:
+    """One benchmark of :func:`bench_all`.
+
+    Attributes:
+        name: one of :data:`SECTIONS`.
+        title: its heading.
+        about: what it measures and how, in words.
+        figures: the numbers measured.
+        ratios: quotients of those numbers.
+        skipped: why a part (or all) of it was not measured, one reason each.
+        lines: more detail, printed as it came (the scale report's tables).
+        seconds: wall time of the section.
+    """
+
+    name: str
+    title: str
+    about: str
+    figures: list[Figure] = field(default_factory=list)
+    ratios: list[Ratio] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, key: str, label: str, value: float, unit: str, note: str = "") -> Figure:
+        """Record a figure ``section.key`` and return it."""
+        fig = Figure(f"{self.name}.{key}", label, float(value), unit, note)
+        self.figures.append(fig)
+        return fig
+
+    def ratio(self, label: str, numerator: Figure, denominator: Figure) -> Ratio:
+        """Record ``numerator.value / denominator.value`` and return it."""
+        r = Ratio(label, numerator.key, denominator.key, numerator.value / denominator.value)
+        self.ratios.append(r)
+        return r
+
+
+@dataclass
+class AllReport:
+    """What :func:`bench_all` measured, with the machine and the command.
+
+    Attributes:
+        config: the :class:`AllConfig`.
+        command: the command line that produced it.
+        date: when it started (UTC, ISO 8601).
+        machine: :func:`machine_facts`.
+        matmul_peak: the best float32 matmul FLOP/s sampled during the run.
+        sections: one :class:`Section` per benchmark run.
+        seconds: wall time of the whole run.
+    """
+
+    config: AllConfig
+    command: str
+    date: str
+    machine: dict[str, Any]
+    matmul_peak: float
+    sections: list[Section] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def figures(self) -> dict[str, Figure]:
+        """Every figure by its key."""
+        return {f.key: f for s in self.sections for f in s.figures}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON-ready)."""
+        return {"config": dataclasses.asdict(self.config), "command": self.command,
+                "date": self.date, "machine": self.machine, "matmul_peak": self.matmul_peak,
+                "seconds": self.seconds,
+                "sections": [dataclasses.asdict(s) for s in self.sections]}
+
+
+def _host_rate(step: Callable[[int], Any], seconds: float, warmup: int = 3,
+               min_steps: int = 10) -> tuple[float, int]:
+    """``(steps per second, steps)`` of ``step(i)`` called in a loop for about
+    ``seconds`` after ``warmup`` untimed calls (at least ``min_steps`` timed)."""
+    for i in range(warmup):
+        jax.block_until_ready(step(i))
+    i, t0 = warmup, time.perf_counter()
+    while True:
+        jax.block_until_ready(step(i))
+        i += 1
+        elapsed = time.perf_counter() - t0
+        if i - warmup >= min_steps and elapsed >= seconds:
+            return (i - warmup) / elapsed, i - warmup
+
+
+def python_gems_steps_per_second(seconds: float, repeats: int = 1, seed: int = 0) -> float:
+    """Steps/s of the plain-Python Gems (:class:`envs.gems_reference.GemsReference`,
+    map observations, auto-reset) under uniformly random actions drawn in the loop;
+    best of ``repeats`` loops of about ``seconds`` each."""
+    from envs.gems_reference import GemsReference
+
+    env = GemsReference(seed=seed)
+    env.reset()
+    draw = env.rng.randrange
+
+    def step(_):
+        env.step((draw(5), draw(5)))
+
+    return max(_host_rate(step, seconds)[0] for _ in range(repeats))
+
+
+def _gems_env_section(config: AllConfig, section: Section) -> None:
+    import envs
+
+    gems = envs.make("gems")
+    python = section.add("python", "plain-Python Gems (envs.gems_reference), 1 env",
+                         python_gems_steps_per_second(config.python_s, config.repeats),
+                         "steps/s", f"random actions, best of {config.repeats} loops of "
+                         f"{config.python_s:g} s, map observations built each step")
+    for n in config.gems_num_envs:
+        steps = max(min(config.gems_steps // n, 100_000), 20)
+        jax_fig = section.add(f"jax_{n}", f"JAX Gems, {n} vmapped env{'s' if n > 1 else ''}",
+                              env_steps_per_second(gems, n, steps, repeats=config.repeats),
+                              "steps/s", f"jit of lax.scan over {steps} steps, random actions, "
+                              f"best of {config.repeats}")
+        section.ratio(f"JAX ({n} env{'s' if n > 1 else ''}) / plain Python", jax_fig, python)
+
+
+def _mamql_update_section(config: AllConfig, section: Section,
+                          peak: Callable[[], float]) -> None:
+    import envs
+
+    gems = envs.make("gems")
+    data = random_demos(gems, config.update_demo_episodes, jax.random.key(0))
+    peak_fig = None
+    for paper in (True, False):
+        for mode in config.update_modes:
+            critic = "gems-paper" if paper else "mlp"
+            r = mamql_update_case(gems, data, peak, critic=critic, mode=mode,
+                                  batch=config.update_batch, target_s=config.update_target_s,
+                                  repeats=config.update_repeats, paper=paper)
+            what = ("paper critic (gems-paper preset, global map)" if paper
+                    else "default critic (mlp 256, 256, egocentric view)") + f", {mode}"
+            key = f"{'paper' if paper else 'default'}_{mode}"
+            section.add(f"{key}_s", f"{what}: seconds per update", r["s_per_update"], "s",
+                        f"batch {config.update_batch}, best of {r['repeats']} loops of "
+                        f"{r['num_updates']} updates (median {r['median_s']:.4g} s), compile "
+                        f"{r['compile_s']:.1f} s")
+            section.add(f"{key}_flops", f"{what}: FLOPs per update", r["flops"], "FLOP",
+                        f"XLA cost analysis (hand count {r['hand_flops']:.4g})")
+            rate = section.add(f"{key}_flops_per_s", f"{what}: FLOP/s", r["flops_per_s"],
+                               "FLOP/s", "XLA's FLOPs over the best time")
+            peak_fig = section.add(f"{key}_peak", f"{what}: float32 matmul peak beside it",
+                                   r["peak"], "FLOP/s", "best 2048 x 2048 a @ b sampled "
+                                   "between its timed loops")
+            section.ratio(f"{what}: fraction of the matmul peak", rate, peak_fig)
+
+
+def _scaling_section(config: AllConfig, section: Section) -> None:
+    report = bench_scale(config.scale)
+    section.lines = format_scale(report)
+    c = config.scale
+    section.add("flops_per_update", f"one update (mamql {c.mode}, critic {c.critic} "
+                f"{list(c.hidden)}, batch {c.batch_size})", report.flops_per_update, "FLOP",
+                "XLA cost analysis")
+    section.add("matmul_peak", "float32 matmul peak", report.matmul_peak, "FLOP/s",
+                "sampled before and after")
+    ceiling = section.add("ceiling", "ceiling: peak / FLOPs per update",
+                          report.matmul_peak / report.flops_per_update, "updates/s")
+    for kind, timings, unit in (("seeds", report.seeds, "seed-updates/s"),
+                                ("devices", report.devices, "seed-updates/s"),
+                                ("grid", report.grid, "point-updates/s")):
+        first = None
+        for t in timings:
+            where = f" on {t.devices} device{'s' if t.devices > 1 else ''}"
+            fig = section.add(f"{kind}_{t.runs}_{t.devices}",
+                              f"{kind}: {t.runs} {'point' if kind == 'grid' else 'seed'}"
+                              f"{'s' if t.runs > 1 else ''}{where}", t.rate, unit,
+                              f"{t.num_updates} updates per loop, compile {t.compile_s:.1f} s")
+            if first is None:
+                first = fig
+                if kind == "seeds":
+                    section.ratio("ceiling / 1 seed's rate", ceiling, fig)
+            else:
+                section.ratio(f"{kind}: {t.runs} / {first.label.split(': ')[1]}", fig, first)
+    for stopped in (report.stopped_seeds, report.stopped_grid):
+        if stopped:
+            section.skipped.append(stopped)
+    section.skipped.extend([f"devices: {report.devices_note}"] if report.devices_note else [])
+
+
+def _adapter_section(config: AllConfig, section: Section) -> None:
+    import importlib.util
+
+    from mairl.report import random_actions
+
+    def adapter_rate(env) -> tuple[float, int]:
+        actions = random_actions(env, 100_000)
+        keys = jax.random.split(jax.random.key(1), 4096)
+        state = [env.reset(jax.random.key(0))[1]]
+
+        def step(i):
+            state[0] = env.step(keys[i % len(keys)], state[0], actions[i % len(actions)])[1]
+
+        return _host_rate(step, config.adapter_s)
+
+    # PettingZoo / mpe2
+    if importlib.util.find_spec("mpe2") is None:
+        section.skipped.append("mpe2 (PettingZoo's MPE) is not installed: pip install "
+                               "'mairl[pettingzoo]' measures the PettingZoo adapter")
+    else:
+        import envs
+
+        module = importlib.import_module("mpe2.simple_spread_v3")
+        raw = module.parallel_env()
+        raw.reset(seed=0)
+        agents = list(raw.possible_agents)
+        rng = np.random.default_rng(0)
+        actions = rng.integers(0, 5, (100_000, len(agents)))
+
+        def raw_step(i):
+            if not raw.agents:
+                raw.reset(seed=i)
+            raw.step({a: int(actions[i % len(actions), j]) for j, a in enumerate(agents)})
+
+        rate, n = _host_rate(raw_step, config.adapter_s)
+        raw_fig = section.add("mpe2_raw", "mpe2 simple_spread_v3 parallel_env.step (raw)", rate,
+                              "steps/s", f"{n} random steps, reset when the episode ends")
+        env = envs.make("mpe2-simple-spread")
+        rate, n = adapter_rate(env)
+        ad_fig = section.add("mpe2_adapter", "the same game through mairl (envs.make("
+                             "'mpe2-simple-spread').step)", rate, "steps/s",
+                             f"{n} random steps, JAX keys, auto-reset")
+        section.ratio("mpe2: adapter / raw", ad_fig, raw_fig)
+    # highway-env
+    if importlib.util.find_spec("highway_env") is None:
+        section.skipped.append("highway-env is not installed: pip install 'mairl[highway]' "
+                               "measures the intersection adapter")
+        return
+    from highway_env.envs.intersection_env import MultiAgentIntersectionEnv
+
+    import envs
+
+    env = envs.make("intersection")
+    raw = MultiAgentIntersectionEnv(config=env.config)
+    raw.reset(seed=0)
+    rng = np.random.default_rng(0)
+    actions = rng.integers(0, 3, (100_000, env.num_agents))
+
+    def raw_highway(i):
+        _, _, terminated, truncated, _ = raw.step(tuple(int(a) for a in actions[i % len(actions)]))
+        if terminated or truncated:
+            raw.reset(seed=i)
+
+    rate, n = _host_rate(raw_highway, config.adapter_s)
+    raw_fig = section.add("highway_raw", "highway-env MultiAgentIntersectionEnv.step (raw, its "
+                          "own Kinematics observation)", rate, "steps/s",
+                          f"{n} random steps, 4 vehicles, reset when the episode ends")
+    rate, n = adapter_rate(env)
+    ad_fig = section.add("highway_adapter", "the intersection through mairl (envs.make("
+                         "'intersection').step)", rate, "steps/s",
+                         f"{n} random steps, JAX keys, auto-reset; the same observation "
+                         "computed in NumPy (Intersection's fast_observations)")
+    section.ratio("intersection: adapter / raw highway-env", ad_fig, raw_fig)
+    jax_env = envs.make("intersection-jax")
+    n_envs = config.intersection_jax_envs
+    steps = 4 * jax_env.max_steps
+    jax_fig = section.add("intersection_jax", f"intersection-jax (the JAX port), {n_envs} "
+                          "vmapped envs", env_steps_per_second(jax_env, n_envs, steps,
+                                                               repeats=config.repeats),
+                          "steps/s", f"jit of lax.scan over {steps} steps, random actions")
+    section.ratio("intersection-jax / raw highway-env", jax_fig, raw_fig)
+
+
+def _time_to_return_section(config: AllConfig, section: Section, workdir: Path) -> None:
+    import envs
+    from mairl import data as mdata
+    from mairl import runs
+    from mairl.algos import MAMQLConfig
+    from mairl.experts import expert_alpha_gamma, make_expert
+
+    env = envs.make("gems")
+    t0 = time.perf_counter()
+    alpha, gamma = expert_alpha_gamma("soft-q")
+    demos = mdata.collect(jax.random.key(0), env, make_expert(env, "soft-q"),
+                          config.run_demo_episodes, num_envs=min(250, config.run_demo_episodes),
+                          expert_alpha=alpha, expert_gamma=gamma)
+    path = workdir / "gems_expert_demos.npz"
+    demos.save(path)
+    expert_return = mdata.episode_returns(demos).mean(axis=0)
+    section.add("demos_s", f"recording {config.run_demo_episodes} expert episodes",
+                time.perf_counter() - t0, "s", "the shipped soft-Q expert "
+                f"(alpha {alpha:g}, gamma {gamma:g}); not counted below")
+    run_config = runs.RunConfig(
+        algo=MAMQLConfig(mode="value_expert", learning_rate=5e-4, hidden=(128, 128),
+                         batch_size=config.run_batch,
+                         alpha=float(alpha), gamma=float(gamma)),
+        env=runs.EnvConfig("gems"),
+        data=runs.DataConfig(demos=str(path)),
+        schedule=runs.ScheduleConfig(seeds=config.run_seeds, updates=config.run_updates,
+                                     eval_every=config.run_eval_every),
+        eval=runs.EvalConfig(eval_episodes=config.run_eval_episodes,
+                             final_episodes=config.run_eval_episodes))
+
+    class Clock:
+        """Tracker: the wall time and the per-agent return of every evaluation."""
+
+        def __init__(self):
+            self.start = time.perf_counter()
+            self.rows: list[tuple[int, float, np.ndarray]] = []
+
+        def log(self, curves, updates):
+            ret = np.asarray(curves["return"])[:, -1].mean(axis=0)  # (agent,), mean of seeds
+            self.rows.append((int(np.asarray(updates)[-1]), time.perf_counter() - self.start,
+                              ret))
+
+        def close(self):
+            pass
+
+    clock = Clock()
+    runs.run(run_config, workdir / "run", trackers=[clock], overwrite=True)
+    total = time.perf_counter() - clock.start
+    section.add("run_s", f"the whole run: {config.run_updates} updates, {config.run_seeds} "
+                f"seed{'s' if config.run_seeds > 1 else ''}", total, "s",
+                f"evaluation every {config.run_eval_every} updates "
+                f"({config.run_eval_episodes} episodes), data loading, compile and the final "
+                "evaluation included")
+    section.add("expert_return", "the expert's mean return per agent in the demonstrations",
+                float(expert_return.mean()), "return")
+    best_updates, _, best = max(clock.rows, key=lambda row: float(row[2].min()))
+    reached = [row for row in clock.rows if float(row[2].min()) >= config.target_return]
+    if reached:
+        updates, seconds, ret = reached[0]
+        section.add("seconds", f"wall time to per-agent return {config.target_return:g}",
+                    seconds, "s", f"from the call of mairl.runs.run (data loading and compile "
+                    f"included) to the evaluation after {updates} updates, returns "
+                    f"{', '.join(f'{r:.2f}' for r in ret)}")
+        section.add("updates", f"updates to per-agent return {config.target_return:g}",
+                    updates, "updates")
+    else:
+        section.skipped.append(
+            f"per-agent return {config.target_return:g} not reached within the cap of "
+            f"{config.run_updates} updates ({total:.1f} s): the best evaluation, after "
+            f"{best_updates} updates, gave {', '.join(f'{r:.2f}' for r in best)}")
+    if float(best.min()) > 0:
+        section.add("best_return", "the best evaluation's lowest per-agent return",
+                    float(best.min()), "return", f"after {best_updates} updates")
+
+
+_TITLES = {
+    "gems_env": ("Gems environment: JAX against plain Python",
+                 "Environment steps per second of Gems (map observations, auto-reset, uniformly "
+                 "random actions): the JAX environment jitted and vmapped over environments, "
+                 "and the plain-Python implementation of the same rules "
+                 "(`envs.gems_reference`, tested equal to the JAX one on random rollouts) "
+                 "stepping one environment, in the same process."),
+    "mamql_update": ("MAMQL update against the matmul peak",
+                     "Seconds per two-agent MAMQL update on Gems (random demonstrations), "
+                     "its FLOPs by XLA's cost analysis and FLOP/s, against the float32 matmul "
+                     "peak sampled between the same timed loops; for the paper's critic "
+                     "(`gems-paper` preset: two convolutions and two dense layers of 1024 on "
+                     "the global map, dropout, L2) and the default MLP critic on each agent's "
+                     "egocentric view."),
+    "scaling": ("Seeds, devices and grid points",
+                "`mairl.bench.bench_scale`: seed-updates per second of the update loop vmapped "
+                "over seeds, split over devices, and learning-rate grid points in one program."),
+    "adapters": ("Adapters against the wrapped libraries",
+                 "Host steps per second of third-party games stepped directly and through "
+                 "mairl's adapters (`env.step(key, state, actions)`, with JAX keys and "
+                 "auto-reset), uniformly random actions, one environment."),
+    "time_to_return": ("Time to per-agent return on Gems",
+                       "Offline MAMQL (`value_expert`, MLP 128, 128 on the egocentric view, "
+                       "lr 5e-4, the expert's alpha and gamma) trained by `mairl.runs.run` on "
+                       "demonstrations of the shipped soft-Q expert; the wall time until the "
+                       "evaluation's return of every agent (mean over seeds) reaches the "
+                       "target, within a cap."),
+}
+
+
+def bench_all(config: AllConfig = AllConfig(), command: str = "mairl bench all",
+              progress: Callable[[str], None] | None = None) -> AllReport:
+    """Run every benchmark of :data:`SECTIONS` chosen by ``config`` in this process
+    and return their figures and ratios (:class:`AllReport`).
+
+    A section whose library is missing records why in ``skipped``; nothing is
+    left out silently. ``progress(message)`` hears each section as it starts.
+    """
+    import datetime
+    import tempfile
+
+    say = progress or (lambda message: None)
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    t_all = time.perf_counter()
+    sample = make_matmul_peak()
+    peaks = [sample()]
+
+    def peak() -> float:
+        peaks.append(sample())
+        return peaks[-1]
+
+    report = AllReport(config=config, command=command, date=date, machine=machine_facts(),
+                       matmul_peak=peaks[0])
+    with tempfile.TemporaryDirectory(prefix="mairl-bench-") as tmp:
+        for name in SECTIONS:
+            if name not in config.sections:
+                continue
+            say(name)
+            title, about = _TITLES[name]
+            section = Section(name, title, about)
+            t0 = time.perf_counter()
+            if name == "gems_env":
+                _gems_env_section(config, section)
+            elif name == "mamql_update":
+                _mamql_update_section(config, section, peak)
+            elif name == "scaling":
+                _scaling_section(config, section)
+            elif name == "adapters":
+                _adapter_section(config, section)
+            else:
+                _time_to_return_section(config, section, Path(tmp))
+            section.seconds = time.perf_counter() - t0
+            report.sections.append(section)
+            peak()
+    report.matmul_peak = max(peaks)
+    report.seconds = time.perf_counter() - t_all
+    return report
+
+
+def _number(value: float, unit: str) -> str:
+    if unit in ("FLOP", "FLOP/s"):
+        return f"{value / 1e9:,.3g} G{unit}"
+    if unit == "s":
+        return f"{value:,.4g} s" if value >= 1e-3 else f"{value * 1e3:,.3g} ms"
+    if unit in ("updates", "return"):
+        return f"{value:,.4g}" + (" updates" if unit == "updates" else "")
+    return f"{value:,.4g} {unit}" if value < 1000 else f"{value:,.0f} {unit}"
+
+
+def format_markdown(report: AllReport) -> str:
+    """The report as a markdown page: the command, date and machine, then one table
+    of figures and one of ratios per section, and every reason a part was skipped."""
+    m = report.machine
+    out = ["# Benchmarks", "",
+           f"Generated by `{report.command}` on {report.date} in {report.seconds / 60:.1f} "
+           "minutes; every figure and ratio below comes from that one process.", "",
+           "| machine | |", "|---|---|",
+           f"| CPU | {m['cpu']} |", f"| cores | {m['cores']} |", f"| JAX | {m['jax']} |",
+           f"| device | {m['devices']} x {m['device_kind']} ({m['backend']}) |",
+           f"| float32 matmul peak (best sampled) | {report.matmul_peak / 1e9:,.1f} GFLOP/s |",
+           ""]
+    for s in report.sections:
+        out += [f"## {s.title}", "", s.about, "", f"Section wall time: {s.seconds:.0f} s.", ""]
+        if s.figures:
+            out += ["| figure | value | how |", "|---|---:|---|"]
+            out += [f"| {f.label} | {_number(f.value, f.unit)} | {f.note} |" for f in s.figures]
+            out.append("")
+        if s.ratios:
+            out += ["| ratio | value |", "|---|---:|"]
+            out += [f"| {r.label} | {r.value:,.3g} |" for r in s.ratios]
+            out.append("")
+        if s.skipped:
+            out += [f"- {why}" for why in s.skipped]
+            out.append("")
+        if s.lines:
+            out += ["```", *s.lines, "```", ""]
+    return "\n".join(out)
+
+
+def write_report(report: AllReport, out: str | os.PathLike | None = None,
+                 json_path: str | os.PathLike | None = None) -> None:
+    """Write the markdown page (:func:`format_markdown`) to ``out`` and the plain data
+    (:meth:`AllReport.to_dict`) to ``json_path``, where given."""
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(format_markdown(report) + "\n")
+    if json_path is not None:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(report.to_dict(), indent=2) + "\n")

@@ -61,6 +61,7 @@ INTEGRATION = (
     "tests/mairl/test_adversarial.py::test_train_command_learns_on_a_random_game",
     "tests/mairl/test_adversarial.py::test_host_loop_trains_on_a_host_side_game",
     "tests/mairl/test_bench.py::test_xla_cost_analysis_agrees_with_the_hand_count",
+    "tests/mairl/test_bench_all.py::test_bench_all_quick_writes_every_section",
     "tests/envs/test_brax_games.py::test_scan_terminated_truncated_and_autoreset",
     "tests/envs/test_brax_games.py::test_parallel_api",
     "tests/envs/test_jaxmarl.py::test_simple_spread_matches_mpe2_in_distribution",

@@ -3,67 +3,25 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from mairl.bench import (  # noqa: F401  (re-exported: the pieces shared with bench scale)
+from mairl.bench import (  # noqa: F401  (re-exported: the library's pieces of each benchmark)
     cost_flops,
+    critic_layer_flops,
+    env_steps_per_second,
+    flops_of,
     make_matmul_peak,
+    make_rollout,
     make_update_loop,
     random_demos,
+    seed_updates_per_second,
+    time_updates,
     timed_calls,
+    training_flops,
 )
 from mairl.utils import machine
-
-
-def make_rollout(env, num_envs: int, num_steps: int):
-    """A jitted rollout of ``num_steps`` vmapped steps under uniform random actions.
-
-    Observations and rewards are summed into the carry so that none of the work
-    can be removed by the compiler.
-    """
-    step = jax.vmap(env.step)
-    if env.discrete:  # one draw for every env and agent
-        shape = (num_envs, env.num_agents)
-        sample = lambda key: jax.random.randint(key, shape, 0, env.num_actions)  # noqa: E731
-    else:
-        sample = lambda key: jax.vmap(env.sample_actions)(jax.random.split(key, num_envs))  # noqa: E731
-
-    @jax.jit
-    def rollout(key):
-        key_reset, key = jax.random.split(key)
-        _, state = jax.vmap(env.reset)(jax.random.split(key_reset, num_envs))
-
-        def body(carry, key):
-            state, acc = carry
-            key_act, key_step = jax.random.split(key)
-            actions = sample(key_act)
-            obs, state, reward, _, _, _ = step(
-                jax.random.split(key_step, num_envs), state, actions
-            )
-            # summed in float32 whatever the obs dtype (uint8 Gems maps): the same
-            # consumer for every dtype
-            return (state, acc + obs.sum(dtype=jnp.float32) + reward.sum()), None
-
-        (_, acc), _ = jax.lax.scan(body, (state, jnp.float32(0)), jax.random.split(key, num_steps))
-        return acc
-
-    return rollout
-
-
-def env_steps_per_second(env, num_envs: int, num_steps: int, repeats: int = 3) -> float:
-    """Best of ``repeats`` timed rollouts (compile excluded), in env steps per second."""
-    rollout = make_rollout(env, num_envs, num_steps)
-    rollout(jax.random.key(0)).block_until_ready()
-    best = float("inf")
-    for i in range(repeats):
-        t0 = time.perf_counter()
-        rollout(jax.random.key(i + 1)).block_until_ready()
-        best = min(best, time.perf_counter() - t0)
-    return num_envs * num_steps / best
 
 
 def bench_envs(quick: bool = False) -> dict[str, float]:
@@ -107,103 +65,6 @@ def bench_envs(quick: bool = False) -> dict[str, float]:
 # -- mamql ---------------------------------------------------------------------------------
 
 
-def flops_of(fn, *args) -> float:
-    """FLOPs of one call of ``fn(*args)`` by XLA's cost analysis."""
-    return cost_flops(jax.jit(fn).lower(*args).compile())
-
-
-def critic_layer_flops(critic: str, view: tuple[int, ...], num_actions: int,
-                       hidden: tuple[int, ...] = (256, 256)) -> list[float]:
-    """Hand count of the FLOPs (2 per multiply-add) of every layer of one critic
-    forward pass on one sample; biases and activations left out."""
-    if critic == "mlp":
-        widths = [int(np.prod(view)), *hidden, num_actions]
-        return [2.0 * a * b for a, b in zip(widths[:-1], widths[1:], strict=True)]
-    if critic == "gems-paper":  # conv 64 kernel 5, conv 64 kernel 3 (valid), dense 1024, 1024
-        channels, x, y = view
-        x1, y1, x2, y2 = x - 4, y - 4, x - 6, y - 6
-        macs = [x1 * y1 * 64 * channels * 25, x2 * y2 * 64 * 64 * 9, x2 * y2 * 64 * 1024,
-                1024 * 1024, 1024 * num_actions]
-        return [2.0 * m for m in macs]
-    raise ValueError(f"no hand count for critic {critic!r}")
-
-
-def training_flops(layers: list[float]) -> float:
-    """Forward, weight gradients (as much again) and input gradients (as much again,
-    but none for the first layer: its input is data) of one sample."""
-    return 3 * sum(layers) - layers[0]
-
-
-def time_updates(algo, data, key: jax.Array, *, target_s: float, repeats: int,
-                 peak: Callable[[], float]) -> dict:
-    """Seconds per update of ``algo``: best and median of ``repeats`` timed loops of
-    about ``target_s`` seconds each, compile and the first run excluded, each loop
-    going on from the state the last one left; the FLOPs of one update by XLA's cost
-    analysis; and the best of ``peak()`` sampled before every loop and after the last."""
-    from mairl.train import demo_batches
-
-    key_init, key_batch, key_run = jax.random.split(key, 3)
-    example = demo_batches(algo.needs)(key_batch, data)
-    # distinct buffers: the loop donates its state, where params may be target_params
-    state = jax.tree.map(jnp.copy, jax.jit(algo.init)(key_init, example))
-    _, loop = make_update_loop(algo)
-    t0 = time.perf_counter()
-    compiled = jax.jit(loop, donate_argnums=0).lower(state, data, key_run, 1).compile()
-    compile_s = time.perf_counter() - t0
-    flops = cost_flops(compiled)  # the trip count is an argument: the body counts once
-    t0 = time.perf_counter()
-    state = jax.block_until_ready(compiled(state, data, key_run, 1))
-    first_s = time.perf_counter() - t0
-    num_updates = max(1, round(target_s / first_s))
-    repeats = max(1, min(repeats, round(8 * target_s / (num_updates * first_s))))
-    times, peaks = [], []
-    for i in range(repeats):
-        peaks.append(peak())
-        t0 = time.perf_counter()
-        key_loop = jax.random.fold_in(key_run, i)
-        state = jax.block_until_ready(compiled(state, data, key_loop, num_updates))
-        times.append((time.perf_counter() - t0) / num_updates)
-    peaks.append(peak())
-    return {"flops": flops, "best_s": min(times), "median_s": float(np.median(times)),
-            "compile_s": compile_s, "num_updates": num_updates, "repeats": repeats,
-            "peak": max(peaks)}
-
-
-def seed_updates_per_second(algo, data, key: jax.Array, seeds: tuple[int, ...],
-                            num_updates: int, repeats: int,
-                            peak: Callable[[], float]) -> tuple[dict[int, float], float]:
-    """Seed-updates per second of the update loop (``make_update_loop``) vmapped over
-    the states and keys of several seeds, for every seed count in ``seeds``: best of
-    ``repeats`` loops of ``num_updates`` updates, compile and the first run excluded,
-    the counts taking turns so that all see the same load; and the best of ``peak()``
-    sampled before every loop and after the last."""
-    from mairl.train import demo_batches
-
-    key_init, key_batch, key_run = jax.random.split(key, 3)
-    example = demo_batches(algo.needs)(key_batch, data)
-    _, loop = make_update_loop(algo)
-    init = jax.jit(jax.vmap(algo.init, in_axes=(0, None)))
-    states = init(jax.random.split(key_init, max(seeds)), example)
-    runs = {}
-    for num_seeds in seeds:
-        state = jax.tree.map(lambda x, n=num_seeds: jnp.copy(x[:n]), states)
-        keys = jax.random.split(key_run, num_seeds)
-        compiled = jax.jit(jax.vmap(loop, in_axes=(0, None, 0, None)), donate_argnums=0).lower(
-            state, data, keys, num_updates).compile()
-        runs[num_seeds] = [compiled, jax.block_until_ready(compiled(state, data, keys, 1)), keys]
-    best = dict.fromkeys(seeds, float("inf"))
-    peaks = []
-    for _ in range(repeats):
-        for num_seeds, run in runs.items():
-            compiled, state, keys = run
-            peaks.append(peak())
-            t0 = time.perf_counter()
-            run[1] = jax.block_until_ready(compiled(state, data, keys, num_updates))
-            best[num_seeds] = min(best[num_seeds], time.perf_counter() - t0)
-    peaks.append(peak())
-    return {n: n * num_updates / t for n, t in best.items()}, max(peaks)
-
-
 def bench_mamql(quick: bool = False) -> dict[str, float]:
     """MAMQL updates on Gems (2 agents, map observations): time, FLOP/s and fraction
     of the matmul peak for the paper critic and for the default MLP critic on the
@@ -242,35 +103,22 @@ def bench_mamql(quick: bool = False) -> dict[str, float]:
 
 def _bench_update(env, data, peak, critic: str, transform, mode: str, batch: int,
                   quick: bool) -> dict[str, float]:
-    from mairl.algos import MAMQLConfig, make_mamql
-    from mairl.algos.common import view_shape
+    from mairl.bench import mamql_update_case
 
-    config = MAMQLConfig(mode=mode, critic=critic, batch_size=batch)
-    algo = make_mamql(config, num_agents=env.num_agents, obs_shape=env.obs_shape,
-                      num_actions=env.num_actions, env=env, obs_transform=transform)
     target_s, repeats = (0.2, 2) if quick else (3.0, 5)
-    r = time_updates(algo, data, jax.random.key(1), target_s=target_s, repeats=repeats,
-                     peak=peak)
-    view = view_shape(env.obs_shape, transform)
-    layers = critic_layer_flops(critic, view, env.num_actions, config.hidden)
-    # s and s' of every agent; online adds as many policy samples, and one forward
-    # pass to act in num_envs environments
-    samples = env.num_agents * 2 * batch * (2 if mode == "online" else 1)
-    hand = samples * training_flops(layers)
-    if mode == "online":
-        hand += env.num_agents * config.num_envs * sum(layers)
-    rate = r["flops"] / r["best_s"]
-    obs = ", ".join(map(str, (env.num_agents, *view)))
+    r = mamql_update_case(env, data, peak, critic=critic, mode=mode, batch=batch,
+                          target_s=target_s, repeats=repeats, paper=transform is None)
+    obs = ", ".join(map(str, (env.num_agents, *r["view"])))
     print(f"mamql {mode}, critic {critic}, batch {batch}, obs ({obs}): "
-          f"{r['best_s'] * 1e3:,.1f} ms/update (best; median {r['median_s'] * 1e3:,.1f}) of "
-          f"{r['repeats']} x {r['num_updates']} updates in one loop, compile "
+          f"{r['s_per_update'] * 1e3:,.1f} ms/update (best; median {r['median_s'] * 1e3:,.1f}) "
+          f"of {r['repeats']} x {r['num_updates']} updates in one loop, compile "
           f"{r['compile_s']:.1f} s")
     print(f"  {r['flops'] / 1e9:.2f} GFLOP/update by XLA cost analysis (hand count "
-          f"{hand / 1e9:.2f}): {rate / 1e9:.1f} GFLOP/s = {rate / r['peak']:.0%} of the matmul "
-          f"peak ({r['peak'] / 1e9:.1f} GFLOP/s)")
+          f"{r['hand_flops'] / 1e9:.2f}): {r['flops_per_s'] / 1e9:.1f} GFLOP/s = "
+          f"{r['peak_fraction']:.0%} of the matmul peak ({r['peak'] / 1e9:.1f} GFLOP/s)")
     name = f"mamql_{mode}_{critic}"
-    return {f"{name}_s_per_update": r["best_s"], f"{name}_flops_per_update": r["flops"],
-            f"{name}_flops_per_s": rate, f"{name}_peak_fraction": rate / r["peak"]}
+    return {f"{name}_s_per_update": r["s_per_update"], f"{name}_flops_per_update": r["flops"],
+            f"{name}_flops_per_s": r["flops_per_s"], f"{name}_peak_fraction": r["peak_fraction"]}
 
 
 def _bench_seeds(env, data, peak, results: dict[str, float], quick: bool) -> dict[str, float]:
@@ -313,7 +161,30 @@ def bench_scale_cli(quick: bool = False) -> dict:
     return report.to_dict()
 
 
-def run(what: str, quick: bool = False) -> dict:
+def bench_all_cli(quick: bool = False, out=None, json_path=None) -> dict:
+    """``mairl bench all``: :func:`mairl.bench.bench_all`, its progress printed, the
+    markdown report written to ``out`` (else printed) and the figures to ``json_path``."""
+    import shlex
+    import sys
+
+    from mairl.bench import AllConfig, bench_all, format_markdown, write_report
+
+    config = AllConfig.quick() if quick else AllConfig()
+    command = shlex.join(["mairl", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else \
+        "mairl bench all" + (" --quick" if quick else "")
+    t0 = time.perf_counter()
+    report = bench_all(config, command=command, progress=lambda stage: print(
+        f"[{time.perf_counter() - t0:6.0f} s] {stage}", flush=True))
+    write_report(report, out, json_path)
+    if out is None:
+        print(format_markdown(report))
+    else:
+        print(f"wrote {out}" + (f" and {json_path}" if json_path else "")
+              + f" in {report.seconds:.0f} s")
+    return report.to_dict()
+
+
+def run(what: str, quick: bool = False, out=None, json_path=None) -> dict:
     """Run the benchmark named ``what`` and return its figures by name."""
     if what == "envs":
         return bench_envs(quick=quick)
@@ -321,4 +192,6 @@ def run(what: str, quick: bool = False) -> dict:
         return bench_mamql(quick=quick)
     if what == "scale":
         return bench_scale_cli(quick=quick)
+    if what == "all":
+        return bench_all_cli(quick=quick, out=out, json_path=json_path)
     raise SystemExit(f"error: unknown benchmark {what!r}")

@@ -110,22 +110,27 @@ def demos(
     print(f"saved {out}")
 
 
-def bench(what: Positional[Literal["envs", "mamql", "scale"]] = "envs",
-          quick: bool = False) -> None:
+def bench(what: Positional[Literal["envs", "mamql", "scale", "all"]] = "envs",
+          quick: bool = False, out: Path | None = None, json: Path | None = None) -> None:
     """Benchmarks: ``envs`` times Gems steps/s and the exact soft value iteration;
     ``mamql`` times MAMQL updates on Gems against this machine's matmul peak, and
     the speed-up of training 8 seeds at once; ``scale`` gives seed-updates per
-    second against seeds (1 to 64) and devices, and grid point-updates per second
-    (``mairl.bench``).
+    second against seeds (1 to 64) and devices, and grid point-updates per second;
+    ``all`` runs every benchmark in one process and writes one report of figures
+    and ratios (``mairl.bench.bench_all``; ``make bench`` writes docs/benchmarks.md).
 
     Args:
         what: which benchmark.
-        quick: fewer repetitions (for smoke tests).
+        quick: tiny sizes (for smoke tests); the figures mean little.
+        out: ``all``: write the markdown report here (default: print it).
+        json: ``all``: write the figures as JSON here.
     """
     from mairl.cli.benchmarks import run
 
-    run(what, quick=quick)
-
+    if what != "all" and (out is not None or json is not None):
+        raise SystemExit(f"error: --out and --json belong to 'mairl bench all', not "
+                         f"'mairl bench {what}'")
+    run(what, quick=quick, out=out, json_path=json)
 
 
 def calibrate(

@@ -1,11 +1,11 @@
 """Gems against a plain-Python port of the reference rules and the authors' data.
 
-The port below is written from the rules in words (``shared/data/README.md``,
-"Gems reference dynamics"), with lists and ints only: agents move in turn,
-each checks the purple gems before and after its move (in index order, later
-matches overwrite the remembered gem), collects its own gems after its move,
-and the purple bonus is settled after both moves. It receives the same
-respawn cells as the JAX code (``Gems.step_randomness``).
+The port, ``envs.gems_reference``, is written from the rules in words
+(``shared/data/README.md``, "Gems reference dynamics"), with lists and ints
+only: agents move in turn, each checks the purple gems before and after its
+move (in index order, later matches overwrite the remembered gem), collects its
+own gems after its move, and the purple bonus is settled after both moves. It
+receives the same respawn cells as the JAX code (``Gems.step_randomness``).
 """
 
 from __future__ import annotations
@@ -21,66 +21,17 @@ import pytest
 
 import envs
 from envs.gems import Gems, GemsState, encode_map, render, state_from_cells
+from envs.gems_reference import GemsReference, observe_compact, observe_map, transition
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "gems_mamql_authors.pkl.gz"
 
 
-# -- the plain-Python port of the reference rules ----------------------------------------
+# -- the plain-Python port of the reference rules (envs.gems_reference) ------------------
 def port_step(agents, gems, collected, actions, candidates, size=15, gems_to_end=6):
     """One reference step; returns ``agents, gems, collected, reward, terminated``."""
-    agents = [list(p) for p in agents]
-    gems = [list(g) for g in gems]
-    reward = [0.0, 0.0]
-    on_purple = [False, False]
-    remembered = [-1, -1]
-    for name in (0, 1):
-        for g in (6, 7, 8):
-            if agents[name] == gems[g]:
-                on_purple[name] = True
-                remembered[name] = g
-        x, y = agents[name]
-        action = actions[name]
-        if action == 0 and y < size - 1:
-            y += 1
-        elif action == 1 and x < size - 1:
-            x += 1
-        elif action == 2 and y > 0:
-            y -= 1
-        elif action == 3 and x > 0:
-            x -= 1
-        agents[name] = [x, y]
-        for g in (6, 7, 8):
-            if agents[name] == gems[g]:
-                on_purple[name] = True
-                remembered[name] = g
-        gem_reward = 0.0
-        for g in range(3 * name, 3 * name + 3):
-            if agents[name] == gems[g]:
-                gem_reward = 1.0
-                collected += 1
-                gems[g] = list(candidates[g])
-        reward[name] += gem_reward
-    if on_purple[0] and on_purple[1]:
-        reward = [r + 6.0 for r in reward]
-        for g in sorted(set(remembered)):
-            collected += 1
-            gems[g] = list(candidates[g])
+    agents, gems, collected, reward = transition(agents, gems, collected, actions, candidates,
+                                                 size)
     return agents, gems, collected, reward, collected > gems_to_end
-
-
-def port_map(agents, gems, size=15):
-    """The reference map ``[channel, x, y]``: agent 0, agent 1, blue, red, purple."""
-    out = np.zeros((5, size, size), np.float32)
-    for i, (x, y) in enumerate(agents):
-        out[i, x, y] = 1.0
-    for g, (x, y) in enumerate(gems):
-        out[2 + g // 3, x, y] = 1.0
-    return out
-
-
-def port_compact(agents, gems, size=15):
-    """Coordinates ``x, y`` of agents then gems, over ``size - 1``."""
-    return np.asarray([c for p in [*agents, *gems] for c in p], np.float32) / (size - 1)
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -344,8 +295,8 @@ def test_step_truncates_at_max_steps_and_resets():
     cells = np.asarray(reset_cells).tolist()
     assert as_lists(out) == (cells[:2], cells[2:], 0) and int(out.time) == 0
     for row in np.asarray(obs):
-        np.testing.assert_array_equal(row, port_map(cells[:2], cells[2:]))
-    np.testing.assert_array_equal(info["next_obs"][0], port_map([[7, 8], [8, 9]], [FAR] * 9))
+        np.testing.assert_array_equal(row, observe_map(cells[:2], cells[2:]))
+    np.testing.assert_array_equal(info["next_obs"][0], observe_map([[7, 8], [8, 9]], [FAR] * 9))
     np.testing.assert_array_equal(reward, [0.0, 0.0])
 
 
@@ -411,47 +362,61 @@ def rollout(env, seed):
 
 
 @pytest.mark.parametrize(
-    "obs_mode, size",
-    [("map", 4), ("compact", 15)],
+    "obs_mode, size, end_rule",
+    [("map", 4, "gems"), ("compact", 15, "gems"), ("map", 3, "joint-return")],
 )
-def test_rollouts_match_port(obs_mode, size):
-    env = Gems(obs_mode=obs_mode, size=size)
+def test_rollouts_match_port(obs_mode, size, end_rule):
+    """``GemsReference`` stepped with the JAX env's respawn and reset cells makes the
+    same states, rewards, terminated/truncated flags and observations."""
+    env = Gems(obs_mode=obs_mode, size=size, end_rule=end_rule)
     out = rollout(env, size)
-    encode = port_map if obs_mode == "map" else port_compact
     events = dict(own=0, purple=0, term=0, trunc=0)
     for e in range(ROLLOUT_ENVS):
-        agents = out["state"].agents[0, e].tolist()
-        gems = out["state"].gems[0, e].tolist()
-        collected, time = 0, 0
+        ref = GemsReference(obs_mode=obs_mode, size=size, end_rule=end_rule, seed=None)
+        s0 = out["state"]
+        ref.reset([*s0.agents[0, e].tolist(), *s0.gems[0, e].tolist()])
         for t in range(ROLLOUT_STEPS):
             s = out["state"]
-            assert (s.agents[t, e].tolist(), s.gems[t, e].tolist()) == (agents, gems)
-            assert (int(s.collected[t, e]), int(s.time[t, e])) == (collected, time)
-            actions = out["actions"][t, e].tolist()
-            candidates = out["candidates"][t, e].tolist()
-            agents, gems, collected, reward, term = port_step(
-                agents, gems, collected, actions, candidates, size
-            )
-            time += 1
-            trunc = time >= env.max_steps and not term
+            assert (s.agents[t, e].tolist(), s.gems[t, e].tolist()) == (ref.agents, ref.gems)
+            assert (int(s.collected[t, e]), int(s.time[t, e])) == (ref.collected, ref.time)
+            assert float(s.joint_return[t, e]) == ref.joint_return
+            obs, reward, term, trunc, info = ref.step(
+                out["actions"][t, e].tolist(), out["candidates"][t, e].tolist(),
+                out["reset_cells"][t, e].tolist())
             assert out["reward"][t, e].tolist() == reward, (e, t)
-            assert bool(out["term"][t, e]) == term and bool(out["trunc"][t, e]) == trunc
-            for row in out["next_obs"][t, e]:
-                np.testing.assert_allclose(row, encode(agents, gems, size), rtol=1e-6)
+            assert (bool(out["term"][t, e]), bool(out["trunc"][t, e])) == (term, trunc), (e, t)
+            np.testing.assert_allclose(out["next_obs"][t, e], info["next_obs"], rtol=1e-6)
+            np.testing.assert_allclose(out["obs"][t, e], obs, rtol=1e-6)
             events["own"] += int(reward[0] % 6 + reward[1] % 6)
             events["purple"] += reward[0] >= 6
             events["term"] += term
             events["trunc"] += trunc
-            if term or trunc:
-                cells = out["reset_cells"][t, e].tolist()
-                agents, gems, collected, time = cells[:2], cells[2:], 0, 0
-            for row in out["obs"][t, e]:
-                np.testing.assert_allclose(row, encode(agents, gems, size), rtol=1e-6)
     assert events["own"] > 0
     if size < 15:
         assert events["purple"] > 0 and events["term"] > 0
     else:
         assert events["trunc"] > 0
+
+
+def test_reference_env_draws_its_own_cells_and_checks_its_input():
+    ref = GemsReference(seed=3)
+    obs = ref.reset()
+    assert obs.shape == (2, 5, 15, 15) and obs.dtype == np.uint8
+    assert obs[0, 0].sum() == 1 and obs[0, 1].sum() == 1
+    lengths, length = [], 0
+    for _ in range(500):
+        obs, reward, term, trunc, info = ref.step([ref.rng.randrange(5), ref.rng.randrange(5)])
+        length += 1
+        assert all(0 <= c < 15 for p in [*ref.agents, *ref.gems] for c in p)
+        if term or trunc:
+            lengths.append(length)
+            length = 0
+            assert ref.time == 0 and ref.collected == 0
+    assert lengths and max(lengths) <= 45
+    with pytest.raises(ValueError, match="actions"):
+        ref.step([0, 5])
+    with pytest.raises(ValueError, match="end_rule"):
+        GemsReference(end_rule="joint_return")
 
 
 # -- randomness --------------------------------------------------------------------------
@@ -468,7 +433,7 @@ def test_reset_and_respawn_cells_are_uniform():
     for e in range(4):
         agents, gems = np.asarray(states.agents[e]).tolist(), np.asarray(states.gems[e]).tolist()
         for row in np.asarray(obs[e]):
-            np.testing.assert_array_equal(row, port_map(agents, gems))
+            np.testing.assert_array_equal(row, observe_map(agents, gems))
     cells = np.concatenate([np.asarray(states.agents), np.asarray(states.gems)], axis=1)
     assert cells.min() == 0 and cells.max() == 14
     counts = np.bincount((cells[..., 0] * 15 + cells[..., 1]).ravel(), minlength=225)
@@ -499,7 +464,7 @@ def test_map_layout_is_channel_x_y():
     assert m[2, 3, 4] == 1 and m[2, 0, 14] == 1 and m[2].sum() == 2  # overlap stays 1
     assert m[3, 5, 6] == m[3, 7, 8] == m[3, 9, 10] == 1 and m[3].sum() == 3
     assert m[4, 11, 12] == 1 and m[4].sum() == 1
-    np.testing.assert_array_equal(m, port_map(agents, gems))
+    np.testing.assert_array_equal(m, observe_map(agents, gems))
     np.testing.assert_array_equal(jax.jit(encode_map)(make_state(agents, gems)), m)
 
 
@@ -510,7 +475,7 @@ def test_compact_observation():
     assert env.obs_shape == (22,)
     obs = np.asarray(jax.jit(env.get_obs)(make_state(agents, gems)))
     assert obs.shape == (2, 22) and obs.dtype == np.float32 == env.obs_dtype
-    np.testing.assert_allclose(obs[1], port_compact(agents, gems))
+    np.testing.assert_allclose(obs[1], observe_compact(agents, gems))
     assert obs.min() == 0.0 and obs.max() == 1.0
 
 
