@@ -131,6 +131,7 @@ from mairl.buffers import buffer_sample_recent
 from mairl.data import Transition
 
 __all__ = [
+    "DiscriminatorConfig",
     "MAAIRLConfig",
     "MAGAILConfig",
     "MLIRLConfig",
@@ -182,17 +183,13 @@ class RewardLearnerConfig(SoftQConfig):
     l2: float = 0.0
 
     def __post_init__(self):
-        super().__post_init__()  # the soft-Q step's fields
-        checks = [
+        super().__post_init__()  # every field with a standard check (FIELD_CHECKS)
+        check_fields(self, [
             ("reward_learning_rate", self.reward_learning_rate > 0, "> 0"),
             ("reward_batch_size", self.reward_batch_size >= 1, ">= 1"),
             ("reward_every", self.reward_every >= 1, ">= 1"),
             ("policy_window", self.policy_window >= 1, ">= 1"),
-            ("l2", self.l2 >= 0, ">= 0"),
-        ]
-        if getattr(self, "grad_penalty", 0.0) < 0:
-            checks.append(("grad_penalty", False, ">= 0"))
-        check_fields(self, checks)
+        ])
 
     @property
     def soft_q(self) -> SoftQConfig:
@@ -201,33 +198,31 @@ class RewardLearnerConfig(SoftQConfig):
 
 
 @dataclass(frozen=True)
-class MAGAILConfig(RewardLearnerConfig):
-    """MA-GAIL (decentralised): the fields of :class:`RewardLearnerConfig`, and
+class DiscriminatorConfig(RewardLearnerConfig):
+    """What MA-GAIL and MA-AIRL share: the fields of :class:`RewardLearnerConfig`, and
 
     Attributes:
         grad_penalty: weight of the R1 gradient penalty of the discriminators
             (0: none).
     """
-
-    name: ClassVar[str] = "ma-gail"
-    kind: ClassVar[str] = "gail"
 
     grad_penalty: float = 0.0
 
 
 @dataclass(frozen=True)
-class MAAIRLConfig(RewardLearnerConfig):
-    """MA-AIRL (decentralised): the fields of :class:`RewardLearnerConfig`, and
+class MAGAILConfig(DiscriminatorConfig):
+    """MA-GAIL (decentralised): the fields of :class:`DiscriminatorConfig`."""
 
-    Attributes:
-        grad_penalty: weight of the R1 gradient penalty of the discriminators
-            (0: none).
-    """
+    name: ClassVar[str] = "ma-gail"
+    kind: ClassVar[str] = "gail"
+
+
+@dataclass(frozen=True)
+class MAAIRLConfig(DiscriminatorConfig):
+    """MA-AIRL (decentralised): the fields of :class:`DiscriminatorConfig`."""
 
     name: ClassVar[str] = "ma-airl"
     kind: ClassVar[str] = "airl"
-
-    grad_penalty: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from flax import struct
 
 from mairl.algos.base import Algo, Batch, Needs
 from mairl.algos.common import (
-    check_fields,
+    check_config,
     init_stacked,
     l2_penalty,
     log_policy,
@@ -27,7 +27,6 @@ from mairl.algos.common import (
     stacked_optimizer_step,
     view_shape,
 )
-from mairl.networks import CRITICS
 
 
 @dataclass(frozen=True)
@@ -62,18 +61,7 @@ class BCConfig:
     dropout: float = 0.0
 
     def __post_init__(self):
-        check_fields(self, [
-            ("alpha", self.alpha > 0, "> 0"),
-            ("gamma", 0 <= self.gamma < 1, "in [0, 1)"),
-            ("learning_rate", self.learning_rate > 0, "> 0"),
-            ("batch_size", self.batch_size >= 1, ">= 1"),
-            ("l2", self.l2 >= 0, ">= 0"),
-            ("critic", self.critic in CRITICS, f"one of {CRITICS}"),
-            ("hidden", all(int(h) >= 1 for h in self.hidden), "positive widths"),
-            ("max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0,
-             "> 0 or None"),
-            ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
-        ])
+        check_config(self)
 
 
 @struct.dataclass

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mairl.networks import make_critic
+from mairl.networks import CRITICS, make_critic
 
 #: Set by :func:`deferred_checks`: configs built meanwhile skip :func:`check_fields`.
 _DEFER_CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("defer_checks",
@@ -56,6 +56,51 @@ def check_fields(config: Any, checks: Iterable[tuple[str, bool, str]]) -> None:
         if not ok:
             raise ValueError(f"{type(config).__name__}.{name}: expected {expected}, "
                              f"got {getattr(config, name)!r}")
+
+
+def _positive_widths(hidden) -> bool:
+    return all(int(h) >= 1 for h in hidden)
+
+
+#: The check of every config field that means the same in each algorithm that has it:
+#: ``field: (ok(value), expected)``; :func:`check_config` applies them.
+FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "alpha": (lambda v: v > 0, "> 0"),
+    "gamma": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "learning_rate": (lambda v: v > 0, "> 0"),
+    "actor_learning_rate": (lambda v: v > 0, "> 0"),
+    "batch_size": (lambda v: v >= 1, ">= 1"),
+    "chi2_coef": (lambda v: v >= 0, ">= 0"),
+    "l2": (lambda v: v >= 0, ">= 0"),
+    "num_envs": (lambda v: v >= 1, ">= 1"),
+    "buffer_size": (lambda v: v >= 1, ">= 1"),
+    "tau": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "target_tau": (lambda v: v is None or 0 < v <= 1, "in (0, 1] or None"),
+    "critic": (lambda v: v in CRITICS, f"one of {CRITICS}"),
+    "hidden": (_positive_widths, "positive widths"),
+    "max_grad_norm": (lambda v: v is None or v > 0, "> 0 or None"),
+    "huber_delta": (lambda v: v is None or v > 0, "> 0 or None"),
+    "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "warmup_steps": (lambda v: v >= 0, ">= 0"),
+    "grad_penalty": (lambda v: v >= 0, ">= 0"),
+}
+
+
+def check_config(config: Any, checks: Iterable[tuple[str, bool, str]] = ()) -> None:
+    """Check a frozen config dataclass: the check of :data:`FIELD_CHECKS` for each of
+    its fields named there (in field order), then ``checks``, as :func:`check_fields`
+    does; an entry of ``checks`` for a field replaces that field's standard check.
+    Skipped inside :func:`deferred_checks`."""
+    import dataclasses
+
+    if _DEFER_CHECKS.get():
+        return
+    checks = list(checks)
+    own = {name for name, _, _ in checks}
+    standard = [(f.name, *FIELD_CHECKS[f.name]) for f in dataclasses.fields(config)
+                if f.name in FIELD_CHECKS and f.name not in own]
+    check_fields(config, [(name, ok(getattr(config, name)), expected)
+                          for name, ok, expected in standard] + checks)
 
 
 def make_config_critic(config: Any, num_outputs: int, obs_shape: tuple[int, ...]):

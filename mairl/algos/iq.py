@@ -37,7 +37,7 @@ from flax import struct
 from mairl.algos.base import Algo, Batch, Needs, Transition
 from mairl.algos.common import (
     ObsTransform,
-    check_fields,
+    check_config,
     chi2_phi,
     init_stacked,
     l2_penalty,
@@ -51,7 +51,6 @@ from mairl.algos.common import (
     view_shape,
 )
 from mairl.buffers import ReplayBuffer, buffer_add, buffer_init, buffer_sample
-from mairl.networks import CRITICS
 from mairl.sharding import local_transitions, mean_over
 
 Mode = Literal["online", "value_expert", "v0"]
@@ -104,25 +103,7 @@ class IQConfig:
     dropout: float = 0.0
 
     def __post_init__(self):
-        checks = [
-            ("mode", self.mode in self.modes, f"one of {self.modes}"),
-            ("alpha", self.alpha > 0, "> 0"),
-            ("gamma", 0 <= self.gamma < 1, "in [0, 1)"),
-            ("learning_rate", self.learning_rate > 0, "> 0"),
-            ("batch_size", self.batch_size >= 1, ">= 1"),
-            ("chi2_coef", self.chi2_coef >= 0, ">= 0"),
-            ("l2", self.l2 >= 0, ">= 0"),
-            ("num_envs", self.num_envs >= 1, ">= 1"),
-            ("buffer_size", self.buffer_size >= 1, ">= 1"),
-            ("critic", self.critic in CRITICS, f"one of {CRITICS}"),
-            ("hidden", all(int(h) >= 1 for h in self.hidden), "positive widths"),
-            ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
-        ]
-        if self.max_grad_norm is not None:
-            checks.append(("max_grad_norm", self.max_grad_norm > 0, "> 0 or None"))
-        if self.target_tau is not None:
-            checks.append(("target_tau", 0 < self.target_tau <= 1, "in (0, 1] or None"))
-        check_fields(self, checks)
+        check_config(self, [("mode", self.mode in self.modes, f"one of {self.modes}")])
 
 
 @struct.dataclass

@@ -71,7 +71,7 @@ from flax import struct
 from mairl.algos.base import Algo, Batch, Needs
 from mairl.algos.common import (
     ObsTransform,
-    check_fields,
+    check_config,
     check_jittable_env,
     init_stacked,
     make_config_critic,
@@ -86,7 +86,6 @@ from mairl.algos.common import (
 )
 from mairl.buffers import ReplayBuffer, buffer_add, buffer_init, buffer_sample
 from mairl.data import Transition
-from mairl.networks import CRITICS
 from mairl.params import save_params
 
 __all__ = [
@@ -136,23 +135,9 @@ class SoftQConfig:
     warmup_steps: int = 64
 
     def __post_init__(self):
-        checks = [
-            ("alpha", self.alpha > 0, "> 0"),
-            ("gamma", 0 <= self.gamma < 1, "in [0, 1)"),
-            ("learning_rate", self.learning_rate > 0, "> 0"),
-            ("batch_size", self.batch_size >= 1, ">= 1"),
-            ("num_envs", self.num_envs >= 1, ">= 1"),
+        check_config(self, [
             ("buffer_size", self.buffer_size >= self.num_envs, f">= num_envs ({self.num_envs})"),
-            ("tau", 0 < self.tau <= 1, "in (0, 1]"),
-            ("critic", self.critic in CRITICS, f"one of {CRITICS}"),
-            ("hidden", all(int(h) >= 1 for h in self.hidden), "positive widths"),
-            ("warmup_steps", self.warmup_steps >= 0, ">= 0"),
-        ]
-        if self.max_grad_norm is not None:
-            checks.append(("max_grad_norm", self.max_grad_norm > 0, "> 0 or None"))
-        if self.huber_delta is not None:
-            checks.append(("huber_delta", self.huber_delta > 0, "> 0 or None"))
-        check_fields(self, checks)
+        ])
 
 
 @struct.dataclass
