@@ -29,6 +29,7 @@ from flax import struct
 from mairl.algos.base import Algo, Batch, Needs, no_q_table
 from mairl.algos.common import (
     ObsTransform,
+    actor_checks,
     check_config,
     l2_penalty,
     make_optimizer,
@@ -70,12 +71,7 @@ class BCContinuousConfig:
     max_grad_norm: float | None = 10.0
 
     def __post_init__(self):
-        check_config(self, [
-            ("hidden", len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
-             "one or more positive widths"),
-            ("log_std_max", self.log_std_min < self.log_std_max,
-             f"> log_std_min={self.log_std_min}"),
-        ])
+        check_config(self, actor_checks(self))
 
 
 @struct.dataclass

@@ -103,6 +103,17 @@ def check_config(config: Any, checks: Iterable[tuple[str, bool, str]] = ()) -> N
                           for name, ok, expected in standard] + checks)
 
 
+def actor_checks(config: Any) -> list[tuple[str, bool, str]]:
+    """The checks of a tanh-Gaussian actor's fields, for :func:`check_config`:
+    ``hidden``, one or more positive widths, and ``log_std_min < log_std_max``."""
+    return [
+        ("hidden", len(config.hidden) >= 1 and all(h >= 1 for h in config.hidden),
+         "one or more positive widths"),
+        ("log_std_max", config.log_std_min < config.log_std_max,
+         f"> log_std_min={config.log_std_min}"),
+    ]
+
+
 def make_config_critic(config: Any, num_outputs: int, obs_shape: tuple[int, ...]):
     """The network preset ``config.critic`` (``mairl.networks.make_critic``), with
     ``config.hidden`` as its hidden widths where it is an ``mlp`` and

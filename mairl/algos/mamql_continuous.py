@@ -79,6 +79,7 @@ from flax import struct
 from mairl.algos.base import Algo, Batch, Needs, Transition, no_q_table
 from mairl.algos.common import (
     ObsTransform,
+    actor_checks,
     check_config,
     check_jittable_env,
     l2_penalty,
@@ -145,11 +146,8 @@ class MAMQLContinuousConfig:
     def __post_init__(self):
         check_config(self, [
             ("mode", self.mode in self.modes, f"one of {self.modes}"),
-            ("hidden", len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
-             "one or more positive widths"),
+            *actor_checks(self),
             ("value_samples", self.value_samples >= 1, ">= 1"),
-            ("log_std_max", self.log_std_min < self.log_std_max,
-             f"> log_std_min={self.log_std_min}"),
         ])
 
 

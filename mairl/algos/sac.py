@@ -39,6 +39,7 @@ from flax import struct
 
 from mairl.algos.base import Algo, Batch, Needs, Transition, no_q_table
 from mairl.algos.common import (
+    actor_checks,
     check_config,
     check_jittable_env,
     make_optimizer,
@@ -90,12 +91,7 @@ class SACConfig:
     warmup_steps: int = 64
 
     def __post_init__(self):
-        check_config(self, [
-            ("hidden", len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
-             "one or more positive widths"),
-            ("log_std_max", self.log_std_min < self.log_std_max,
-             f"> log_std_min={self.log_std_min}"),
-        ])
+        check_config(self, actor_checks(self))
 
 
 @struct.dataclass
