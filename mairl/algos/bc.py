@@ -18,14 +18,11 @@ from flax import struct
 from mairl.algos.base import Algo, Batch, Needs
 from mairl.algos.common import (
     check_config,
-    init_stacked,
     l2_penalty,
     log_policy,
-    make_config_critic,
     make_optimizer,
-    make_stacked_apply,
+    make_stacked_critic,
     stacked_optimizer_step,
-    view_shape,
 )
 
 
@@ -84,10 +81,9 @@ def make_bc(config: BCConfig, *, num_agents: int, obs_shape: tuple[int, ...],
     The loss is the per-agent cross-entropy of the expert's action, so the Boltzmann
     policy of the returned ``Algo`` is the maximum-likelihood fit to the demonstrations.
     """
-    critic_shape = view_shape(obs_shape, obs_transform)
-    net = make_config_critic(config, num_actions, critic_shape)
+    critic = make_stacked_critic(config, num_actions, obs_shape, obs_transform)
+    q_values = critic.apply
     tx = make_optimizer(config.learning_rate, config.max_grad_norm)
-    q_values = make_stacked_apply(net, obs_shape, obs_transform)
 
     def loss_fn(params, batch: Batch, key=None):
         q = q_values(params, batch.expert.obs, key)
@@ -98,7 +94,7 @@ def make_bc(config: BCConfig, *, num_agents: int, obs_shape: tuple[int, ...],
         return total, {"loss": losses}
 
     def init(key, example: Batch) -> BCState:
-        params = init_stacked(net, key, num_agents, jnp.zeros(critic_shape, jnp.float32))
+        params = critic.init(key, num_agents)
         return BCState(params, jax.vmap(tx.init)(params), jnp.int32(0))
 
     def update(state: BCState, batch: Batch, key):

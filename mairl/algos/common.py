@@ -10,7 +10,7 @@ import contextlib
 import contextvars
 import math
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -325,3 +325,33 @@ def tanh_gaussian_log_prob(actions: jax.Array, mean: jax.Array, log_std: jax.Arr
     1 - eps))``, then the change of variables of :func:`tanh_gaussian_sample`."""
     u = jnp.arctanh(jnp.clip(actions, -1.0 + eps, 1.0 - eps))
     return gaussian_log_prob(u, mean, log_std) - tanh_log_det(u)
+
+
+class StackedCritic(NamedTuple):
+    """A config's network for every agent (:func:`make_stacked_critic`).
+
+    Attributes:
+        net: one agent's network (:func:`make_config_critic`).
+        shape: one agent's input, its view of an observation (:func:`view_shape`).
+        apply: ``apply(params, obs (agent, ..., *obs_shape), key=None)`` on raw
+            observations (:func:`make_stacked_apply`).
+    """
+
+    net: Any
+    shape: tuple[int, ...]
+    apply: Callable
+
+    def init(self, key: jax.Array, num_agents: int) -> Any:
+        """Fresh parameters for every agent, stacked on the agent axis
+        (:func:`init_stacked` on zeros of ``shape``)."""
+        return init_stacked(self.net, key, num_agents, jnp.zeros(self.shape, jnp.float32))
+
+
+def make_stacked_critic(config: Any, num_outputs: int, obs_shape: tuple[int, ...],
+                        obs_transform: ObsTransform | None) -> StackedCritic:
+    """The network of ``config`` (its ``critic`` preset and ``hidden`` widths) with
+    ``num_outputs`` outputs, one per agent, each on its view ``obs_transform(obs,
+    agent)`` of the raw observations (identity when ``None``)."""
+    shape = view_shape(obs_shape, obs_transform)
+    net = make_config_critic(config, num_outputs, shape)
+    return StackedCritic(net, shape, make_stacked_apply(net, obs_shape, obs_transform))

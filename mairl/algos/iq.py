@@ -39,16 +39,13 @@ from mairl.algos.common import (
     ObsTransform,
     check_config,
     chi2_phi,
-    init_stacked,
     l2_penalty,
-    make_config_critic,
     make_optimizer,
-    make_stacked_apply,
+    make_stacked_critic,
     polyak,
     sample_actions,
     soft_value,
     step_envs,
-    view_shape,
 )
 from mairl.buffers import ReplayBuffer, buffer_add, buffer_init, buffer_sample
 from mairl.sharding import local_transitions, mean_over
@@ -123,6 +120,19 @@ class IQState:
     buffer: ReplayBuffer | None = None
 
 
+def apply_iq_updates(state: IQState, updates: Any, opt_state: Any,
+                     target_tau: float | None) -> IQState:
+    """``state`` after one optimizer step: ``params + updates``, the new optimizer
+    state, the target critic moved toward the new parameters at Polyak rate
+    ``target_tau`` (kept as it is when ``None``), the step count plus one."""
+    params = jax.tree.map(lambda p, u: p + u, state.params, updates)
+    target = state.target_params
+    if target_tau is not None:
+        target = polyak(target, params, target_tau)
+    return state.replace(params=params, target_params=target, opt_state=opt_state,
+                         step=state.step + 1)
+
+
 def iq_chi2_loss(
     q_expert: jax.Array,
     v_next_expert: jax.Array,
@@ -195,9 +205,8 @@ def make_iq(
     # (``mairl.train.train_host``) through ``algo.act`` and ``algo.store``
     host = config.mode == "online" and not getattr(env, "jittable", True)
     outputs = num_actions if head == "marginal" else num_actions**num_agents
-    critic_shape = view_shape(obs_shape, obs_transform)
-    net = make_config_critic(config, outputs, critic_shape)
-    raw = make_stacked_apply(net, obs_shape, obs_transform)
+    critic = make_stacked_critic(config, outputs, obs_shape, obs_transform)
+    raw = critic.apply
     tx = make_optimizer(config.learning_rate, config.max_grad_norm)
     alpha, gamma = config.alpha, config.gamma
     masks = jnp.asarray(joint_marginal_masks(num_agents, num_actions)) if head == "joint" else None
@@ -269,16 +278,11 @@ def make_iq(
         )
         grads, aux = mean_over((grads, aux), data_axis)
         updates, opt_state = jax.vmap(tx.update)(grads, state.opt_state, state.params)
-        params = jax.tree.map(lambda p, u: p + u, state.params, updates)
-        target = state.target_params
-        if config.target_tau is not None:
-            target = polyak(target, params, config.target_tau)
-        return state.replace(params=params, target_params=target, opt_state=opt_state,
-                             step=state.step + 1), aux
+        return apply_iq_updates(state, updates, opt_state, config.target_tau), aux
 
     def init(key: jax.Array, example: Batch) -> IQState:
         key_net, key_env = jax.random.split(key)
-        params = init_stacked(net, key_net, num_agents, jnp.zeros(critic_shape, jnp.float32))
+        params = critic.init(key_net, num_agents)
         state = IQState(params=params, target_params=params,
                         opt_state=jax.vmap(tx.init)(params), step=jnp.int32(0))
         if config.mode == "online":
