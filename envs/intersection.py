@@ -80,22 +80,22 @@ Turns = Literal["random", "left", "straight", "right"]
 _TURN_OFFSETS = {"right": 3, "straight": 2, "left": 1}
 
 
-class Intersection(HostEnvironment):
-    """highway-env's multi-agent intersection (see the module docstring).
+class IntersectionSettings:
+    """The settings both intersection games take (:class:`Intersection` on
+    highway-env, ``envs.intersection_jax.IntersectionJax`` in JAX), checked, and the
+    spaces they imply. Bad values raise ``ValueError`` naming the game and the setting.
 
     Args:
         num_agents: controlled vehicles, 1 to 4, one per approach.
         duration: episode length in seconds (= steps).
-        collision_reward: per-agent reward on the step its vehicle crashes.
+        collision_reward: per-agent reward for a crashed vehicle (when: the game's
+            docstring).
         arrived_reward: per-agent reward on each step after its vehicle arrived.
         high_speed_reward: weight of highway-env's speed term (0 in MAMQL).
         position_range: ``[lo, hi]`` in metres mapped to ``[-1, 1]`` for ``x, y``.
         speed_range: ``[lo, hi]`` in m/s mapped to ``[-1, 1]`` for ``vx, vy``.
         turns: ``"random"`` (each vehicle's turn drawn per episode) or one turn
             for all vehicles.
-        fast_observations: compute highway-env's Kinematics observation with
-            NumPy (equal values, about 3x faster steps) rather than its pandas
-            implementation.
     """
 
     def __init__(
@@ -109,35 +109,59 @@ class Intersection(HostEnvironment):
         position_range: tuple[float, float] = (-100.0, 100.0),
         speed_range: tuple[float, float] = (20.0, 40.0),
         turns: Turns = "random",
-        fast_observations: bool = True,
     ):
+        name = type(self).__name__
         if not 1 <= int(num_agents) <= 4:
-            raise ValueError(f"Intersection: num_agents must be in 1..4 (one vehicle per "
-                             f"approach), got {num_agents}")
+            raise ValueError(f"{name}: num_agents must be in 1..4 (one vehicle per approach), "
+                             f"got {num_agents}")
         if int(duration) < 1:
-            raise ValueError(f"Intersection: duration must be >= 1 s, got {duration}")
+            raise ValueError(f"{name}: duration must be >= 1 s, got {duration}")
         if turns not in ("random", *_TURN_OFFSETS):
-            raise ValueError(f"Intersection: turns must be 'random', 'left', 'straight' or "
-                             f"'right', got {turns!r}")
-        for name, rng in (("position_range", position_range), ("speed_range", speed_range)):
+            raise ValueError(f"{name}: turns must be 'random', 'left', 'straight' or 'right', "
+                             f"got {turns!r}")
+        for field, rng in (("position_range", position_range), ("speed_range", speed_range)):
             if len(rng) != 2 or not float(rng[0]) < float(rng[1]):
-                raise ValueError(f"Intersection: {name} must be [lo, hi] with lo < hi, got {rng}")
+                raise ValueError(f"{name}: {field} must be [lo, hi] with lo < hi, got {rng}")
+        for field, value in (("collision_reward", collision_reward),
+                             ("arrived_reward", arrived_reward),
+                             ("high_speed_reward", high_speed_reward)):
+            if not np.isfinite(float(value)):
+                raise ValueError(f"{name}: {field} must be finite, got {value}")
         self.num_agents = int(num_agents)
         self.agents = tuple(f"agent_{i}" for i in range(self.num_agents))
         self.obs_shape = (VEHICLES_OBSERVED, len(FEATURES))
         self.action_spaces = (Discrete(len(ACTIONS)),) * self.num_agents
         self.max_steps = int(duration)
+        self.collision_reward = float(collision_reward)
+        self.arrived_reward = float(arrived_reward)
+        self.high_speed_reward = float(high_speed_reward)
         self.position_range = (float(position_range[0]), float(position_range[1]))
         self.speed_range = (float(speed_range[0]), float(speed_range[1]))
         self.turns = turns
+
+
+class Intersection(IntersectionSettings, HostEnvironment):
+    """highway-env's multi-agent intersection (see the module docstring).
+
+    Args:
+        num_agents, **settings: :class:`IntersectionSettings`; a crashed
+            vehicle's agent gets ``collision_reward`` on the step it crashes.
+        fast_observations: compute highway-env's Kinematics observation with
+            NumPy (equal values, about 3x faster steps) rather than its pandas
+            implementation.
+    """
+
+    def __init__(self, num_agents: int = 4, *, fast_observations: bool = True,
+                 **settings: Any):
+        super().__init__(num_agents, **settings)
         self.config = highway_config(
             num_agents=self.num_agents, duration=self.max_steps,
-            collision_reward=collision_reward, arrived_reward=arrived_reward,
-            high_speed_reward=high_speed_reward, position_range=self.position_range,
+            collision_reward=self.collision_reward, arrived_reward=self.arrived_reward,
+            high_speed_reward=self.high_speed_reward, position_range=self.position_range,
             speed_range=self.speed_range,
         )
         cls = _game_class()
-        self.game = cls(config=self.config, render_mode="rgb_array", turns=turns,
+        self.game = cls(config=self.config, render_mode="rgb_array", turns=self.turns,
                         fast_observations=fast_observations)
 
     # -- HostEnvironment ------------------------------------------------------------------

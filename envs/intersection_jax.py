@@ -92,7 +92,7 @@ lanes instead of gathering it from the lane table.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -100,10 +100,14 @@ import numpy as np
 from flax import struct
 
 from envs.core import Environment, EnvState
-from envs.intersection import ACTIONS, FASTER, FEATURES, IDLE, SLOWER, VEHICLES_OBSERVED
-from envs.spaces import Discrete
+from envs.intersection import (
+    FASTER,
+    IDLE,
+    SLOWER,
+    VEHICLES_OBSERVED,
+    IntersectionSettings,
+)
 
-Turns = Literal["random", "left", "straight", "right"]
 #: Turn lane of corner ``c`` is lane ``5 c + TURN_LANE[turn]``; its exit side
 #: is ``(c + TURN_OFFSET[turn]) % 4`` (as in :mod:`envs.intersection`).
 TURN_LANE = {"right": 1, "left": 2, "straight": 3}
@@ -383,65 +387,21 @@ class IntersectionState(EnvState):
     has_impact: jax.Array
 
 
-class IntersectionJax(Environment):
+class IntersectionJax(IntersectionSettings, Environment):
     """highway-env's MAMQL intersection in JAX (rules in the module docstring).
 
     Args:
-        num_agents: controlled vehicles, 1 to 4, one per approach.
-        duration: episode length in seconds (= steps).
-        collision_reward: per-agent reward on each step its vehicle has crashed.
-        arrived_reward: per-agent reward on each step after its vehicle arrived.
-        high_speed_reward: weight of highway-env's speed term (0 in MAMQL).
-        position_range: ``[lo, hi]`` in metres mapped to ``[-1, 1]`` for ``x, y``.
-        speed_range: ``[lo, hi]`` in m/s mapped to ``[-1, 1]`` for ``vx, vy``.
-        turns: ``"random"`` (each vehicle's turn drawn per episode) or one turn
-            for all vehicles.
+        num_agents, **settings: ``envs.intersection.IntersectionSettings``; a
+            crashed vehicle's agent gets ``collision_reward`` on each step from
+            its crash on.
         unroll: simulation frames unrolled per step (1 to 15; speed only).
     """
 
-    def __init__(
-        self,
-        num_agents: int = 4,
-        *,
-        duration: int = 13,
-        collision_reward: float = -4.0,
-        arrived_reward: float = 2.0,
-        high_speed_reward: float = 0.0,
-        position_range: tuple[float, float] = (-100.0, 100.0),
-        speed_range: tuple[float, float] = (20.0, 40.0),
-        turns: Turns = "random",
-        unroll: int = 1,
-    ):
-        name = type(self).__name__
-        if not 1 <= int(num_agents) <= 4:
-            raise ValueError(f"{name}: num_agents must be in 1..4 (one vehicle per approach), "
-                             f"got {num_agents}")
-        if int(duration) < 1:
-            raise ValueError(f"{name}: duration must be >= 1 s, got {duration}")
-        if turns not in ("random", *TURN_LANE):
-            raise ValueError(f"{name}: turns must be 'random', 'left', 'straight' or 'right', "
-                             f"got {turns!r}")
-        for field, rng in (("position_range", position_range), ("speed_range", speed_range)):
-            if len(rng) != 2 or not float(rng[0]) < float(rng[1]):
-                raise ValueError(f"{name}: {field} must be [lo, hi] with lo < hi, got {rng}")
-        for field, value in (("collision_reward", collision_reward),
-                             ("arrived_reward", arrived_reward),
-                             ("high_speed_reward", high_speed_reward)):
-            if not np.isfinite(float(value)):
-                raise ValueError(f"{name}: {field} must be finite, got {value}")
+    def __init__(self, num_agents: int = 4, *, unroll: int = 1, **settings: Any):
+        super().__init__(num_agents, **settings)
         if not 1 <= int(unroll) <= SIMULATION_FREQUENCY:
-            raise ValueError(f"{name}: unroll must be in 1..{SIMULATION_FREQUENCY}, got {unroll}")
-        self.num_agents = int(num_agents)
-        self.agents = tuple(f"agent_{i}" for i in range(self.num_agents))
-        self.obs_shape = (VEHICLES_OBSERVED, len(FEATURES))
-        self.action_spaces = (Discrete(len(ACTIONS)),) * self.num_agents
-        self.max_steps = int(duration)
-        self.collision_reward = float(collision_reward)
-        self.arrived_reward = float(arrived_reward)
-        self.high_speed_reward = float(high_speed_reward)
-        self.position_range = (float(position_range[0]), float(position_range[1]))
-        self.speed_range = (float(speed_range[0]), float(speed_range[1]))
-        self.turns = turns
+            raise ValueError(f"{type(self).__name__}: unroll must be in "
+                             f"1..{SIMULATION_FREQUENCY}, got {unroll}")
         self.unroll = int(unroll)
         self._simulate = _make_simulate(self.unroll)
         self._observe = _make_observe(self.position_range, self.speed_range)

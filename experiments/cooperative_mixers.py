@@ -54,7 +54,6 @@ from mairl.algos import family_config
 from mairl.data import episode_returns
 from mairl.experts import GEMS_SOFT_Q_PARAMS, make_expert
 from mairl.metrics import mean_half_width
-from mairl.utils import machine
 
 Game = Literal["random-team-game", "random-game", "mpe2-simple-spread", "overcooked", "gems"]
 MixerName = Literal["vdn", "linear", "qmix"]
@@ -195,17 +194,12 @@ def run_game(game: str, args: Args) -> dict:
 
 
 def main(args: Args) -> None:
-    t_start = time.perf_counter()
-    print(f"machine: {machine()}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    results = {game: run_game(game, args) for game in args.games}
-    print(f"\nreturn: undiscounted per-agent episode return, mean ± 95% t-interval over "
-          f"{args.seeds} seeds ({args.final_episodes} episodes each, Boltzmann at alpha 1); "
-          "policy_kl: KL(expert || learned) under the expert occupancy (tabular, exact); "
-          "reward_shaping_corr: shaping-aware correlation with the true marginal reward; "
-          "heldout_kl: KL to the known expert on held-out demonstrated states.")
-    report.write_summary(args.out / "summary.json", args, games=results)
-    print(f"runs in {args.out}/; total {time.perf_counter() - t_start:.0f} s")
+    report.run_games(args, run_game, note=(
+        f"return: undiscounted per-agent episode return, mean ± 95% t-interval over "
+        f"{args.seeds} seeds ({args.final_episodes} episodes each, Boltzmann at alpha 1); "
+        "policy_kl: KL(expert || learned) under the expert occupancy (tabular, exact); "
+        "reward_shaping_corr: shaping-aware correlation with the true marginal reward; "
+        "heldout_kl: KL to the known expert on held-out demonstrated states."))
 
 
 if __name__ == "__main__":

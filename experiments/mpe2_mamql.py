@@ -25,7 +25,6 @@ Defaults take 5 to 10 minutes per game on two busy CPU cores, most of it
 from __future__ import annotations
 
 import importlib
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -35,7 +34,6 @@ import numpy as np
 import tyro
 
 from mairl import metrics, report, runs
-from mairl.utils import machine
 
 Game = Literal["mpe2-simple-spread", "mpe2-simple-tag", "mpe2-simple-adversary", "mpe2-simple"]
 
@@ -116,32 +114,16 @@ def run_game(game: str, args: Args) -> dict:
         learners = report.train_learners(args, env, demos_path, out=args.out / game,
                                          final_episodes=2, progress=False)
         result["runs"] = {name: run.metrics for name, run in learners.items()}
-    print()
-    measured = report.compare(
-        lambda key, policy_fn, episodes: {
-            "returns": metrics.evaluate_returns(key, env, policy_fn, episodes)},
-        report.baselines(env, expert), learners,
-        episodes=args.baseline_episodes, seed_episodes=args.final_episodes)
+    result["rows"] = report.compare_returns(env, expert, learners, args,
+                                            title=f"{game}: per-agent return")
     env.close()
-    result["rows"] = {name: {"return_per_agent": report.per_agent(m.stats["returns"]),
-                             "over": m.over} for name, m in measured.items()}
-    print("\n" + report.format_table(
-        {name: r["return_per_agent"] for name, r in result["rows"].items()},
-        report.agent_columns("", env.agents),
-        over={name: r["over"] for name, r in result["rows"].items()},
-        title=f"{game}: per-agent return"))
     return result
 
 
 def main(args: Args) -> None:
-    t_start = time.perf_counter()
-    print(f"machine: {machine()}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    results = {game: run_game(game, args) for game in args.games}
-    print("\nreturn: undiscounted per-agent episode return (25 steps), mean ± 95% t-interval "
-          "over seeds for learned policies (Boltzmann sampling), over episodes otherwise.")
-    report.write_summary(args.out / "summary.json", args, games=results)
-    print(f"runs in {args.out}/; total {time.perf_counter() - t_start:.0f} s")
+    report.run_games(args, run_game, note=(
+        "return: undiscounted per-agent episode return (25 steps), mean ± 95% t-interval "
+        "over seeds for learned policies (Boltzmann sampling), over episodes otherwise."))
 
 
 if __name__ == "__main__":

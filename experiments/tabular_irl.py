@@ -39,9 +39,7 @@ import jax
 import numpy as np
 import tyro
 
-from envs.tabular import random_game
-from mairl.data import collect
-from mairl.experts import tabular_policy_fn
+from mairl import report
 from mairl.metrics import policy_kl
 from mairl.metrics.calibration import tabular_metrics
 from mairl.solvers import soft_value_iteration
@@ -51,28 +49,17 @@ TARGET_KL, TARGET_CORR = 0.02, 0.98
 
 
 @dataclass(frozen=True)
-class Args:
-    """Tabular multi-agent ML-IRL against the oracle.
+class Args(report.RandomGames):
+    """Tabular multi-agent ML-IRL against the oracle (the demonstrations feed the
+    sampled fits).
 
     Attributes:
-        agents: agent counts to run, one set of games each.
-        states: states of every random game.
-        actions: actions of every agent.
-        transitions: demonstrated transitions of the sampled fits.
-        episode_length: steps of every demonstrated episode (``transitions`` must
-            be a multiple of it).
-        games: random games per agent count (game ``g`` is ``random_game(key(g))``).
         learner: ML-IRL's options (``--gamma``, also the expert's discount,
             ``--learning-rate``, ``--iterations``, ``--evaluation-sweeps``,
             ``--start``, ...).
         seed: seed of the demonstrations.
     """
 
-    agents: tuple[int, ...] = (2, 3)
-    states: int = 20
-    actions: int = 3
-    transitions: int = 50_000
-    episode_length: int = 100
     games: int = 5
     learner: Annotated[MLIRLConfig, tyro.conf.OmitArgPrefixes] = MLIRLConfig(
         gamma=0.99, learning_rate=0.05, iterations=2000)
@@ -91,9 +78,6 @@ def verdict(kl: float, corr: float) -> str:
 
 
 def main(args: Args) -> None:
-    if args.transitions % args.episode_length:
-        raise SystemExit(f"error: --transitions ({args.transitions}) must be a multiple of "
-                         f"--episode-length ({args.episode_length})")
     t0 = time.perf_counter()
     cfg = args.learner
     print(f"ML-IRL, exact soft policy step: {args.states} states, {args.actions} actions, "
@@ -110,12 +94,10 @@ def main(args: Args) -> None:
         print(f"{'game':>4} {'agent':>5} | {'sampled KL':>10} {'corr':>7} {'':>4} | "
               f"{'exact KL':>10} {'corr':>7} {'':>4}")
         for g in range(args.games):
-            game = random_game(jax.random.key(g), args.states, args.actions, num_agents,
-                               max_steps=args.episode_length)
+            game = args.game(num_agents, g)
             solution = soft_value_iteration(game, alpha=cfg.alpha, gamma=cfg.gamma)
             key, key_demos = jax.random.split(key)
-            demos = collect(key_demos, game, tabular_policy_fn(game, solution.policy),
-                            args.transitions // args.episode_length)
+            demos = args.demonstrations(key_demos, game, solution.policy)
             figures = {
                 "sampled": score(game, solution, ml_irl(game, demos, cfg), cfg.gamma),
                 "exact": score(game, solution, ml_irl(game, solution, cfg), cfg.gamma),

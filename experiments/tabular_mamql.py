@@ -66,29 +66,20 @@ import numpy as np
 import optax
 import tyro
 
-from envs.tabular import random_game
+from mairl import report
 from mairl.algos import MAMQLOfflineConfig, make_algo
 from mairl.algos.common import chi2_phi, soft_value
-from mairl.data import collect
 from mairl.evaluation import make_eval_fn
-from mairl.experts import tabular_policy_fn
 from mairl.runs import example_batch
 from mairl.solvers import soft_value_iteration
 from mairl.train import TrainConfig, expert_occupancy, make_train, occupancy_batches, train_data
 
 
 @dataclass(frozen=True)
-class Args:
-    """Tabular MAMQL against the oracle.
+class Args(report.RandomGames):
+    """Tabular MAMQL against the oracle (the demonstrations feed the sampled runs).
 
     Attributes:
-        agents: agent counts to run, one set of games each.
-        states: states of every random game.
-        actions: actions of every agent.
-        transitions: demonstrated transitions of the sampled runs.
-        episode_length: steps of every demonstrated episode (``transitions`` must
-            be a multiple of it).
-        games: random games per agent count (game ``g`` is ``random_game(key(g))``).
         seeds: training seeds per game and per stochastic variant, vmapped.
         learner: offline MAMQL with tabular critics (its options: ``--gamma``, the
             discount of the expert too, ``--chi2-coef``, ``--learning-rate``,
@@ -100,12 +91,6 @@ class Args:
         seed: seed of the demonstrations and of training.
     """
 
-    agents: tuple[int, ...] = (2, 3)
-    states: int = 20
-    actions: int = 3
-    transitions: int = 50_000
-    episode_length: int = 100
-    games: int = 3
     seeds: int = 2
     learner: Annotated[MAMQLOfflineConfig, tyro.conf.OmitArgPrefixes] = MAMQLOfflineConfig(
         critic="tabular", gamma=0.9, chi2_coef=0.5, learning_rate=3e-3, batch_size=1024,
@@ -234,13 +219,11 @@ def make_runs(args: Args, num_agents: int) -> Runs:
 
 def run_game(args: Args, num_agents: int, game_index: int, key: jax.Array, runs: Runs) -> dict:
     """All variants on one game: ``{variant: curves}``, each ``(seed, chunk, agent)``."""
-    game = random_game(jax.random.key(game_index), args.states, args.actions, num_agents,
-                       max_steps=args.episode_length)
+    game = args.game(num_agents, game_index)
     solution = soft_value_iteration(game, alpha=1.0, gamma=args.learner.gamma)
     oracle = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), solution)
     key_demos, key_sampled, key_exact = jax.random.split(key, 3)
-    demos = collect(key_demos, game, tabular_policy_fn(game, solution.policy),
-                    args.transitions // args.episode_length)
+    demos = args.demonstrations(key_demos, game, solution.policy)
     sampled = runs.sampled(jax.random.split(key_sampled, args.seeds), train_data(demos), oracle)
     exact = runs.exact(jax.random.split(key_exact, args.seeds),
                        expert_occupancy(game, solution), oracle)
@@ -299,11 +282,6 @@ def print_curves(args: Args, num_agents: int, results: list[dict]) -> None:
 
 
 def main(args: Args) -> None:
-    if args.transitions % args.episode_length:
-        raise SystemExit(
-            f"error: --transitions ({args.transitions}) must be a multiple of "
-            f"--episode-length ({args.episode_length})"
-        )
     t0 = time.perf_counter()
     print(f"MAMQL value_expert, tabular critic: {args.states} states, {args.actions} actions, "
           f"alpha 1, gamma {args.learner.gamma}, chi2 coef {args.learner.chi2_coef}; Adam lr "

@@ -171,10 +171,7 @@ def make_eval_fn(
         return _continuous_eval_fn(algo, env, jittable, episodes)
 
     def eval_fn(params, key, held=None) -> dict:
-        out = {}
-        if jittable:
-            returns = metrics.evaluate_returns(key, env, policy_fn_of(algo, params), episodes)
-            out["return"] = returns.mean(axis=0)
+        out = _mean_return(algo, env, params, key, episodes) if jittable else {}
         if orc is not None:
             q, r_exp = tabular_reward(algo, params, orc, num_agents, terminal)
             learned = jax.nn.softmax(q / algo.alpha, axis=-1)
@@ -197,14 +194,18 @@ def make_eval_fn(
     return eval_fn
 
 
+def _mean_return(algo: Algo, env: Any, params: Any, key: jax.Array, episodes: int) -> dict:
+    """``{"return": (agent,)}``: the mean return of ``episodes`` episodes of the
+    learner's policy, rolled out inside the compiled evaluation."""
+    returns = metrics.evaluate_returns(key, env, policy_fn_of(algo, params), episodes)
+    return {"return": returns.mean(axis=0)}
+
+
 def _continuous_eval_fn(algo: Algo, env: Any, jittable: bool, episodes: int):
     """``eval_fn`` of a continuous learner (module docstring)."""
 
     def eval_fn(params, key, held=None) -> dict:
-        out = {}
-        if jittable:
-            returns = metrics.evaluate_returns(key, env, policy_fn_of(algo, params), episodes)
-            out["return"] = returns.mean(axis=0)
+        out = _mean_return(algo, env, params, key, episodes) if jittable else {}
         if held is not None:
             out["heldout_log_likelihood"] = jnp.mean(
                 algo.log_prob(params, held.obs, held.actions), axis=-1)

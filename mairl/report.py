@@ -95,6 +95,62 @@ class ExperimentArgs:
         return self.updates
 
 
+@dataclass(frozen=True)
+class RandomGames:
+    """A suite of random general-sum tabular games (``envs.tabular.random_game``) and
+    demonstrations of an expert policy on each, for scripts that score learners
+    against the games' exact oracle. Scripts subclass it with their own fields.
+
+    Attributes:
+        agents: agent counts to run, one set of games each.
+        states: states of every random game.
+        actions: actions of every agent.
+        transitions: demonstrated transitions per game.
+        episode_length: steps of every demonstrated episode (``transitions`` must
+            be a multiple of it).
+        games: random games per agent count (game ``g`` is ``random_game(key(g))``).
+    """
+
+    agents: tuple[int, ...] = (2, 3)
+    states: int = 20
+    actions: int = 3
+    transitions: int = 50_000
+    episode_length: int = 100
+    games: int = 3
+
+    def __post_init__(self):
+        from mairl.algos.common import check_fields
+
+        check_fields(self, [
+            ("agents", all(n >= 1 for n in self.agents), "positive agent counts"),
+            ("states", self.states >= 1, ">= 1"),
+            ("actions", self.actions >= 1, ">= 1"),
+            ("episode_length", self.episode_length >= 1, ">= 1"),
+            ("transitions", self.transitions >= 1
+             and self.transitions % max(self.episode_length, 1) == 0,
+             f"a positive multiple of episode_length ({self.episode_length})"),
+            ("games", self.games >= 0, ">= 0"),
+        ])
+
+    def game(self, num_agents: int, index: int):
+        """Game ``index`` of ``num_agents`` agents: ``random_game(key(index), ...)``,
+        its episodes ``episode_length`` steps long."""
+        from envs.tabular import random_game
+
+        return random_game(jax.random.key(index), self.states, self.actions, num_agents,
+                           max_steps=self.episode_length)
+
+    def demonstrations(self, key: jax.Array, game: Any, policy: jax.Array):
+        """``transitions`` demonstrated transitions of the tabular ``policy (agent,
+        state, action)`` on ``game``: complete episodes from its initial distribution
+        (``mairl.data.collect``)."""
+        from mairl.data import collect
+        from mairl.experts import tabular_policy_fn
+
+        return collect(key, game, tabular_policy_fn(game, policy),
+                       self.transitions // self.episode_length)
+
+
 def summary_args(args: Any) -> dict[str, str]:
     """A dataclass of arguments as ``{field: str(value)}`` for ``summary.json``."""
     return {f.name: str(getattr(args, f.name)) for f in dataclasses.fields(args)}
@@ -115,12 +171,15 @@ def write_summary(path: str | Path, args: Any, **results: Any) -> None:
 # -- learners -------------------------------------------------------------------------------------
 def learner_config(args: ExperimentArgs, name: str, env: str, demos: str | Path, *,
                    online: bool = False, evaluations: int = 1, eval_episodes: int = 1,
-                   final_episodes: int | None = None):
+                   final_episodes: int | None = None, view: str = "global",
+                   **algo_values: Any):
     """The :class:`mairl.runs.RunConfig` of learner ``name`` on ``env`` from ``demos``.
 
-    Every learner gets the same critic (MLP of ``args.hidden`` on the raw
-    observations, ``view="global"``), step size and discount; the fields an
-    algorithm's config lacks (``online_envs`` for behaviour cloning) are left out.
+    Every learner gets the same critic (MLP of ``args.hidden`` on the observations
+    of ``view``, by default the raw ones), step size (of the critics and, where
+    there are any, the actors) and discount, and the further values
+    ``algo_values`` (e.g. ``alpha``, ``batch_size``); the fields an algorithm's
+    config lacks (``online_envs`` for behaviour cloning) are left out.
     ``online`` learners get ``args.updates_of(True)`` updates. Training is
     evaluated ``evaluations`` times (``eval_episodes`` each); the run's final
     evaluation plays ``final_episodes`` per seed (default ``args.final_episodes``).
@@ -131,11 +190,12 @@ def learner_config(args: ExperimentArgs, name: str, env: str, demos: str | Path,
     spec = ALGOS[name].config
     fields = {f.name for f in dataclasses.fields(spec)}
     values = {"critic": "mlp", "hidden": tuple(args.hidden), "learning_rate": args.learning_rate,
-              "gamma": args.gamma, "num_envs": args.online_envs}
+              "actor_learning_rate": args.learning_rate, "gamma": args.gamma,
+              "num_envs": args.online_envs, **algo_values}
     updates = args.updates_of(online)
     return runs.RunConfig(
         algo=spec(**{k: v for k, v in values.items() if k in fields}),
-        env=runs.EnvConfig(env, view="global"),
+        env=runs.EnvConfig(env, view=view),
         data=runs.DataConfig(demos=str(demos)),
         schedule=runs.ScheduleConfig(seeds=args.seeds, updates=updates,
                                      eval_every=max(updates // evaluations, 1)),
@@ -178,12 +238,24 @@ def train_learners(args: ExperimentArgs, env: Any, demos: str | Path, *, out: Pa
                else contextlib.nullcontext())
         with bar as update:
             run = runs.run(config, out / name, progress=update, overwrite=True)
-        acc = run.metrics.get("action_accuracy", {}).get("mean")
-        acc = np.round(acc, 3).tolist() if acc is not None else "n/a"
-        print(f"{name}: trained in {run.metrics['wall_time_s']:.0f} s; held-out action accuracy "
-              f"per agent {acc}", flush=True)
+        print(f"{name}: trained in {run.metrics['wall_time_s']:.0f} s; {heldout_line(run)}",
+              flush=True)
         trained[name] = run
     return trained
+
+
+def heldout_line(run: Any) -> str:
+    """The held-out figures of a finished run, per agent (seed means): the action
+    accuracy of a discrete learner; the log-likelihood and the action MSE of a
+    continuous one."""
+    found = run.metrics
+    if "action_mse" in found and "action_accuracy" not in found:
+        ll = np.round(found["heldout_log_likelihood"]["mean"], 2).tolist()
+        mse = np.round(found["action_mse"]["mean"], 4).tolist()
+        return f"held-out log-likelihood per agent {ll}, action MSE {mse}"
+    acc = found.get("action_accuracy", {}).get("mean")
+    acc = np.round(acc, 3).tolist() if acc is not None else "n/a"
+    return f"held-out action accuracy per agent {acc}"
 
 
 # -- demonstrations and policies ------------------------------------------------------------------
@@ -253,6 +325,61 @@ def compare(measure: MeasureFn, policies: Mapping[str, Callable], learners: Mapp
         rows[name] = Measured(stats, f"{seeds} seeds x {seed_episodes} episodes")
         print(f"{name}: {rows[name].over} in {time.perf_counter() - t0:.0f} s", flush=True)
     return rows
+
+
+def returns_measure(env: Any) -> MeasureFn:
+    """The ``measure`` of :func:`compare` by return: ``{"returns": (episode, agent)}``,
+    each episode's undiscounted per-agent return (:func:`mairl.metrics.evaluate_returns`)."""
+    from mairl.metrics import evaluate_returns
+
+    def measure(key, policy_fn, episodes):
+        return {"returns": evaluate_returns(key, env, policy_fn, episodes)}
+
+    return measure
+
+
+def compare_returns(env: Any, expert: Callable, learners: Mapping[str, Any],
+                    args: ExperimentArgs, *, title: str) -> dict[str, dict[str, Any]]:
+    """Compare ``expert``, uniformly random play and ``learners`` (``{name:
+    mairl.runs.Run}``) by their per-agent return (:func:`compare` with
+    :func:`returns_measure`: ``args.baseline_episodes`` episodes of each fixed
+    policy, ``args.final_episodes`` of each learner's seed) and print the table.
+
+    Returns:
+        ``{row: {"return_per_agent": [(mean, half-width) per agent], "over": what
+        the intervals are over}}``.
+    """
+    print()
+    measured = compare(returns_measure(env), baselines(env, expert), learners,
+                       episodes=args.baseline_episodes, seed_episodes=args.final_episodes)
+    rows = {name: {"return_per_agent": per_agent(m.stats["returns"]), "over": m.over}
+            for name, m in measured.items()}
+    print("\n" + format_table({name: r["return_per_agent"] for name, r in rows.items()},
+                              agent_columns("", env.agents),
+                              over={name: r["over"] for name, r in rows.items()}, title=title))
+    return rows
+
+
+def run_games(args: Any, run_game: Callable[[str, Any], dict], *, note: str) -> dict[str, dict]:
+    """The body of a script that makes one comparison per game of ``args.games`` (an
+    :class:`ExperimentArgs` with a ``games`` field): print the machine, create
+    ``args.out``, call ``run_game(game, args)`` for each game, print ``note`` (what
+    the tables' figures are), write ``summary.json`` (the arguments and ``games``:
+    the results by game) and print the total time.
+
+    Returns:
+        ``{game: run_game(game, args)}``.
+    """
+    from mairl.utils import machine
+
+    t_start = time.perf_counter()
+    print(f"machine: {machine()}")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    results = {game: run_game(game, args) for game in args.games}
+    print("\n" + note)
+    write_summary(Path(args.out) / "summary.json", args, games=results)
+    print(f"runs in {args.out}/; total {time.perf_counter() - t_start:.0f} s")
+    return results
 
 
 # -- tables ---------------------------------------------------------------------------------------

@@ -117,20 +117,18 @@ from mairl.algos.base import Algo, Batch, Needs
 from mairl.algos.common import (
     ObsTransform,
     check_fields,
-    init_stacked,
     l2_penalty,
     log_policy,
-    make_config_critic,
     make_optimizer,
-    make_stacked_apply,
+    make_stacked_critic,
     stacked_optimizer_step,
-    view_shape,
 )
 from mairl.algos.soft_q import SoftQConfig, SoftQState, make_soft_q
 from mairl.buffers import buffer_sample_recent
 from mairl.data import Transition
 
 __all__ = [
+    "DiscriminatorConfig",
     "MAAIRLConfig",
     "MAGAILConfig",
     "MLIRLConfig",
@@ -182,17 +180,13 @@ class RewardLearnerConfig(SoftQConfig):
     l2: float = 0.0
 
     def __post_init__(self):
-        super().__post_init__()  # the soft-Q step's fields
-        checks = [
+        super().__post_init__()  # every field with a standard check (FIELD_CHECKS)
+        check_fields(self, [
             ("reward_learning_rate", self.reward_learning_rate > 0, "> 0"),
             ("reward_batch_size", self.reward_batch_size >= 1, ">= 1"),
             ("reward_every", self.reward_every >= 1, ">= 1"),
             ("policy_window", self.policy_window >= 1, ">= 1"),
-            ("l2", self.l2 >= 0, ">= 0"),
-        ]
-        if getattr(self, "grad_penalty", 0.0) < 0:
-            checks.append(("grad_penalty", False, ">= 0"))
-        check_fields(self, checks)
+        ])
 
     @property
     def soft_q(self) -> SoftQConfig:
@@ -201,33 +195,31 @@ class RewardLearnerConfig(SoftQConfig):
 
 
 @dataclass(frozen=True)
-class MAGAILConfig(RewardLearnerConfig):
-    """MA-GAIL (decentralised): the fields of :class:`RewardLearnerConfig`, and
+class DiscriminatorConfig(RewardLearnerConfig):
+    """What MA-GAIL and MA-AIRL share: the fields of :class:`RewardLearnerConfig`, and
 
     Attributes:
         grad_penalty: weight of the R1 gradient penalty of the discriminators
             (0: none).
     """
-
-    name: ClassVar[str] = "ma-gail"
-    kind: ClassVar[str] = "gail"
 
     grad_penalty: float = 0.0
 
 
 @dataclass(frozen=True)
-class MAAIRLConfig(RewardLearnerConfig):
-    """MA-AIRL (decentralised): the fields of :class:`RewardLearnerConfig`, and
+class MAGAILConfig(DiscriminatorConfig):
+    """MA-GAIL (decentralised): the fields of :class:`DiscriminatorConfig`."""
 
-    Attributes:
-        grad_penalty: weight of the R1 gradient penalty of the discriminators
-            (0: none).
-    """
+    name: ClassVar[str] = "ma-gail"
+    kind: ClassVar[str] = "gail"
+
+
+@dataclass(frozen=True)
+class MAAIRLConfig(DiscriminatorConfig):
+    """MA-AIRL (decentralised): the fields of :class:`DiscriminatorConfig`."""
 
     name: ClassVar[str] = "ma-airl"
     kind: ClassVar[str] = "airl"
-
-    grad_penalty: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -333,11 +325,10 @@ def make_reward_learner(
         raise ValueError(f"{config.name}: needs an environment (env=...) to act in")
     obs_shape = tuple(obs_shape)
     alpha, gamma = config.alpha, config.gamma
-    critic_shape = view_shape(obs_shape, obs_transform)
-    net = make_config_critic(config, num_actions, critic_shape)  # g_i, D_i or r_i: (.., A)
-    apply = make_stacked_apply(net, obs_shape, obs_transform)
-    h_net = make_config_critic(config, 1, critic_shape) if kind == "airl" else None
-    h_apply = make_stacked_apply(h_net, obs_shape, obs_transform) if kind == "airl" else None
+    net = make_stacked_critic(config, num_actions, obs_shape, obs_transform)  # g_i, D_i or r_i
+    apply = net.apply
+    h_net = make_stacked_critic(config, 1, obs_shape, obs_transform) if kind == "airl" else None
+    h_apply = h_net.apply if kind == "airl" else None
     tx = make_optimizer(config.reward_learning_rate, config.max_grad_norm)
     grad_penalty = getattr(config, "grad_penalty", 0.0)
 
@@ -411,12 +402,10 @@ def make_reward_learner(
         return total, aux
 
     def init_reward(key: jax.Array) -> dict:
-        example = jnp.zeros(critic_shape, jnp.float32)
         if kind == "airl":
             key_g, key_h = jax.random.split(key)
-            return {"g": init_stacked(net, key_g, num_agents, example),
-                    "h": init_stacked(h_net, key_h, num_agents, example)}
-        return {"d" if kind == "gail" else "r": init_stacked(net, key, num_agents, example)}
+            return {"g": net.init(key_g, num_agents), "h": h_net.init(key_h, num_agents)}
+        return {"d" if kind == "gail" else "r": net.init(key, num_agents)}
 
     def init(key: jax.Array, batch: Batch | None = None) -> RewardLearnerState:
         rp = init_reward(jax.random.fold_in(key, 1))

@@ -17,17 +17,13 @@ from flax import struct
 
 from mairl.algos.base import Algo, Batch, Needs
 from mairl.algos.common import (
-    check_fields,
-    init_stacked,
+    check_config,
     l2_penalty,
     log_policy,
-    make_config_critic,
     make_optimizer,
-    make_stacked_apply,
+    make_stacked_critic,
     stacked_optimizer_step,
-    view_shape,
 )
-from mairl.networks import CRITICS
 
 
 @dataclass(frozen=True)
@@ -62,18 +58,7 @@ class BCConfig:
     dropout: float = 0.0
 
     def __post_init__(self):
-        check_fields(self, [
-            ("alpha", self.alpha > 0, "> 0"),
-            ("gamma", 0 <= self.gamma < 1, "in [0, 1)"),
-            ("learning_rate", self.learning_rate > 0, "> 0"),
-            ("batch_size", self.batch_size >= 1, ">= 1"),
-            ("l2", self.l2 >= 0, ">= 0"),
-            ("critic", self.critic in CRITICS, f"one of {CRITICS}"),
-            ("hidden", all(int(h) >= 1 for h in self.hidden), "positive widths"),
-            ("max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0,
-             "> 0 or None"),
-            ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
-        ])
+        check_config(self)
 
 
 @struct.dataclass
@@ -96,10 +81,9 @@ def make_bc(config: BCConfig, *, num_agents: int, obs_shape: tuple[int, ...],
     The loss is the per-agent cross-entropy of the expert's action, so the Boltzmann
     policy of the returned ``Algo`` is the maximum-likelihood fit to the demonstrations.
     """
-    critic_shape = view_shape(obs_shape, obs_transform)
-    net = make_config_critic(config, num_actions, critic_shape)
+    critic = make_stacked_critic(config, num_actions, obs_shape, obs_transform)
+    q_values = critic.apply
     tx = make_optimizer(config.learning_rate, config.max_grad_norm)
-    q_values = make_stacked_apply(net, obs_shape, obs_transform)
 
     def loss_fn(params, batch: Batch, key=None):
         q = q_values(params, batch.expert.obs, key)
@@ -110,7 +94,7 @@ def make_bc(config: BCConfig, *, num_agents: int, obs_shape: tuple[int, ...],
         return total, {"loss": losses}
 
     def init(key, example: Batch) -> BCState:
-        params = init_stacked(net, key, num_agents, jnp.zeros(critic_shape, jnp.float32))
+        params = critic.init(key, num_agents)
         return BCState(params, jax.vmap(tx.init)(params), jnp.int32(0))
 
     def update(state: BCState, batch: Batch, key):

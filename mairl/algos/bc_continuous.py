@@ -29,7 +29,8 @@ from flax import struct
 from mairl.algos.base import Algo, Batch, Needs, no_q_table
 from mairl.algos.common import (
     ObsTransform,
-    check_fields,
+    actor_checks,
+    check_config,
     l2_penalty,
     make_optimizer,
     stacked_optimizer_step,
@@ -70,17 +71,7 @@ class BCContinuousConfig:
     max_grad_norm: float | None = 10.0
 
     def __post_init__(self):
-        check_fields(self, [
-            ("alpha", self.alpha > 0, "> 0"),
-            ("gamma", 0 <= self.gamma < 1, "in [0, 1)"),
-            ("learning_rate", self.learning_rate > 0, "> 0"),
-            ("batch_size", self.batch_size >= 1, ">= 1"),
-            ("l2", self.l2 >= 0, ">= 0"),
-            ("hidden", len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
-             "one or more positive widths"),
-            ("log_std_max", self.log_std_min < self.log_std_max,
-             f"> log_std_min={self.log_std_min}"),
-        ])
+        check_config(self, actor_checks(self))
 
 
 @struct.dataclass

@@ -10,14 +10,14 @@ import contextlib
 import contextvars
 import math
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from mairl.buffers import buffer_add, buffer_init, buffer_sample
-from mairl.networks import make_critic
+from mairl.networks import CRITICS, make_critic
 from mairl.sharding import local_transitions
 
 #: Set by :func:`deferred_checks`: configs built meanwhile skip :func:`check_fields`.
@@ -58,6 +58,62 @@ def check_fields(config: Any, checks: Iterable[tuple[str, bool, str]]) -> None:
         if not ok:
             raise ValueError(f"{type(config).__name__}.{name}: expected {expected}, "
                              f"got {getattr(config, name)!r}")
+
+
+def _positive_widths(hidden) -> bool:
+    return all(int(h) >= 1 for h in hidden)
+
+
+#: The check of every config field that means the same in each algorithm that has it:
+#: ``field: (ok(value), expected)``; :func:`check_config` applies them.
+FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "alpha": (lambda v: v > 0, "> 0"),
+    "gamma": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "learning_rate": (lambda v: v > 0, "> 0"),
+    "actor_learning_rate": (lambda v: v > 0, "> 0"),
+    "batch_size": (lambda v: v >= 1, ">= 1"),
+    "chi2_coef": (lambda v: v >= 0, ">= 0"),
+    "l2": (lambda v: v >= 0, ">= 0"),
+    "num_envs": (lambda v: v >= 1, ">= 1"),
+    "buffer_size": (lambda v: v >= 1, ">= 1"),
+    "tau": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "target_tau": (lambda v: v is None or 0 < v <= 1, "in (0, 1] or None"),
+    "critic": (lambda v: v in CRITICS, f"one of {CRITICS}"),
+    "hidden": (_positive_widths, "positive widths"),
+    "max_grad_norm": (lambda v: v is None or v > 0, "> 0 or None"),
+    "huber_delta": (lambda v: v is None or v > 0, "> 0 or None"),
+    "dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "warmup_steps": (lambda v: v >= 0, ">= 0"),
+    "grad_penalty": (lambda v: v >= 0, ">= 0"),
+}
+
+
+def check_config(config: Any, checks: Iterable[tuple[str, bool, str]] = ()) -> None:
+    """Check a frozen config dataclass: the check of :data:`FIELD_CHECKS` for each of
+    its fields named there (in field order), then ``checks``, as :func:`check_fields`
+    does; an entry of ``checks`` for a field replaces that field's standard check.
+    Skipped inside :func:`deferred_checks`."""
+    import dataclasses
+
+    if _DEFER_CHECKS.get():
+        return
+    checks = list(checks)
+    own = {name for name, _, _ in checks}
+    standard = [(f.name, *FIELD_CHECKS[f.name]) for f in dataclasses.fields(config)
+                if f.name in FIELD_CHECKS and f.name not in own]
+    check_fields(config, [(name, ok(getattr(config, name)), expected)
+                          for name, ok, expected in standard] + checks)
+
+
+def actor_checks(config: Any) -> list[tuple[str, bool, str]]:
+    """The checks of a tanh-Gaussian actor's fields, for :func:`check_config`:
+    ``hidden``, one or more positive widths, and ``log_std_min < log_std_max``."""
+    return [
+        ("hidden", len(config.hidden) >= 1 and all(h >= 1 for h in config.hidden),
+         "one or more positive widths"),
+        ("log_std_max", config.log_std_min < config.log_std_max,
+         f"> log_std_min={config.log_std_min}"),
+    ]
 
 
 def make_config_critic(config: Any, num_outputs: int, obs_shape: tuple[int, ...]):
@@ -317,3 +373,33 @@ def tanh_gaussian_log_prob(actions: jax.Array, mean: jax.Array, log_std: jax.Arr
     1 - eps))``, then the change of variables of :func:`tanh_gaussian_sample`."""
     u = jnp.arctanh(jnp.clip(actions, -1.0 + eps, 1.0 - eps))
     return gaussian_log_prob(u, mean, log_std) - tanh_log_det(u)
+
+
+class StackedCritic(NamedTuple):
+    """A config's network for every agent (:func:`make_stacked_critic`).
+
+    Attributes:
+        net: one agent's network (:func:`make_config_critic`).
+        shape: one agent's input, its view of an observation (:func:`view_shape`).
+        apply: ``apply(params, obs (agent, ..., *obs_shape), key=None)`` on raw
+            observations (:func:`make_stacked_apply`).
+    """
+
+    net: Any
+    shape: tuple[int, ...]
+    apply: Callable
+
+    def init(self, key: jax.Array, num_agents: int) -> Any:
+        """Fresh parameters for every agent, stacked on the agent axis
+        (:func:`init_stacked` on zeros of ``shape``)."""
+        return init_stacked(self.net, key, num_agents, jnp.zeros(self.shape, jnp.float32))
+
+
+def make_stacked_critic(config: Any, num_outputs: int, obs_shape: tuple[int, ...],
+                        obs_transform: ObsTransform | None) -> StackedCritic:
+    """The network of ``config`` (its ``critic`` preset and ``hidden`` widths) with
+    ``num_outputs`` outputs, one per agent, each on its view ``obs_transform(obs,
+    agent)`` of the raw observations (identity when ``None``)."""
+    shape = view_shape(obs_shape, obs_transform)
+    net = make_config_critic(config, num_outputs, shape)
+    return StackedCritic(net, shape, make_stacked_apply(net, obs_shape, obs_transform))

@@ -68,16 +68,13 @@ from mairl.algos.common import (
     check_fields,
     init_stacked,
     l2_penalty,
-    make_config_critic,
     make_optimizer,
-    make_stacked_apply,
+    make_stacked_critic,
     online_init,
-    polyak,
     sample_actions,
     sample_policy_batch,
-    view_shape,
 )
-from mairl.algos.iq import IQConfig, IQState, iq_chi2_loss
+from mairl.algos.iq import IQConfig, IQState, apply_iq_updates, iq_chi2_loss
 from mairl.buffers import buffer_add
 from mairl.mixers import MIXERS, Mixer, affine_soft_value, global_state, make_mixer
 
@@ -182,9 +179,8 @@ def make_factorized_critic(config: FIQConfig, *, num_agents: int, obs_shape: tup
     ``config.critic`` on each agent's view (``obs_transform(obs, agent)``), mixed by
     ``config.mixer`` conditioned on ``mairl.mixers.global_state`` of the raw
     observations."""
-    critic_shape = view_shape(obs_shape, obs_transform)
-    net = make_config_critic(config, num_actions, critic_shape)
-    raw = make_stacked_apply(net, obs_shape, obs_transform)
+    stacked = make_stacked_critic(config, num_actions, obs_shape, obs_transform)
+    net, critic_shape, raw = stacked
     mixer = make_mixer(config.mixer, num_agents, hidden=config.mixer_hidden,
                        embed=config.mixer_embed)
     alpha, gamma, ndim = config.alpha, config.gamma, len(obs_shape)
@@ -319,12 +315,7 @@ def make_fiq(config: FIQConfig, *, num_agents: int, obs_shape: tuple[int, ...],
         grads, aux = jax.grad(loss_fn, has_aux=True)(state.params, state.target_params, batch,
                                                      policy)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = jax.tree.map(lambda p, u: p + u, state.params, updates)
-        target = state.target_params
-        if config.target_tau is not None:
-            target = polyak(target, params, config.target_tau)
-        return state.replace(params=params, target_params=target, opt_state=opt_state,
-                             step=state.step + 1), aux
+        return apply_iq_updates(state, updates, opt_state, config.target_tau), aux
 
     needs = Needs(expert_batch=config.batch_size, init_obs=config.mode == "v0",
                   num_envs=config.num_envs if online else 0)

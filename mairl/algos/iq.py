@@ -38,22 +38,18 @@ from mairl.algos.base import Algo, Batch, Needs, Transition
 from mairl.algos.common import (
     ObsTransform,
     act_and_store,
-    check_fields,
+    check_config,
     chi2_phi,
-    init_stacked,
     l2_penalty,
-    make_config_critic,
     make_optimizer,
-    make_stacked_apply,
+    make_stacked_critic,
     online_init,
     polyak,
     sample_actions,
     sample_policy_batch,
     soft_value,
-    view_shape,
 )
 from mairl.buffers import ReplayBuffer, buffer_add
-from mairl.networks import CRITICS
 from mairl.sharding import mean_over
 
 Mode = Literal["online", "value_expert", "v0"]
@@ -106,25 +102,7 @@ class IQConfig:
     dropout: float = 0.0
 
     def __post_init__(self):
-        checks = [
-            ("mode", self.mode in self.modes, f"one of {self.modes}"),
-            ("alpha", self.alpha > 0, "> 0"),
-            ("gamma", 0 <= self.gamma < 1, "in [0, 1)"),
-            ("learning_rate", self.learning_rate > 0, "> 0"),
-            ("batch_size", self.batch_size >= 1, ">= 1"),
-            ("chi2_coef", self.chi2_coef >= 0, ">= 0"),
-            ("l2", self.l2 >= 0, ">= 0"),
-            ("num_envs", self.num_envs >= 1, ">= 1"),
-            ("buffer_size", self.buffer_size >= 1, ">= 1"),
-            ("critic", self.critic in CRITICS, f"one of {CRITICS}"),
-            ("hidden", all(int(h) >= 1 for h in self.hidden), "positive widths"),
-            ("dropout", 0 <= self.dropout < 1, "in [0, 1)"),
-        ]
-        if self.max_grad_norm is not None:
-            checks.append(("max_grad_norm", self.max_grad_norm > 0, "> 0 or None"))
-        if self.target_tau is not None:
-            checks.append(("target_tau", 0 < self.target_tau <= 1, "in (0, 1] or None"))
-        check_fields(self, checks)
+        check_config(self, [("mode", self.mode in self.modes, f"one of {self.modes}")])
 
 
 @struct.dataclass
@@ -142,6 +120,19 @@ class IQState:
     env_state: Any = None
     env_obs: Any = None
     buffer: ReplayBuffer | None = None
+
+
+def apply_iq_updates(state: IQState, updates: Any, opt_state: Any,
+                     target_tau: float | None) -> IQState:
+    """``state`` after one optimizer step: ``params + updates``, the new optimizer
+    state, the target critic moved toward the new parameters at Polyak rate
+    ``target_tau`` (kept as it is when ``None``), the step count plus one."""
+    params = jax.tree.map(lambda p, u: p + u, state.params, updates)
+    target = state.target_params
+    if target_tau is not None:
+        target = polyak(target, params, target_tau)
+    return state.replace(params=params, target_params=target, opt_state=opt_state,
+                         step=state.step + 1)
 
 
 def iq_chi2_loss(
@@ -216,9 +207,8 @@ def make_iq(
     # (``mairl.train.train_host``) through ``algo.act`` and ``algo.store``
     host = config.mode == "online" and not getattr(env, "jittable", True)
     outputs = num_actions if head == "marginal" else num_actions**num_agents
-    critic_shape = view_shape(obs_shape, obs_transform)
-    net = make_config_critic(config, outputs, critic_shape)
-    raw = make_stacked_apply(net, obs_shape, obs_transform)
+    critic = make_stacked_critic(config, outputs, obs_shape, obs_transform)
+    raw = critic.apply
     tx = make_optimizer(config.learning_rate, config.max_grad_norm)
     alpha, gamma = config.alpha, config.gamma
     masks = jnp.asarray(joint_marginal_masks(num_agents, num_actions)) if head == "joint" else None
@@ -290,16 +280,11 @@ def make_iq(
         )
         grads, aux = mean_over((grads, aux), data_axis)
         updates, opt_state = jax.vmap(tx.update)(grads, state.opt_state, state.params)
-        params = jax.tree.map(lambda p, u: p + u, state.params, updates)
-        target = state.target_params
-        if config.target_tau is not None:
-            target = polyak(target, params, config.target_tau)
-        return state.replace(params=params, target_params=target, opt_state=opt_state,
-                             step=state.step + 1), aux
+        return apply_iq_updates(state, updates, opt_state, config.target_tau), aux
 
     def init(key: jax.Array, example: Batch) -> IQState:
         key_net, key_env = jax.random.split(key)
-        params = init_stacked(net, key_net, num_agents, jnp.zeros(critic_shape, jnp.float32))
+        params = critic.init(key_net, num_agents)
         state = IQState(params=params, target_params=params,
                         opt_state=jax.vmap(tx.init)(params), step=jnp.int32(0))
         if config.mode == "online":

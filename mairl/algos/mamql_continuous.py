@@ -79,7 +79,8 @@ from flax import struct
 from mairl.algos.base import Algo, Batch, Needs, Transition, no_q_table
 from mairl.algos.common import (
     ObsTransform,
-    check_fields,
+    actor_checks,
+    check_config,
     check_jittable_env,
     l2_penalty,
     make_optimizer,
@@ -143,26 +144,11 @@ class MAMQLContinuousConfig:
     buffer_size: int = 100_000
 
     def __post_init__(self):
-        checks = [
+        check_config(self, [
             ("mode", self.mode in self.modes, f"one of {self.modes}"),
-            ("alpha", self.alpha > 0, "> 0"),
-            ("gamma", 0 <= self.gamma < 1, "in [0, 1)"),
-            ("learning_rate", self.learning_rate > 0, "> 0"),
-            ("actor_learning_rate", self.actor_learning_rate > 0, "> 0"),
-            ("batch_size", self.batch_size >= 1, ">= 1"),
-            ("chi2_coef", self.chi2_coef >= 0, ">= 0"),
-            ("l2", self.l2 >= 0, ">= 0"),
-            ("hidden", len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
-             "one or more positive widths"),
+            *actor_checks(self),
             ("value_samples", self.value_samples >= 1, ">= 1"),
-            ("log_std_max", self.log_std_min < self.log_std_max,
-             f"> log_std_min={self.log_std_min}"),
-            ("num_envs", self.num_envs >= 1, ">= 1"),
-            ("buffer_size", self.buffer_size >= 1, ">= 1"),
-        ]
-        if self.target_tau is not None:
-            checks.append(("target_tau", 0 < self.target_tau <= 1, "in (0, 1] or None"))
-        check_fields(self, checks)
+        ])
 
 
 @dataclass(frozen=True)

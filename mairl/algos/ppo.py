@@ -46,7 +46,7 @@ from flax import struct
 from mairl.algos.base import Algo, Batch, Needs
 from mairl.algos.common import (
     ObsTransform,
-    check_fields,
+    check_config,
     check_jittable_env,
     init_stacked,
     make_config_critic,
@@ -55,7 +55,6 @@ from mairl.algos.common import (
     step_envs,
     view_shape,
 )
-from mairl.networks import CRITICS
 
 __all__ = [
     "PPOConfig",
@@ -130,15 +129,9 @@ class PPOConfig:
     shaping_updates: int = 1
 
     def __post_init__(self):
-        check_fields(self, [
-            ("alpha", self.alpha > 0, "> 0"),
-            ("gamma", 0 <= self.gamma < 1, "in [0, 1)"),
-            ("learning_rate", self.learning_rate > 0, "> 0"),
+        check_config(self, [
             ("lr_decay_updates", self.lr_decay_updates is None or self.lr_decay_updates >= 1,
              ">= 1 or None"),
-            ("max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0,
-             "> 0 or None"),
-            ("num_envs", self.num_envs >= 1, ">= 1"),
             ("num_steps", self.num_steps >= 1, ">= 1"),
             ("epochs", self.epochs >= 1, ">= 1"),
             ("minibatches", self.minibatches >= 1
@@ -148,8 +141,6 @@ class PPOConfig:
             ("clip_eps", self.clip_eps > 0, "> 0"),
             ("ent_coef", self.ent_coef >= 0, ">= 0"),
             ("vf_coef", self.vf_coef >= 0, ">= 0"),
-            ("critic", self.critic in CRITICS, f"one of {CRITICS}"),
-            ("hidden", all(int(h) >= 1 for h in self.hidden), "positive widths"),
             ("actor_init_scale", self.actor_init_scale > 0, "> 0"),
             ("shaping_start", self.shaping_start >= 0, ">= 0"),
             ("shaping_updates", self.shaping_updates >= 1, ">= 1"),

@@ -39,7 +39,8 @@ from flax import struct
 
 from mairl.algos.base import Algo, Batch, Needs, Transition, no_q_table
 from mairl.algos.common import (
-    check_fields,
+    actor_checks,
+    check_config,
     check_jittable_env,
     make_optimizer,
     polyak,
@@ -90,21 +91,7 @@ class SACConfig:
     warmup_steps: int = 64
 
     def __post_init__(self):
-        check_fields(self, [
-            ("alpha", self.alpha > 0, "> 0"),
-            ("gamma", 0 <= self.gamma < 1, "in [0, 1)"),
-            ("learning_rate", self.learning_rate > 0, "> 0"),
-            ("actor_learning_rate", self.actor_learning_rate > 0, "> 0"),
-            ("batch_size", self.batch_size >= 1, ">= 1"),
-            ("tau", 0 < self.tau <= 1, "in (0, 1]"),
-            ("hidden", len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
-             "one or more positive widths"),
-            ("log_std_max", self.log_std_min < self.log_std_max,
-             f"> log_std_min={self.log_std_min}"),
-            ("num_envs", self.num_envs >= 1, ">= 1"),
-            ("buffer_size", self.buffer_size >= 1, ">= 1"),
-            ("warmup_steps", self.warmup_steps >= 0, ">= 0"),
-        ])
+        check_config(self, actor_checks(self))
 
 
 @struct.dataclass

@@ -71,22 +71,19 @@ from flax import struct
 from mairl.algos.base import Algo, Batch, Needs
 from mairl.algos.common import (
     ObsTransform,
-    check_fields,
+    check_config,
     check_jittable_env,
-    init_stacked,
-    make_config_critic,
     make_optimizer,
     make_stacked_apply,
+    make_stacked_critic,
     polyak,
     sample_actions,
     soft_value,
     stacked_optimizer_step,
     step_envs,
-    view_shape,
 )
 from mairl.buffers import ReplayBuffer, buffer_add, buffer_init, buffer_sample
 from mairl.data import Transition
-from mairl.networks import CRITICS
 from mairl.params import save_params
 
 __all__ = [
@@ -136,23 +133,9 @@ class SoftQConfig:
     warmup_steps: int = 64
 
     def __post_init__(self):
-        checks = [
-            ("alpha", self.alpha > 0, "> 0"),
-            ("gamma", 0 <= self.gamma < 1, "in [0, 1)"),
-            ("learning_rate", self.learning_rate > 0, "> 0"),
-            ("batch_size", self.batch_size >= 1, ">= 1"),
-            ("num_envs", self.num_envs >= 1, ">= 1"),
+        check_config(self, [
             ("buffer_size", self.buffer_size >= self.num_envs, f">= num_envs ({self.num_envs})"),
-            ("tau", 0 < self.tau <= 1, "in (0, 1]"),
-            ("critic", self.critic in CRITICS, f"one of {CRITICS}"),
-            ("hidden", all(int(h) >= 1 for h in self.hidden), "positive widths"),
-            ("warmup_steps", self.warmup_steps >= 0, ">= 0"),
-        ]
-        if self.max_grad_norm is not None:
-            checks.append(("max_grad_norm", self.max_grad_norm > 0, "> 0 or None"))
-        if self.huber_delta is not None:
-            checks.append(("huber_delta", self.huber_delta > 0, "> 0 or None"))
-        check_fields(self, checks)
+        ])
 
 
 @struct.dataclass
@@ -264,9 +247,8 @@ def make_soft_q(
     if not host:
         check_jittable_env("soft-q", env)
     obs_shape = tuple(obs_shape)
-    critic_shape = view_shape(obs_shape, obs_transform)
-    net = make_config_critic(config, num_actions, critic_shape)
-    on_obs = make_stacked_apply(net, obs_shape, obs_transform)
+    critic = make_stacked_critic(config, num_actions, obs_shape, obs_transform)
+    on_obs = critic.apply
     tx = make_optimizer(config.learning_rate, config.max_grad_norm)
     alpha, gamma = config.alpha, config.gamma
     agent_ids = jnp.arange(num_agents)
@@ -279,7 +261,7 @@ def make_soft_q(
         one = jax.ShapeDtypeStruct(obs_shape, raw.dtype)
         view = jax.eval_shape(obs_transform, one, jax.ShapeDtypeStruct((), jnp.int32))
         store_views = _nbytes(view) < _nbytes(one)
-    stored_apply = make_stacked_apply(net, critic_shape, None) if store_views else on_obs
+    stored_apply = make_stacked_apply(critic.net, critic.shape, None) if store_views else on_obs
 
     def to_stored(obs: jax.Array) -> jax.Array:
         """``(env, agent, *obs_shape)`` to what the buffer holds, ``(env, agent, ...)``."""
@@ -315,7 +297,7 @@ def make_soft_q(
             env_obs, env_state = jax.vmap(env.reset)(jax.random.split(key_env, config.num_envs))
             stored = to_stored(env_obs)[0]  # (agent, ...)
         if params is None:
-            params = init_stacked(net, key_net, num_agents, jnp.zeros(critic_shape, jnp.float32))
+            params = critic.init(key_net, num_agents)
         item = Transition(
             obs=stored,
             actions=jnp.zeros((num_agents,), jnp.int32),

@@ -1,5 +1,7 @@
 """MAMQL, joint-action IQ-Learn and behaviour cloning: known answers and invariants."""
 
+import re
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -178,3 +180,34 @@ def test_config_errors_name_the_field():
         MAMQLConfig(mode="offline")
     with pytest.raises(ValueError, match="needs an environment"):
         make_mamql(MAMQLConfig(mode="online"), num_agents=2, obs_shape=(1,), num_actions=2)
+
+
+# A value each standard field check (mairl.algos.common.FIELD_CHECKS) refuses.
+BAD_VALUES = {
+    "alpha": 0.0, "gamma": 1.0, "learning_rate": 0.0, "actor_learning_rate": -1e-3,
+    "batch_size": 0, "chi2_coef": -1.0, "l2": -1.0, "num_envs": 0, "buffer_size": 0,
+    "tau": 0.0, "target_tau": 1.5, "critic": "resnet", "hidden": (64, 0),
+    "max_grad_norm": 0.0, "huber_delta": -1.0, "dropout": 1.0, "warmup_steps": -1,
+    "grad_penalty": -0.1,
+}
+
+
+def test_every_config_checks_each_standard_field_it_has():
+    import dataclasses
+
+    from mairl.algos import ALGOS
+    from mairl.algos.common import FIELD_CHECKS, deferred_checks
+
+    assert set(BAD_VALUES) == set(FIELD_CHECKS)
+    checked = set()
+    for spec in ALGOS.values():
+        cls = spec.config
+        cls()  # the defaults pass
+        for field in sorted({f.name for f in dataclasses.fields(cls)} & set(BAD_VALUES)):
+            with pytest.raises(ValueError, match=rf"^{cls.__name__}\.{field}: expected .*, "
+                                                 rf"got {re.escape(repr(BAD_VALUES[field]))}$"):
+                cls(**{field: BAD_VALUES[field]})
+            checked.add(field)
+        with deferred_checks():  # a command line parser builds them first, checks later
+            cls(alpha=0.0)
+    assert checked == set(FIELD_CHECKS)  # every standard check is some config's

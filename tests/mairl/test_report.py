@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 import types
 from pathlib import Path
 
@@ -234,3 +235,104 @@ def test_train_learners_runs_each_learner(tmp_path, capsys):
     assert trained["bc"].config.schedule.updates == 2
     out = capsys.readouterr().out
     assert "== bc: 2 seeds x 2 updates" in out and "bc: trained in" in out
+
+
+def test_learner_config_takes_the_view_and_further_algorithm_values():
+    args = _Args(learning_rate=1e-3, hidden=(8,))
+    config = report.learner_config(args, "mamql-continuous", "point-masses", "d.npz",
+                                   view="agent", alpha=0.3, batch_size=32, chi2_coef=0.0)
+    assert config.env == runs.EnvConfig("point-masses", view="agent")
+    assert (config.algo.alpha, config.algo.batch_size, config.algo.chi2_coef) == (0.3, 32, 0.0)
+    # one step size for critics and actors; fields the config lacks are left out
+    assert config.algo.learning_rate == config.algo.actor_learning_rate == 1e-3
+    bc = report.learner_config(args, "bc", "stag-hunt", "d.npz", alpha=0.3, value_samples=4)
+    assert bc.algo.alpha == 0.3 and not hasattr(bc.algo, "value_samples")
+
+
+def test_heldout_line_of_discrete_and_continuous_runs():
+    discrete = types.SimpleNamespace(metrics={"action_accuracy": {"mean": [0.51234, 0.9]}})
+    assert report.heldout_line(discrete) == "held-out action accuracy per agent [0.512, 0.9]"
+    continuous = types.SimpleNamespace(metrics={
+        "heldout_log_likelihood": {"mean": [1.234, -0.5]}, "action_mse": {"mean": [0.01234, 0.2]}})
+    assert report.heldout_line(continuous) == (
+        "held-out log-likelihood per agent [1.23, -0.5], action MSE [0.0123, 0.2]")
+    assert report.heldout_line(types.SimpleNamespace(metrics={})).endswith("n/a")
+
+
+# -- random tabular games -------------------------------------------------------------------------
+def test_random_games_are_the_keyed_games_and_their_demonstrations():
+    from envs.tabular import random_game
+    from mairl.data import episode_returns
+
+    suite = report.RandomGames(states=4, actions=2, transitions=30, episode_length=10)
+    game = suite.game(3, 1)
+    same = random_game(jax.random.key(1), 4, 2, 3, max_steps=10)
+    np.testing.assert_array_equal(game.transitions, same.transitions)
+    np.testing.assert_array_equal(game.rewards, same.rewards)
+    assert game.max_steps == 10
+    # a deterministic policy: every agent plays action 1 in every state
+    policy = np.zeros((3, 4, 2), np.float32)
+    policy[..., 1] = 1.0
+    demos = suite.demonstrations(jax.random.key(0), game, policy)
+    assert (demos.num_episodes, demos.num_transitions) == (3, 30)
+    assert np.all(np.asarray(demos.actions) == 1)
+    assert episode_returns(demos).shape == (3, 3)
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("transitions", 55, "a positive multiple of episode_length (10)"),
+    ("states", 0, ">= 1"),
+    ("agents", (2, 0), "positive agent counts"),
+])
+def test_random_games_refuse_bad_sizes(field, value, expected):
+    with pytest.raises(ValueError, match=rf"RandomGames\.{field}: expected {re.escape(expected)}"):
+        report.RandomGames(**{"episode_length": 10, "transitions": 50, field: value})
+
+
+# -- comparisons by return and the per-game script body -------------------------------------------
+def test_returns_measure_is_the_per_episode_return():
+    from mairl.metrics import evaluate_returns
+
+    env = runs.make_env("stag-hunt")
+    expert = make_expert(env, "soft-vi")
+    got = report.returns_measure(env)(jax.random.key(3), expert, 4)
+    assert list(got) == ["returns"]
+    np.testing.assert_array_equal(got["returns"],
+                                  evaluate_returns(jax.random.key(3), env, expert, 4))
+    assert got["returns"].shape == (4, env.num_agents)
+
+
+def test_compare_returns_rows_and_table(capsys):
+    env = runs.make_env("stag-hunt")
+    expert = make_expert(env, "soft-vi")
+    args = _Args(baseline_episodes=5)
+    rows = report.compare_returns(env, expert, {}, args, title="stag: per-agent return")
+    assert list(rows) == ["expert", "random"]
+    measured = report.compare(report.returns_measure(env), report.baselines(env, expert), {},
+                              episodes=5, seed_episodes=1)
+    for name, row in rows.items():
+        assert row["over"] == "5 episodes"
+        assert row["return_per_agent"] == report.per_agent(measured[name].stats["returns"])
+    out = capsys.readouterr().out
+    assert "stag: per-agent return" in out and "expert" in out
+
+
+def test_run_games_runs_each_game_and_writes_the_summary(tmp_path, capsys):
+    @dataclasses.dataclass(frozen=True)
+    class GameArgs(report.ExperimentArgs):
+        games: tuple[str, ...] = ("a", "b")
+
+    seen = []
+
+    def run_game(game, args):
+        seen.append(game)
+        return {"score": np.float32(len(seen))}
+
+    args = GameArgs(out=tmp_path / "out")
+    results = report.run_games(args, run_game, note="score: how many games so far")
+    assert seen == ["a", "b"] and results == {"a": {"score": 1.0}, "b": {"score": 2.0}}
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["games"] == {"a": {"score": 1.0}, "b": {"score": 2.0}}
+    assert summary["args"]["games"] == "('a', 'b')"
+    out = capsys.readouterr().out
+    assert out.startswith("machine: ") and "\nscore: how many games so far\n" in out
