@@ -24,8 +24,10 @@ from the runs' ``metrics.json``:
   simulated reward measure (``mairl.evaluation.calibrate_game``, the learned
   critics scored beside the true reward, its shapings and random critics).
 
-Deep games use MLP critics on the raw observations (``view="global"``), the
-settings of ``mairl.report.learner_config``. Returns are mean ± 95% t-interval
+Deep games use MLP critics on the raw observations (``--view global``, the
+settings of ``mairl.report.learner_config``) or, with ``--view agent``, on each
+agent's own view where the game defines one (Gems: the egocentric map); the
+mixers always read the raw observations of all agents. Returns are mean ± 95% t-interval
 over seeds (each seed's mean over ``--final-episodes`` episodes, Boltzmann
 policies at ``alpha = 1``); the expert row is the mean over its demonstrations.
 
@@ -68,6 +70,8 @@ class Args(report.ExperimentArgs):
     Attributes:
         games: games to run, one table each.
         mixers: fiq's mixers, one run each.
+        view: what the deep games' critics see: ``global`` (the raw observations)
+            or ``agent`` (each agent's view, ``env.agent_view``, where defined).
         fiq_mode: fiq's value term: ``value_expert`` or ``v0`` (demonstrations
             alone) or ``online`` (also the agents' own rollouts, stepped
             ``online_envs`` games per seed and update, as online ``mamql``).
@@ -81,6 +85,7 @@ class Args(report.ExperimentArgs):
     out: Path = Path("runs/cooperative_mixers")
     games: tuple[Game, ...] = ("random-team-game", "random-game", "mpe2-simple-spread", "gems")
     mixers: tuple[MixerName, ...] = ("vdn", "linear", "qmix")
+    view: Literal["global", "agent"] = "global"
     fiq_mode: Literal["value_expert", "v0", "online"] = "value_expert"
     algos: tuple[report.Learner, ...] = ("mamql-offline",)
     demo_episodes: int = 100
@@ -110,7 +115,7 @@ def learner_configs(game: str, args: Args, demos: Path, expert_file) -> dict[str
         algo_name = "fiq" if name.startswith("fiq-") else name
         online = algo_name == "mamql" or (algo_name == "fiq" and args.fiq_mode == "online")
         config = report.learner_config(args, algo_name, game, demos, online=online,
-                                       final_episodes=None)
+                                       final_episodes=None, view=args.view)
         if tabular:
             algo = dataclasses.replace(family_config(algo_name, "tabular"),
                                        gamma=args.tabular_gamma)

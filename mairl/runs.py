@@ -881,14 +881,16 @@ def _pre_viewed(s: Setup, tdata: Any, algo: Any = None,
     the data hold each agent's views and training runs the same algorithm built on
     the view's shape without a transform, whose ``q_values`` applies the view to
     raw observations, so evaluation, checkpoints and the saved parameters are
-    unchanged (the same parameters, the same numbers). ``algo``: the run's algorithm
-    (default ``s.algo``), built with ``data_axis``."""
+    unchanged (the same parameters, the same numbers). Not for a learner that
+    also reads the raw observations (``needs.raw_obs``: ``fiq``'s mixer).
+    ``algo``: the run's algorithm (default ``s.algo``), built with ``data_axis``."""
     from mairl.algos.common import view_shape
 
     raw = s.algo if algo is None else algo
     transform = getattr(s.env, "agent_view", None) if s.config.env.view == "agent" else None
     needs = raw.needs
-    if transform is None or needs.num_envs or not needs.expert_batch or tdata.demos is None:
+    if (transform is None or needs.num_envs or not needs.expert_batch or needs.raw_obs
+            or tdata.demos is None):
         return raw, tdata
     shape = tuple(s.env.obs_shape)
     ndim = len(shape)

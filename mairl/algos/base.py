@@ -62,12 +62,16 @@ class Needs(NamedTuple):
             come from the ``env=`` argument of its ``make_*``); 0 for none.
         rewards: learns from the environment's true rewards (forward learners):
             never an inverse-RL algorithm.
+        raw_obs: reads every agent's raw observations besides each critic's own
+            view (a mixer's global state, ``fiq``), so the views of its data
+            cannot be computed ahead of training in place of the observations.
     """
 
     expert_batch: int = 0
     init_obs: bool = False
     num_envs: int = 0
     rewards: bool = False
+    raw_obs: bool = False
 
 
 class Algo(NamedTuple):

@@ -318,7 +318,7 @@ def make_fiq(config: FIQConfig, *, num_agents: int, obs_shape: tuple[int, ...],
         return apply_iq_updates(state, updates, opt_state, config.target_tau), aux
 
     needs = Needs(expert_batch=config.batch_size, init_obs=config.mode == "v0",
-                  num_envs=config.num_envs if online else 0)
+                  num_envs=config.num_envs if online else 0, raw_obs=True)
     return Algo(name="fiq", init=init, update=update, q_values=critic.q_values, alpha=alpha,
                 gamma=gamma, config=config, needs=needs, act=act if host else None,
                 store=store if host else None)

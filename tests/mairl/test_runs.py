@@ -491,6 +491,27 @@ def test_load_demos_keeps_the_last_file_and_still_checks_the_env(game_demos, tmp
 
 
 # -- views computed once for offline learners ------------------------------------------------------
+def test_views_are_not_computed_ahead_for_a_learner_reading_raw_observations():
+    # fiq's mixer reads every agent's raw observations: training on precomputed
+    # views would feed the mixer views instead (and size its parameters by them).
+    from types import SimpleNamespace
+
+    env = envs.make("gems")
+    rng = np.random.default_rng(0)
+    obs = (rng.random((21, 2, *env.obs_shape)) < 0.2).astype(np.float32)
+    done = np.arange(20) == 19
+    demos = data.Demonstrations.create(obs[:-1], rng.integers(0, env.num_actions, (20, 2)),
+                                       obs[1:], done, np.zeros(20, bool))
+    config = runs.RunConfig(algo=ALGOS["fiq"].config(hidden=(8,), batch_size=16),
+                            env=runs.EnvConfig("gems"))
+    algo = runs.build_algo(config, env)
+    assert algo.needs.raw_obs
+    s = SimpleNamespace(env=env, config=config, algo=algo)
+    tdata = train_data(demos)
+    trained, same = runs._pre_viewed(s, tdata)
+    assert trained is algo and same is tdata
+
+
 def test_offline_views_computed_once_give_the_same_training():
     # Gems critics read each agent's egocentric view. Offline learners train on views
     # computed once (runs._pre_viewed); the parameters must equal those of the same
