@@ -1,7 +1,10 @@
-"""Continuous-action MAMQL and BC on the point-masses game.
+"""Continuous-action MAMQL and BC against an expert: the point-masses game, Brax games.
 
-Records demonstrations of the game's scripted expert (a tanh-Gaussian policy
-heading for its own target, ``envs.point_masses``), trains
+Records demonstrations of the expert (by default the game's scripted expert,
+e.g. point-masses' tanh-Gaussian policy heading for its own target,
+``envs.point_masses``; with ``--expert-run DIR`` the policy of a finished run,
+e.g. the SAC expert of ``experiments/train_brax_expert.py`` on ``ant-4x2``;
+with ``--demos FILE`` that expert's demonstrations already recorded), trains
 ``mamql-continuous-offline`` (value term on expert states),
 ``mamql-continuous`` (online: expert and own replayed transitions) and
 ``bc-continuous`` on them (several seeds each, one ``mairl.runs.run`` per
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 import jax
+import jax.numpy as jnp
 import tyro
 
 from mairl import report, runs
@@ -40,6 +44,10 @@ class Args(report.ExperimentArgs):
         alpha: temperature of MAMQL (recorded with BC).
         batch_size: expert transitions per update.
         algos: learners to train.
+        expert_run: a finished run (``mairl.runs``) whose policy is the expert;
+            ``None``: the game's scripted expert.
+        demos: the expert's demonstrations, already recorded; ``None``: record
+            ``demo_episodes`` episodes to ``out/expert_demos.npz``.
     """
 
     env: str = "point-masses"
@@ -47,6 +55,8 @@ class Args(report.ExperimentArgs):
     batch_size: int = 256
     algos: tuple[Learner, ...] = ("mamql-continuous-offline", "mamql-continuous",
                                   "bc-continuous")
+    expert_run: Path | None = None
+    demos: Path | None = None
 
 
 #: The script's defaults (``--help`` shows them): small MLPs, a larger step.
@@ -61,15 +71,23 @@ def main(args: Args) -> None:
     env = runs.make_env(args.env)
     print(f"{env.name}: {env.num_agents} agents, obs {env.obs_shape}, actions "
           f"{env.action_spaces[0]}, {env.max_steps} steps")
-    expert = env.scripted_policy()
-    demos = args.out / "expert_demos.npz"
-    report.record_demos(jax.random.key(0), env, expert, args.demo_episodes, demos, num_envs=50)
+    if args.expert_run is None:
+        expert = env.scripted_policy()
+    else:
+        expert = runs.load_run(args.expert_run).policy_fn()
+    demos = args.demos
+    if demos is None:
+        demos = args.out / "expert_demos.npz"
+        report.record_demos(jax.random.key(0), env, expert, args.demo_episodes, demos,
+                            num_envs=50)
     # the same networks, steps and discount for all learners; the env's own view
     learners = report.train_learners(args, env, demos, progress=False, eval_episodes=16,
                                      view="agent", alpha=args.alpha,
                                      batch_size=args.batch_size)
+    zero = jnp.zeros((env.num_agents, *env.action_spaces[0].shape), jnp.float32)
     rows = report.compare_returns(env, expert, learners, args,
-                                  title=f"{env.name}: per-agent return")
+                                  title=f"{env.name}: per-agent return",
+                                  more={"zero": lambda key, obs: zero})
     print("\nreturn: undiscounted per-agent episode return, mean ± 95% t-interval over seeds "
           "for learned policies (actions drawn from the actors), over episodes otherwise.")
     report.write_summary(args.out / "summary.json", args,

@@ -11,6 +11,10 @@ Kinds (``make_expert``):
   as soft-Q values at ``alpha = 1`` (``experiments/train_overcooked_expert.py``).
 - ``scripted``: the game's own hand-written expert, where it has one
   (``env.scripted_policy()``, e.g. the mpe2 particle games and the intersection).
+- ``run``: the policy of a finished run directory (``mairl.runs``), e.g. a
+  forward learner trained on the true rewards such as the multi-agent SAC expert
+  of ``experiments/train_brax_expert.py`` on the Brax games
+  (:func:`load_run_expert`).
 - ``random``: uniform actions.
 
 Library code: errors are ``ValueError`` / ``FileNotFoundError`` naming the
@@ -44,7 +48,7 @@ GEMS_NUM_FEATURES = 2 + 7 * GEMS_SLOTS + 4 * GEMS_SLOTS
 
 
 #: Expert kinds :func:`make_expert` builds.
-EXPERT_KINDS = ("soft-vi", "soft-q", "scripted", "random")
+EXPERT_KINDS = ("soft-vi", "soft-q", "scripted", "random", "run")
 
 
 def make_expert(
@@ -63,14 +67,16 @@ def make_expert(
     :data:`GEMS_SOFT_Q_PARAMS`), each agent sampling ``pi_i ∝ exp(Q_i / alpha)``
     at ``alpha`` (default: the temperature the file was trained at).
     ``scripted``: the game's hand-written expert (:func:`scripted_policy_fn`).
-    ``random``: uniform actions.
+    ``random``: uniform actions. ``run``: the policy of the finished run in the
+    directory ``params_path`` (:func:`load_run_expert`).
 
     Raises:
         ValueError: naming the expert kind: an unknown ``kind``, a game the
             expert cannot play (``scripted`` without a scripted expert,
             ``soft-vi`` on a non-tabular game), or a ``soft-q`` parameter file
             of another kind, game or shape.
-        FileNotFoundError: ``soft-q`` with no file at ``params_path``.
+        FileNotFoundError: ``soft-q`` with no file at ``params_path``, ``run`` with
+            no run directory there.
     """
     if kind == "random":
         return lambda key, obs: env.sample_actions(key)
@@ -94,7 +100,41 @@ def make_expert(
             raise FileNotFoundError(f"expert 'soft-q': params_path {err}") from None
         except ValueError as err:
             raise ValueError(f"expert 'soft-q': {err}") from None
+    if kind == "run":
+        if params_path is None:
+            raise ValueError("expert 'run': params_path must name a finished run directory")
+        try:
+            return load_run_expert(params_path, env)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"expert 'run': params_path {err}") from None
+        except ValueError as err:
+            raise ValueError(f"expert 'run': {err}") from None
     raise ValueError(f"expert {kind!r}: unknown kind; expected one of {list(EXPERT_KINDS)}")
+
+
+def load_run_expert(path: str | os.PathLike, env, *, greedy: bool = False) -> PolicyFn:
+    """The policy of the finished run in directory ``path`` (``mairl.runs.load_run``:
+    its first seed; a continuous learner's actors draw actions, a discrete one's
+    Boltzmann policies sample them; ``greedy``: their modes), for ``env``.
+
+    Raises:
+        FileNotFoundError: no run directory at ``path`` (no ``config.json``).
+        ValueError: an unfinished or damaged run, or one trained on a game whose
+            agents, observations or actions differ from ``env``'s (naming both).
+    """
+    from mairl.runs import load_run
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: not a run directory (no config.json)")
+    run = load_run(path)
+    ours, theirs = run.env, env
+    for field in ("num_agents", "obs_shape", "action_spaces"):
+        mine, yours = getattr(ours, field, None), getattr(theirs, field, None)
+        if mine != yours:
+            raise ValueError(f"{path}: a run on env {ours.name!r} with {field} {mine}; "
+                             f"env {theirs.name!r} has {field} {yours}")
+    return run.policy_fn(greedy=greedy)
 
 
 def expert_alpha_gamma(
@@ -114,6 +154,11 @@ def expert_alpha_gamma(
 
         meta = load_params(GEMS_SOFT_Q_PARAMS if params_path is None else Path(params_path))[1]
         return (float(meta["alpha"]) if alpha is None else float(alpha)), float(meta["gamma"])
+    if kind == "run" and params_path is not None:
+        from mairl.runs import read_config
+
+        algo = read_config(params_path).algo
+        return getattr(algo, "alpha", None), getattr(algo, "gamma", None)
     return None, None
 
 

@@ -339,9 +339,11 @@ def returns_measure(env: Any) -> MeasureFn:
 
 
 def compare_returns(env: Any, expert: Callable, learners: Mapping[str, Any],
-                    args: ExperimentArgs, *, title: str) -> dict[str, dict[str, Any]]:
-    """Compare ``expert``, uniformly random play and ``learners`` (``{name:
-    mairl.runs.Run}``) by their per-agent return (:func:`compare` with
+                    args: ExperimentArgs, *, title: str,
+                    more: Mapping[str, Callable] | None = None) -> dict[str, dict[str, Any]]:
+    """Compare ``expert``, uniformly random play, the further fixed policies ``more``
+    (``{row: policy_fn}``, e.g. a trivial policy that sets a floor) and ``learners``
+    (``{name: mairl.runs.Run}``) by their per-agent return (:func:`compare` with
     :func:`returns_measure`: ``args.baseline_episodes`` episodes of each fixed
     policy, ``args.final_episodes`` of each learner's seed) and print the table.
 
@@ -350,7 +352,7 @@ def compare_returns(env: Any, expert: Callable, learners: Mapping[str, Any],
         the intervals are over}}``.
     """
     print()
-    measured = compare(returns_measure(env), baselines(env, expert), learners,
+    measured = compare(returns_measure(env), baselines(env, expert, **(more or {})), learners,
                        episodes=args.baseline_episodes, seed_episodes=args.final_episodes)
     rows = {name: {"return_per_agent": per_agent(m.stats["returns"]), "over": m.over}
             for name, m in measured.items()}

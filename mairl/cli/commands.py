@@ -10,7 +10,7 @@ from tyro.conf import Positional
 
 from mairl.utils import progress_bar
 
-Expert = Literal["soft-vi", "soft-q", "random", "scripted"]
+Expert = Literal["soft-vi", "soft-q", "random", "scripted", "run"]
 
 
 def list_envs(family: str | None = None) -> None:
@@ -54,7 +54,9 @@ def demos(
         out: output file (``.npz``).
         expert: ``soft-vi`` (exact logit equilibrium, tabular games), ``soft-q``
             (trained soft-Q critics, e.g. the shipped Gems expert), ``scripted`` (the
-            game's hand-written expert, where it has one) or ``random``.
+            game's hand-written expert, where it has one), ``random``, or ``run``
+            (the policy of a finished run directory, ``--expert-params DIR``, e.g.
+            the SAC expert of ``experiments/train_brax_expert.py``).
         episodes: number of complete episodes to record.
         seed: random seed.
         alpha: Boltzmann temperature of the expert (soft-vi: 1 by default;
@@ -62,7 +64,8 @@ def demos(
         gamma: discount of the soft-vi expert.
         num_envs: environments run side by side.
         expert_params: parameter file of the soft-q expert (default: the shipped
-            Gems expert, ``mairl/assets/gems_soft_q.npz``).
+            Gems expert, ``mairl/assets/gems_soft_q.npz``); the run directory of
+            the run expert.
     """
     import jax
 
@@ -76,8 +79,11 @@ def demos(
         raise SystemExit(f"error: --num-envs must be >= 1, got {num_envs}")
     if alpha is not None and alpha <= 0:
         raise SystemExit(f"error: --alpha must be > 0, got {alpha}")
-    if expert_params is not None and expert != "soft-q":
-        raise SystemExit(f"error: --expert-params needs --expert soft-q, got --expert {expert}")
+    if expert_params is not None and expert not in ("soft-q", "run"):
+        raise SystemExit("error: --expert-params needs --expert soft-q or run, got "
+                         f"--expert {expert}")
+    if expert == "run" and expert_params is None:
+        raise SystemExit("error: --expert run needs --expert-params RUN_DIR (a finished run)")
     try:
         game = make_env(env)
     except ValueError as err:  # it names the field, ``env``, whose flag is --env

@@ -543,3 +543,29 @@ def test_offline_views_computed_once_give_the_same_training():
     raw = jnp.asarray(obs[:5]).swapaxes(0, 1)
     np.testing.assert_allclose(trained.q_values(once.state.params, raw),
                                s.algo.q_values(once.state.params, raw), rtol=1e-5, atol=1e-6)
+
+
+def test_a_finished_run_is_an_expert(finished, game_demos, tmp_path):
+    from mairl.experts import expert_alpha_gamma, make_expert
+
+    game, _, _ = game_demos
+    trained, out = finished
+    policy = make_expert(game, "run", params_path=out)
+    obs, _ = game.reset(jax.random.key(3))
+    for k in range(3):  # the run's own (first seed's) policy, draw for draw
+        key = jax.random.key(k)
+        np.testing.assert_array_equal(policy(key, obs), trained.policy_fn()(key, obs))
+    assert expert_alpha_gamma("run", params_path=out) == (trained.config.algo.alpha, GAMMA)
+    demos = tmp_path / "d.npz"
+    main(["demos", "--env", "random-game", "--expert", "run", "--expert-params", str(out),
+          "--out", str(demos), "--episodes", "3", "--num-envs", "3"])
+    recorded = data.load(demos)
+    assert recorded.num_episodes == 3
+    assert (recorded.expert_alpha, recorded.expert_gamma) == (trained.config.algo.alpha, GAMMA)
+    with pytest.raises(ValueError, match="expert 'run': .*a run on env 'random-game' with "
+                                         r"obs_shape \(20,\); env 'stag-hunt' has obs_shape"):
+        make_expert(envs.make("stag-hunt"), "run", params_path=out)
+    with pytest.raises(FileNotFoundError, match="expert 'run': .*not a run directory"):
+        make_expert(game, "run", params_path=tmp_path)
+    with pytest.raises(SystemExit, match="--expert run needs --expert-params"):
+        main(["demos", "--env", "random-game", "--expert", "run", "--out", str(demos)])
