@@ -30,7 +30,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import tyro
 
 from mairl import report, runs
@@ -69,41 +68,19 @@ class Args:
     demos: Path = Path("runs/brax_expert_demos.npz")
 
 
-class Progress:
-    """A ``mairl.runs`` tracker that prints every chunk's return and losses."""
-
-    def __init__(self, t0: float):
-        self.t0 = t0
-
-    def log(self, curves: dict, updates: np.ndarray) -> None:
-        for c, update in enumerate(updates):
-            m = {name: float(np.mean(value[0, c])) for name, value in curves.items()}
-            print(f"  {time.perf_counter() - self.t0:7.1f} s  update {int(update):6d}  "
-                  f"return {m['return']:8.1f}  replayed reward {m.get('train/reward', np.nan):6.3f}"
-                  f"  critic loss {m.get('train/loss', np.nan):8.3f}", flush=True)
-
-    def close(self) -> None:
-        pass
-
-
 def main(args: Args) -> None:
     t0 = time.perf_counter()
     env = runs.make_env(args.env)
     print(f"SAC on {env.name}: {env.num_agents} agents, obs {env.obs_shape}, "
           f"{args.updates} updates x {args.algo.num_envs} env steps", flush=True)
-    config = runs.RunConfig(
-        algo=args.algo,
-        env=runs.EnvConfig(args.env, view="global"),
-        schedule=runs.ScheduleConfig(seeds=1, seed=args.seed, updates=args.updates,
-                                     eval_every=args.eval_every,
-                                     checkpoint_every=args.eval_every),
-        eval=runs.EvalConfig(eval_episodes=args.eval_episodes,
-                             final_episodes=max(args.eval_episodes, 2)),
-    )
-    if args.resume:
-        run = runs.resume(args.run_dir, config, trackers=[Progress(t0)])
-    else:
-        run = runs.run(config, args.run_dir, trackers=[Progress(t0)], overwrite=True)
+    def line(m: dict[str, float]) -> str:
+        return (f"return {m['return']:8.1f}  replayed reward {m['train/reward']:6.3f}  "
+                f"critic loss {m['train/loss']:8.3f}")
+
+    run = report.train_forward(args.algo, args.env, args.run_dir, seed=args.seed,
+                               updates=args.updates, eval_every=args.eval_every,
+                               eval_episodes=args.eval_episodes, resume=args.resume,
+                               trackers=[report.CurvePrinter(line, t0)])
     print(f"trained in {time.perf_counter() - t0:.1f} s (run in {args.run_dir})", flush=True)
 
     expert = run.policy_fn()

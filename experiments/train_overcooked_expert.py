@@ -48,7 +48,7 @@ import tyro
 
 import envs
 from envs.jaxmarl import DELIVERY_REWARD
-from mairl import runs
+from mairl import report
 from mairl.algos import PPOConfig
 from mairl.algos.soft_q import save_soft_q_expert
 from mairl.evaluation import policy_fn_of
@@ -123,43 +123,21 @@ def describe(name: str, stats: dict[str, np.ndarray]) -> str:
             f"sparse return per agent {sparse}  shaping return per agent {shaped}")
 
 
-class Progress:
-    """A ``mairl.runs`` tracker that prints every chunk's curves."""
-
-    def __init__(self, t0: float):
-        self.t0 = t0
-
-    def log(self, curves: dict, updates: np.ndarray) -> None:
-        for c, update in enumerate(updates):
-            m = {name: float(np.mean(value[0, c])) for name, value in curves.items()}
-            print(f"  {time.perf_counter() - self.t0:7.1f} s  update {int(update):5d}  "
-                  f"soups/episode {m['return'] / DELIVERY_REWARD:6.2f}  "
-                  f"shaping {m['train/shaping_weight']:.2f}  entropy {m['train/entropy']:.3f}  "
-                  f"value loss {m['train/value_loss']:.2f}", flush=True)
-
-    def close(self) -> None:
-        pass
-
-
 def main(args: Args) -> None:
     t0 = time.perf_counter()
     env = envs.make(args.env_name)
     steps = args.algo.num_envs * args.algo.num_steps
     print(f"PPO on {args.env_name}: {args.updates} updates x {steps} env steps "
           f"({args.updates * steps} steps)", flush=True)
-    config = runs.RunConfig(
-        algo=args.algo,
-        env=runs.EnvConfig(args.env_name, view="global"),
-        schedule=runs.ScheduleConfig(seeds=1, seed=args.seed, updates=args.updates,
-                                     eval_every=args.eval_every,
-                                     checkpoint_every=args.eval_every),
-        eval=runs.EvalConfig(eval_episodes=args.eval_episodes,
-                             final_episodes=max(args.eval_episodes, 2)),
-    )
-    if args.resume:
-        run = runs.resume(args.run_dir, config, trackers=[Progress(t0)])
-    else:
-        run = runs.run(config, args.run_dir, trackers=[Progress(t0)], overwrite=True)
+    def line(m: dict[str, float]) -> str:
+        return (f"soups/episode {m['return'] / DELIVERY_REWARD:6.2f}  "
+                f"shaping {m['train/shaping_weight']:.2f}  entropy {m['train/entropy']:.3f}  "
+                f"value loss {m['train/value_loss']:.2f}")
+
+    run = report.train_forward(args.algo, args.env_name, args.run_dir, seed=args.seed,
+                               updates=args.updates, eval_every=args.eval_every,
+                               eval_episodes=args.eval_episodes, resume=args.resume,
+                               trackers=[report.CurvePrinter(line, t0)])
     print(f"trained in {time.perf_counter() - t0:.1f} s (run in {args.run_dir})", flush=True)
 
     params = run.seed_params(0)

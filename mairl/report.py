@@ -258,6 +258,52 @@ def heldout_line(run: Any) -> str:
     return f"held-out action accuracy per agent {acc}"
 
 
+class CurvePrinter:
+    """A ``mairl.runs`` tracker that prints one line per evaluation: the time since
+    ``t0`` (``time.perf_counter``), the update, and ``line(means)``, with ``means``
+    ``{curve: mean over the first seed's agents}`` at that evaluation."""
+
+    def __init__(self, line: Callable[[dict[str, float]], str], t0: float | None = None):
+        self.line = line
+        self.t0 = time.perf_counter() if t0 is None else t0
+
+    def log(self, curves: dict, updates: np.ndarray) -> None:
+        for c, update in enumerate(updates):
+            means = {name: float(np.mean(value[0, c])) for name, value in curves.items()}
+            print(f"  {time.perf_counter() - self.t0:7.1f} s  update {int(update):6d}  "
+                  f"{self.line(means)}", flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+def train_forward(algo: Any, env: str, out: str | Path, *, seed: int, updates: int,
+                  eval_every: int, eval_episodes: int, resume: bool = False,
+                  trackers: Sequence[Any] = ()) -> Any:
+    """Train a forward learner (``algo``, a config of ``mairl.algos`` trained on the
+    true rewards, e.g. an expert) on ``env``'s raw observations, one seed: a
+    ``mairl.runs.run`` into ``out`` (replacing an earlier run there) with a
+    checkpoint at every evaluation, or with ``resume`` the interrupted run there
+    continued (``mairl.runs.resume``).
+
+    Returns:
+        the finished ``mairl.runs.Run``.
+    """
+    from mairl import runs
+
+    config = runs.RunConfig(
+        algo=algo,
+        env=runs.EnvConfig(env, view="global"),
+        schedule=runs.ScheduleConfig(seeds=1, seed=seed, updates=updates,
+                                     eval_every=eval_every, checkpoint_every=eval_every),
+        eval=runs.EvalConfig(eval_episodes=eval_episodes,
+                             final_episodes=max(eval_episodes, 2)),
+    )
+    if resume:
+        return runs.resume(out, config, trackers=list(trackers))
+    return runs.run(config, out, trackers=list(trackers), overwrite=True)
+
+
 # -- demonstrations and policies ------------------------------------------------------------------
 def record_demos(key: jax.Array, env: Any, policy_fn: Callable, episodes: int, path: str | Path,
                  *, num_envs: int = 16):

@@ -336,3 +336,28 @@ def test_run_games_runs_each_game_and_writes_the_summary(tmp_path, capsys):
     assert summary["args"]["games"] == "('a', 'b')"
     out = capsys.readouterr().out
     assert out.startswith("machine: ") and "\nscore: how many games so far\n" in out
+
+
+def test_curve_printer_prints_the_first_seeds_agent_means(capsys):
+    printer = report.CurvePrinter(lambda m: f"return {m['return']:.2f}", t0=0.0)
+    # (seed, eval, agent): seed 1 must not count
+    printer.log({"return": np.array([[[1.0, 3.0], [5.0, 7.0]], [[100.0, 100.0]] * 2])},
+                np.array([10, 20]))
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("update")[1].split() for line in lines] == [["10", "return", "2.00"],
+                                                                 ["20", "return", "6.00"]]
+
+
+def test_train_forward_trains_one_checkpointed_seed_and_resumes(tmp_path):
+    from mairl.algos import SoftQConfig
+
+    algo = SoftQConfig(critic="tabular", num_envs=2, buffer_size=100, warmup_steps=2)
+    out = tmp_path / "expert"
+    run = report.train_forward(algo, "stag-hunt", out, seed=3, updates=20, eval_every=10,
+                               eval_episodes=2)
+    assert run.config.schedule.seeds == 1 and run.config.schedule.seed == 3
+    assert run.config.env.view == "global" and run.metrics["updates"] == 20
+    assert sorted(p.name for p in (out / "checkpoints").iterdir())[-1].endswith("2")
+    again = report.train_forward(algo, "stag-hunt", out, seed=3, updates=20, eval_every=10,
+                                 eval_episodes=2, resume=True)
+    np.testing.assert_array_equal(jax.tree.leaves(again.params)[0], jax.tree.leaves(run.params)[0])
