@@ -64,6 +64,26 @@ DEFAULTS = Args(out=Path("runs/continuous"), updates=3000, learning_rate=1e-3, h
                 online_envs=8, baseline_episodes=500, final_episodes=200)
 
 
+def heldout_table(env, expert, learners: dict) -> dict:
+    """Print and return the held-out behaviour measures of the learners (mean ±
+    95% t-interval over seeds) beside their ceiling (the expert's own actors) and
+    floor (uniform actions; the box's centre for ``action_mse``),
+    ``mairl.report.heldout_calibration``, all on the same held-out transitions."""
+    fixed = report.heldout_calibration(next(iter(learners.values())), expert)
+    rows = {}
+    for measure in ("heldout_log_likelihood", "action_mse"):
+        table = {name: list(map(float, row[measure])) for name, row in fixed.items()}
+        table |= {name: report.per_agent(run.metrics[measure]["per_seed"])
+                  for name, run in learners.items()}
+        print("\n" + report.format_table(table, report.agent_columns("", env.agents),
+                                         title=f"{env.name}: {measure} on held-out "
+                                               "demonstrations"))
+        rows[measure] = table
+    print("expert: the expert's own actors (log-likelihood ceiling: minus its entropy); "
+          "uniform: uniform actions (action_mse: the box's centre). Learners: over seeds.")
+    return rows
+
+
 def main(args: Args) -> None:
     t_start = time.perf_counter()
     print(f"machine: {machine()}")
@@ -90,9 +110,13 @@ def main(args: Args) -> None:
                                   more={"zero": lambda key, obs: zero})
     print("\nreturn: undiscounted per-agent episode return, mean ± 95% t-interval over seeds "
           "for learned policies (actions drawn from the actors), over episodes otherwise.")
+    behaviour = {}
+    if args.expert_run is not None and learners:
+        behaviour = heldout_table(env, runs.load_run(args.expert_run), learners)
     report.write_summary(args.out / "summary.json", args,
                          rows={name: {"return_per_agent": r["return_per_agent"]}
                                for name, r in rows.items()},
+                         behaviour=behaviour,
                          wall_time_s={name: run.metrics["wall_time_s"]
                                       for name, run in learners.items()})
     print(f"runs in {args.out}/; total {time.perf_counter() - t_start:.0f} s")

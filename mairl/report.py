@@ -430,6 +430,52 @@ def run_games(args: Any, run_game: Callable[[str, Any], dict], *, note: str) -> 
     return results
 
 
+def heldout_calibration(learner: Any, expert: Any, key: jax.Array | None = None
+                        ) -> dict[str, dict[str, np.ndarray]]:
+    """The ceiling and floor of a continuous learner's held-out behaviour measures
+    (``heldout_log_likelihood``, ``action_mse`` of ``metrics.json``), scored on the
+    same held-out demonstrations as the learner (``learner``: a finished
+    ``mairl.runs.Run`` of a continuous learner; ``expert``: the run whose policy
+    recorded the demonstrations, e.g. ``experiments/train_brax_expert.py``'s).
+
+    Rows, ``{measure: (agent,)}`` each:
+
+    - ``expert``: the expert's own actors. Its mean log-density of its own actions
+      estimates minus its conditional entropy, which no policy exceeds in
+      expectation (Gibbs' inequality): the ceiling. Its mode's squared distance
+      to the actions it drew is the spread of its own noise, the least
+      ``action_mse`` a deterministic mode can expect.
+    - ``uniform``: uniform actions on each agent's box, log-density
+      ``-sum_d log(high - low)``; its ``action_mse`` is that of the box's centre
+      (the zero action on ``[-1, 1]``): the floor.
+    """
+    from mairl import runs
+
+    held = runs.Setup(learner.config).held
+    if held is None:
+        raise ValueError(f"heldout_calibration: run {learner.dir} has no held-out "
+                         "demonstrations with rewards")
+    if not (learner.algo.continuous and expert.algo.continuous):
+        raise ValueError("heldout_calibration: needs continuous learner and expert runs")
+    key = jax.random.key(0) if key is None else key
+    params = expert.seed_params(0)
+    obs, actions = held.obs, held.actions  # (agent, B, ...)
+    loglik = expert.algo.log_prob(params, obs, actions).mean(axis=-1)
+    mode = np.asarray(expert.algo.policy(params, obs, key, True))
+    spaces = learner.env.action_spaces
+    low = np.stack([np.broadcast_to(sp.low, sp.shape) for sp in spaces]).astype(np.float32)
+    high = np.stack([np.broadcast_to(sp.high, sp.shape) for sp in spaces]).astype(np.float32)
+    centre = (low + high) / 2
+    acts = np.asarray(actions)
+    return {
+        "expert": {"heldout_log_likelihood": np.asarray(loglik),
+                   "action_mse": np.mean(np.sum((mode - acts) ** 2, axis=-1), axis=-1)},
+        "uniform": {"heldout_log_likelihood": -np.sum(np.log(high - low), axis=-1),
+                    "action_mse": np.mean(np.sum((acts - centre[:, None]) ** 2, axis=-1),
+                                          axis=-1)},
+    }
+
+
 # -- tables ---------------------------------------------------------------------------------------
 def per_agent(values: Any) -> list[Interval]:
     """Mean and 95% t half-width of each agent's value over the first axis.

@@ -70,6 +70,7 @@ INTEGRATION = (
     "tests/mairl/test_bad_input.py::test_the_command_line_exit_status_and_stderr",
     "tests/mairl/test_reproduce.py::test_rows_are_runs_and_reruns_pick_them_up",
     "tests/mairl/test_continuous.py::test_bc_trains_through_the_cli_and_the_run_pipeline",
+    "tests/mairl/test_continuous.py::test_heldout_calibration_scores_the_runs_own_heldout_transitions",
     "tests/mairl/test_multihost.py::test_two_processes_give_the_numbers_of_one_process_with_as_many_devices",
     "tests/mairl/test_multihost.py::test_only_process_zero_writes_the_run_directory",
 )

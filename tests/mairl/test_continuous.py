@@ -370,3 +370,25 @@ def test_sac_learns_to_reach_the_targets(tmp_path):
     assert "not_reported" in run.metrics
     assert min(run.metrics["return_mean"]["per_seed"]) > BEATS_RANDOM
 
+
+
+def test_heldout_calibration_scores_the_runs_own_heldout_transitions(demos_file, tmp_path):
+    """With the learner as its own expert, the ceiling row is the learner's own
+    held-out figures (seed 0); the floor is the uniform density on [-1, 1]^2."""
+    from mairl import report
+
+    config = runs.RunConfig(
+        algo=BCContinuousConfig(hidden=(8,), batch_size=32),
+        env=runs.EnvConfig("point-masses"), data=runs.DataConfig(demos=str(demos_file)),
+        schedule=runs.ScheduleConfig(seeds=2, updates=4, eval_every=4),
+        eval=runs.EvalConfig(eval_episodes=1, final_episodes=2))
+    run = runs.run(config, tmp_path / "bc")
+    rows = report.heldout_calibration(run, run)
+    for measure in ("heldout_log_likelihood", "action_mse"):
+        per_seed = np.asarray(run.metrics[measure]["per_seed"])
+        assert not np.allclose(per_seed[0], per_seed[1])  # the seeds differ, seed 0 is taken
+        np.testing.assert_allclose(rows["expert"][measure], per_seed[0], rtol=1e-5)
+    np.testing.assert_allclose(rows["uniform"]["heldout_log_likelihood"], [-2 * np.log(2)] * 2)
+    held = np.asarray(runs.Setup(config).held.actions)
+    np.testing.assert_allclose(rows["uniform"]["action_mse"],
+                               np.mean(np.sum(held ** 2, axis=-1), axis=-1), rtol=1e-6)
