@@ -268,13 +268,14 @@ class CurvePrinter:
         self.t0 = time.perf_counter() if t0 is None else t0
 
     def log(self, curves: dict, updates: np.ndarray) -> None:
+        """Print a line per evaluation of ``curves`` (``name -> (seed, eval, ...)``)."""
         for c, update in enumerate(updates):
             means = {name: float(np.mean(value[0, c])) for name, value in curves.items()}
             print(f"  {time.perf_counter() - self.t0:7.1f} s  update {int(update):6d}  "
                   f"{self.line(means)}", flush=True)
 
     def close(self) -> None:
-        pass
+        """Nothing to flush: every line is printed as it comes."""
 
 
 def train_forward(algo: Any, env: str, out: str | Path, *, seed: int, updates: int,
