@@ -37,34 +37,23 @@ from mairl.algos import SACConfig
 
 
 @dataclass(frozen=True)
-class Args:
-    """Multi-agent SAC on a Brax game.
+class Args(report.ExpertArgs):
+    """Multi-agent SAC on a Brax game (and the fields of ``mairl.report.ExpertArgs``).
 
     Attributes:
         env: the game (``envs.brax_games``).
-        updates: SAC updates (each steps ``algo.num_envs`` games once).
-        algo: the SAC learner.
-        eval_every: updates between progress reports (and checkpoints).
-        eval_episodes: episodes of each progress evaluation.
-        final_episodes: episodes of each row of the final comparison.
+        algo: the SAC learner (each update steps ``algo.num_envs`` games once).
         demo_episodes: expert episodes recorded to ``demos``.
-        seed: random seed.
-        run_dir: the run directory (``mairl.runs``), replaced by a new run.
-        resume: go on with the interrupted run in ``run_dir`` instead.
         demos: where to write the expert's demonstrations (``.npz``).
     """
 
     env: str = "ant-4x2"
-    updates: int = 60_000
     algo: SACConfig = SACConfig(alpha=0.05, num_envs=4, hidden=(256, 256), buffer_size=400_000,
                                 warmup_steps=1000)
+    updates: int = 60_000
     eval_every: int = 2000
-    eval_episodes: int = 4
-    final_episodes: int = 32
-    demo_episodes: int = 20
-    seed: int = 0
     run_dir: Path = Path("runs/brax_expert")
-    resume: bool = False
+    demo_episodes: int = 20
     demos: Path = Path("runs/brax_expert_demos.npz")
 
 
@@ -73,14 +62,12 @@ def main(args: Args) -> None:
     env = runs.make_env(args.env)
     print(f"SAC on {env.name}: {env.num_agents} agents, obs {env.obs_shape}, "
           f"{args.updates} updates x {args.algo.num_envs} env steps", flush=True)
+
     def line(m: dict[str, float]) -> str:
         return (f"return {m['return']:8.1f}  replayed reward {m['train/reward']:6.3f}  "
                 f"critic loss {m['train/loss']:8.3f}")
 
-    run = report.train_forward(args.algo, args.env, args.run_dir, seed=args.seed,
-                               updates=args.updates, eval_every=args.eval_every,
-                               eval_episodes=args.eval_episodes, resume=args.resume,
-                               trackers=[report.CurvePrinter(line, t0)])
+    run = report.train_forward(args.algo, args.env, args, [report.CurvePrinter(line, t0)])
     print(f"trained in {time.perf_counter() - t0:.1f} s (run in {args.run_dir})", flush=True)
 
     expert = run.policy_fn()

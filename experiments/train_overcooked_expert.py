@@ -58,21 +58,15 @@ ASSET = Path(__file__).resolve().parent.parent / "mairl" / "assets" / "overcooke
 
 
 @dataclass(frozen=True)
-class Args:
-    """PPO training of the Overcooked expert.
+class Args(report.ExpertArgs):
+    """PPO training of the Overcooked expert (and the fields of ``mairl.report.ExpertArgs``).
 
     Attributes:
         layout: Overcooked layout (``envs.jaxmarl.OVERCOOKED_LAYOUTS``).
-        updates: PPO updates, each a rollout of ``num_steps`` x ``num_envs``
-            environment steps and its epochs of minibatch steps.
-        algo: the PPO learner; its ``lr_decay_updates`` and ``shaping_updates``
-            are set for the default ``updates`` (all of them, and the first half).
-        eval_every: updates between progress reports (and checkpoints).
-        eval_episodes: episodes of each progress evaluation.
-        final_episodes: episodes of the final evaluation (expert and random).
-        seed: random seed.
-        run_dir: the run directory (``mairl.runs``), replaced by a new run.
-        resume: go on with the interrupted run in ``run_dir`` instead.
+        algo: the PPO learner, each update a rollout of ``num_steps`` x ``num_envs``
+            environment steps and its epochs of minibatch steps; its
+            ``lr_decay_updates`` and ``shaping_updates`` are set for the default
+            ``updates`` (all of them, and the first half).
         out: where to write the expert file.
     """
 
@@ -87,9 +81,7 @@ class Args:
     eval_every: int = 25
     eval_episodes: int = 64
     final_episodes: int = 1000
-    seed: int = 0
     run_dir: Path = Path("runs/overcooked_expert")
-    resume: bool = False
     out: Path = ASSET
 
     @property
@@ -129,15 +121,13 @@ def main(args: Args) -> None:
     steps = args.algo.num_envs * args.algo.num_steps
     print(f"PPO on {args.env_name}: {args.updates} updates x {steps} env steps "
           f"({args.updates * steps} steps)", flush=True)
+
     def line(m: dict[str, float]) -> str:
         return (f"soups/episode {m['return'] / DELIVERY_REWARD:6.2f}  "
                 f"shaping {m['train/shaping_weight']:.2f}  entropy {m['train/entropy']:.3f}  "
                 f"value loss {m['train/value_loss']:.2f}")
 
-    run = report.train_forward(args.algo, args.env_name, args.run_dir, seed=args.seed,
-                               updates=args.updates, eval_every=args.eval_every,
-                               eval_episodes=args.eval_episodes, resume=args.resume,
-                               trackers=[report.CurvePrinter(line, t0)])
+    run = report.train_forward(args.algo, args.env_name, args, [report.CurvePrinter(line, t0)])
     print(f"trained in {time.perf_counter() - t0:.1f} s (run in {args.run_dir})", flush=True)
 
     params = run.seed_params(0)

@@ -278,14 +278,37 @@ class CurvePrinter:
         """Nothing to flush: every line is printed as it comes."""
 
 
-def train_forward(algo: Any, env: str, out: str | Path, *, seed: int, updates: int,
-                  eval_every: int, eval_episodes: int, resume: bool = False,
-                  trackers: Sequence[Any] = ()) -> Any:
+@dataclass(frozen=True)
+class ExpertArgs:
+    """The arguments of a script that trains a forward learner on the true rewards
+    as an expert (:func:`train_forward`); scripts subclass it, adding the
+    learner's config and the game and giving their own defaults.
+
+    Attributes:
+        updates: updates of the learner.
+        eval_every: updates between progress reports (and checkpoints).
+        eval_episodes: episodes of each progress evaluation.
+        final_episodes: episodes of each row of the final comparison.
+        seed: random seed.
+        run_dir: the run directory (``mairl.runs``), replaced by a new run.
+        resume: go on with the interrupted run in ``run_dir`` instead.
+    """
+
+    updates: int = 1000
+    eval_every: int = 100
+    eval_episodes: int = 4
+    final_episodes: int = 32
+    seed: int = 0
+    run_dir: Path = Path("runs/expert")
+    resume: bool = False
+
+
+def train_forward(algo: Any, env: str, args: ExpertArgs, trackers: Sequence[Any] = ()) -> Any:
     """Train a forward learner (``algo``, a config of ``mairl.algos`` trained on the
-    true rewards, e.g. an expert) on ``env``'s raw observations, one seed: a
-    ``mairl.runs.run`` into ``out`` (replacing an earlier run there) with a
-    checkpoint at every evaluation, or with ``resume`` the interrupted run there
-    continued (``mairl.runs.resume``).
+    true rewards) on ``env``'s raw observations, one seed, as ``args`` say: a
+    ``mairl.runs.run`` into ``args.run_dir`` (replacing an earlier run there) with
+    a checkpoint at every evaluation, or with ``args.resume`` the interrupted run
+    there continued (``mairl.runs.resume``).
 
     Returns:
         the finished ``mairl.runs.Run``.
@@ -295,14 +318,15 @@ def train_forward(algo: Any, env: str, out: str | Path, *, seed: int, updates: i
     config = runs.RunConfig(
         algo=algo,
         env=runs.EnvConfig(env, view="global"),
-        schedule=runs.ScheduleConfig(seeds=1, seed=seed, updates=updates,
-                                     eval_every=eval_every, checkpoint_every=eval_every),
-        eval=runs.EvalConfig(eval_episodes=eval_episodes,
-                             final_episodes=max(eval_episodes, 2)),
+        schedule=runs.ScheduleConfig(seeds=1, seed=args.seed, updates=args.updates,
+                                     eval_every=args.eval_every,
+                                     checkpoint_every=args.eval_every),
+        eval=runs.EvalConfig(eval_episodes=args.eval_episodes,
+                             final_episodes=max(args.eval_episodes, 2)),
     )
-    if resume:
-        return runs.resume(out, config, trackers=list(trackers))
-    return runs.run(config, out, trackers=list(trackers), overwrite=True)
+    if args.resume:
+        return runs.resume(args.run_dir, config, trackers=list(trackers))
+    return runs.run(config, args.run_dir, trackers=list(trackers), overwrite=True)
 
 
 # -- demonstrations and policies ------------------------------------------------------------------

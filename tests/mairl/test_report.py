@@ -353,11 +353,10 @@ def test_train_forward_trains_one_checkpointed_seed_and_resumes(tmp_path):
 
     algo = SoftQConfig(critic="tabular", num_envs=2, buffer_size=100, warmup_steps=2)
     out = tmp_path / "expert"
-    run = report.train_forward(algo, "stag-hunt", out, seed=3, updates=20, eval_every=10,
-                               eval_episodes=2)
+    args = report.ExpertArgs(updates=20, eval_every=10, eval_episodes=2, seed=3, run_dir=out)
+    run = report.train_forward(algo, "stag-hunt", args)
     assert run.config.schedule.seeds == 1 and run.config.schedule.seed == 3
     assert run.config.env.view == "global" and run.metrics["updates"] == 20
-    assert sorted(p.name for p in (out / "checkpoints").iterdir())[-1].endswith("2")
-    again = report.train_forward(algo, "stag-hunt", out, seed=3, updates=20, eval_every=10,
-                                 eval_episodes=2, resume=True)
+    assert run.config.schedule.checkpoint_every == 10
+    again = report.train_forward(algo, "stag-hunt", dataclasses.replace(args, resume=True))
     np.testing.assert_array_equal(jax.tree.leaves(again.params)[0], jax.tree.leaves(run.params)[0])
