@@ -128,12 +128,11 @@ def load_run_expert(path: str | os.PathLike, env, *, greedy: bool = False) -> Po
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: not a run directory (no config.json)")
     run = load_run(path)
-    ours, theirs = run.env, env
     for field in ("num_agents", "obs_shape", "action_spaces"):
-        mine, yours = getattr(ours, field, None), getattr(theirs, field, None)
-        if mine != yours:
-            raise ValueError(f"{path}: a run on env {ours.name!r} with {field} {mine}; "
-                             f"env {theirs.name!r} has {field} {yours}")
+        trained, wanted = getattr(run.env, field, None), getattr(env, field, None)
+        if trained != wanted:
+            raise ValueError(f"{path}: a run on env {run.env.name!r} with {field} {trained}; "
+                             f"env {env.name!r} has {field} {wanted}")
     return run.policy_fn(greedy=greedy)
 
 

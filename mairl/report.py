@@ -475,6 +475,7 @@ def heldout_calibration(learner: Any, expert: Any, key: jax.Array | None = None
       (the zero action on ``[-1, 1]``): the floor.
     """
     from mairl import runs
+    from mairl.evaluation import _continuous_eval_fn
 
     held = runs.Setup(learner.config).held
     if held is None:
@@ -483,18 +484,16 @@ def heldout_calibration(learner: Any, expert: Any, key: jax.Array | None = None
     if not (learner.algo.continuous and expert.algo.continuous):
         raise ValueError("heldout_calibration: needs continuous learner and expert runs")
     key = jax.random.key(0) if key is None else key
-    params = expert.seed_params(0)
-    obs, actions = held.obs, held.actions  # (agent, B, ...)
-    loglik = expert.algo.log_prob(params, obs, actions).mean(axis=-1)
-    mode = np.asarray(expert.algo.policy(params, obs, key, True))
+    # the expert scored by the learners' own held-out evaluation (no episodes played)
+    scores = _continuous_eval_fn(expert.algo, learner.env, False, 0)(expert.seed_params(0),
+                                                                      key, held)
     spaces = learner.env.action_spaces
     low = np.stack([np.broadcast_to(sp.low, sp.shape) for sp in spaces]).astype(np.float32)
     high = np.stack([np.broadcast_to(sp.high, sp.shape) for sp in spaces]).astype(np.float32)
     centre = (low + high) / 2
-    acts = np.asarray(actions)
+    acts = np.asarray(held.actions)  # (agent, B, action_dim)
     return {
-        "expert": {"heldout_log_likelihood": np.asarray(loglik),
-                   "action_mse": np.mean(np.sum((mode - acts) ** 2, axis=-1), axis=-1)},
+        "expert": {name: np.asarray(value) for name, value in scores.items()},
         "uniform": {"heldout_log_likelihood": -np.sum(np.log(high - low), axis=-1),
                     "action_mse": np.mean(np.sum((acts - centre[:, None]) ** 2, axis=-1),
                                           axis=-1)},
