@@ -18,11 +18,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check mairl envs tests experiments
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # the end-to-end tests (CLI, tutorials, subprocesses, lockstep checks); CI runs both
 test-integration: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 -m "integration and not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "integration and not slow"
 
 bench: $(STAMP)
 	$(BIN)/mairl bench all --out docs/benchmarks.md
