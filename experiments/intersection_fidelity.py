@@ -32,7 +32,7 @@ import tyro
 import envs
 from envs.intersection import FASTER, SLOWER, Intersection
 from envs.intersection_jax import IntersectionJax, lockstep
-from mairl import report
+from mairl import bench, report
 from mairl.utils import machine
 
 
@@ -162,20 +162,7 @@ def expert_rates(episodes: int) -> None:
 def speed(num_envs: int, scan_steps: int, host_steps: int) -> None:
     """Part 3: steps/s of the vmapped JAX env and of the host adapter."""
     env = envs.make("intersection-jax")
-
-    @jax.jit
-    def run(key):
-        key_reset, key_run = jax.random.split(key)
-        _, state = jax.vmap(env.reset)(jax.random.split(key_reset, num_envs))
-
-        def body(state, key):
-            key_act, key_step = jax.random.split(key)
-            actions = jax.random.randint(key_act, (num_envs, env.num_agents), 0, 3)
-            _, state, reward, *_ = jax.vmap(env.step)(jax.random.split(key_step, num_envs),
-                                                     state, actions)
-            return state, reward.sum()
-
-        return jax.lax.scan(body, state, jax.random.split(key_run, scan_steps))[1].sum()
+    run = bench.make_rollout(env, num_envs, scan_steps)
 
     t0 = time.perf_counter()
     run(jax.random.key(0)).block_until_ready()
