@@ -22,7 +22,7 @@ test: $(STAMP)
 
 # the end-to-end tests (CLI, tutorials, subprocesses, lockstep checks); CI runs both
 test-integration: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "integration and not slow"
+	$(BIN)/python -m pytest -q -n 2 -m "integration and not slow"
 
 bench: $(STAMP)
 	$(BIN)/mairl bench all --out docs/benchmarks.md
