@@ -85,6 +85,7 @@ INTEGRATION = (
     "tests/mairl/test_continuous.py::test_heldout_calibration_scores_the_runs_own_heldout_transitions",
     "tests/mairl/test_multihost.py::test_two_processes_give_the_numbers_of_one_process_with_as_many_devices",
     "tests/mairl/test_multihost.py::test_only_process_zero_writes_the_run_directory",
+    "tests/mairl/test_multihost.py::test_a_sweep_over_two_processes_gives_the_numbers_of_one_process",
 )
 
 

@@ -1,7 +1,7 @@
 """One process of a run over several processes, or the single-process reference,
 started by ``test_multihost.py``.
 
-    python multihost_checks.py DEMOS OUT full|fast [--coordinator HOST:PORT
+    python multihost_checks.py DEMOS OUT full|fast|sweep [--coordinator HOST:PORT
                                                     --num-processes N --process-id I]
 
 With the process flags it joins the others (``mairl train --coordinator ...``);
@@ -17,6 +17,8 @@ of online MAMQL for 2 chunks into ``OUT/run``, checkpointed after each chunk:
   the numbers it had.
 
 ``fast`` stops after the first part, on 2 devices in all (``--batch-shards 2``).
+``sweep`` instead trains a grid of two learning rates (``mairl sweep``, offline
+MAMQL, one seed a point) into ``OUT/sweep``, its two runs over the devices.
 Plots are not drawn and the reward measures not calibrated (they take longer
 than the rest and come from the same arrays as ``curves.csv`` and
 ``metrics.json``). It prints one JSON line: the process index, the files
@@ -78,6 +80,17 @@ def main() -> None:
               "--learning-rate", "0.05", "--num-envs", "2", "--buffer-size", "200",
               "--updates", "20", "--eval-every", "10", "--eval-episodes", "2",
               "--final-episodes", "4", "--quiet", *process_flags]
+    if mode == "sweep":
+        mairl(["sweep", "--algo", "mamql-offline", "--env", "stag-hunt", "--demos", demos,
+               "--out", str(out / "sweep"), "--seeds", "1", "--updates", "20",
+               "--eval-every", "10", "--critic", "tabular", "--gamma", "0.9",
+               "--batch-size", "32", "--eval-episodes", "2", "--final-episodes", "4",
+               "--grid-learning-rate", "0.05", "0.01", "--quiet", *process_flags])
+        import jax
+
+        print(json.dumps({"process": jax.process_index(), "processes": jax.process_count(),
+                          "devices": jax.device_count(), "writes": WRITES}))
+        return
     run = out / "run"
     mairl(["train", *common, "--out", str(run), "--seeds", "2",  # all devices split a batch
            "--batch-shards", "2" if mode == "fast" else "4", "--checkpoint-every", "10"])

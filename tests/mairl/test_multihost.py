@@ -112,6 +112,14 @@ def two_hosts_resumed(tmp_path_factory):
     return tmp, run_hosts(tmp, "full", 4)
 
 
+@pytest.fixture(scope="module")
+def two_hosts_sweep(tmp_path_factory):
+    """2 local processes x 1 CPU device against 1 process x 2: ``mairl sweep`` over
+    two learning rates, one run per device."""
+    tmp = tmp_path_factory.mktemp("hosts_sweep")
+    return tmp, run_hosts(tmp, "sweep", 2)
+
+
 def read_params(directory: Path) -> dict:
     with np.load(directory / "params.npz") as f:
         return {k: np.asarray(f[k], np.float64) for k in f.files}
@@ -160,6 +168,32 @@ def test_two_processes_give_the_numbers_of_one_process_with_as_many_devices(two_
 
 def test_only_process_zero_writes_the_run_directory(two_hosts):
     check_writes(*two_hosts)
+
+
+def test_a_sweep_over_two_processes_gives_the_numbers_of_one_process(two_hosts_sweep):
+    tmp, reports = two_hosts_sweep
+    single, multi = tmp / "single" / "sweep", tmp / "multi" / "sweep"
+    names = json.loads((single / "grid.json").read_text())["points"]
+    assert json.loads((multi / "grid.json").read_text())["points"] == names and len(names) == 2
+    for name in names:
+        a, b = read_params(single / name), read_params(multi / name)
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_allclose(b[k], a[k], atol=TOL, err_msg=f"{name} {k}")
+        ma = json.loads((single / name / "metrics.json").read_text())
+        mb = json.loads((multi / name / "metrics.json").read_text())
+        np.testing.assert_allclose(mb["return_mean"]["per_seed"],
+                                   ma["return_mean"]["per_seed"], atol=1e-4)
+    # the two learning rates train differently: the comparison is not of equal runs
+    a0, a1 = read_params(single / names[0]), read_params(single / names[1])
+    assert any(not np.allclose(a0[k], a1[k]) for k in a0)
+    first, second = reports["process 0 of 2"], reports["process 1 of 2"]
+    assert first["devices"] == second["devices"] == 2
+    assert (first["process"], second["process"], first["processes"]) == (0, 1, 2)
+    assert second["writes"] == []  # only process 0 writes the sweep
+    written = {Path(w).relative_to(multi).as_posix() for w in first["writes"]}
+    assert {"grid.json", *(f"{n}/{f}" for n in names
+                           for f in ("config.json", "params.npz"))} <= written
 
 
 @pytest.mark.slow
