@@ -4,6 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# glibc's malloc asks the kernel for transparent huge pages for large buffers:
+# XLA's CPU code allocates its temporaries anew on every call, and faulting them
+# in 4 KB pages halves the speed of convolutions (docs/scaling.md). Set your own
+# GLIBC_TUNABLES to override.
+export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 
 .PHONY: demo test test-integration lint bench clean
 

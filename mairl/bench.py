@@ -339,6 +339,99 @@ def mamql_update_case(env, data, peak: Callable[[], float], *, critic: str, mode
             "view": tuple(view)}
 
 
+def _conv_lax(x, w):
+    return jax.lax.conv_general_dilated(x, w, (1, 1), "VALID",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _conv_im2col(x, w):
+    from mairl.networks import conv_as_matmul
+
+    return conv_as_matmul(x, w, (1, 1), "VALID")
+
+
+def _per_agent(fn):
+    """``fn`` called once per agent (an unrolled Python loop), not vmapped."""
+    def stacked(x, w):
+        return jnp.stack([fn(x[a], w[a]) for a in range(x.shape[0])])
+    return stacked
+
+
+def paper_critic_layer_cases(peak: Callable[[], float], *, view: tuple[int, int, int] = (5, 15, 15),
+                             agents: int = 2, samples: int = 1024, repeats: int = 5,
+                             seed: int = 0) -> list[dict[str, Any]]:
+    """Time the paper critic's first three layers alone, at one update's shapes.
+
+    The ``gems-paper`` critic (:func:`critic_layer_flops`) is a 5x5 convolution
+    with 64 filters, a 3x3 one with 64, then a dense layer of 1,024, each agent
+    with its own weights. An update passes ``samples`` maps per agent through
+    each (``s`` and ``s'`` of a batch of 256, online twice that). Every layer is
+    timed under ``vmap`` over ``agents``, forward alone and forward with the
+    gradients an update takes (the kernel's for the first convolution, whose
+    input is data; the kernel's and the input's for the others), for each way
+    of computing a convolution:
+
+    - ``im2col``: :func:`mairl.networks.conv_as_matmul`, what the critics use;
+    - ``lax``: ``lax.conv_general_dilated`` under ``vmap`` (a grouped convolution);
+    - ``lax per agent``: ``lax.conv_general_dilated`` once per agent, unrolled.
+
+    Returns one dict per (layer, implementation): ``layer``, ``impl``,
+    ``forward_s`` and ``training_s`` (best of ``repeats``), ``flops`` (hand count
+    of the forward pass; training counts three times it, twice for the first
+    layer), ``forward_fraction`` and ``training_fraction`` of the matmul peak
+    ``peak()`` sampled after each layer's timings, and ``max_abs_diff`` of the
+    forward output against ``im2col``'s.
+    """
+    channels, h, w = view
+    if h < 7 or w < 7:
+        raise ValueError(f"view: the paper critic needs maps of at least 7 x 7, got {view}")
+    h1, w1, h2, w2 = h - 4, w - 4, h - 6, w - 6
+    keys = jax.random.split(jax.random.key(seed), 6)
+    layers = [
+        (f"conv 5x5, {channels}->64", (agents, samples, h, w, channels),
+         (agents, 5, 5, channels, 64),
+         2.0 * samples * h1 * w1 * 25 * channels * 64, True, False),
+        ("conv 3x3, 64->64", (agents, samples, h1, w1, 64), (agents, 3, 3, 64, 64),
+         2.0 * samples * h2 * w2 * 9 * 64 * 64, True, True),
+        (f"dense {h2 * w2 * 64}->1024", (agents, samples, h2 * w2 * 64),
+         (agents, h2 * w2 * 64, 1024), 2.0 * samples * h2 * w2 * 64 * 1024, False, True),
+    ]
+    rows = []
+    for i, (name, x_shape, w_shape, flops, is_conv, input_grad) in enumerate(layers):
+        x = jax.random.normal(keys[2 * i], x_shape, jnp.float32)
+        kernel = jax.random.normal(keys[2 * i + 1], w_shape, jnp.float32) * 0.05
+        impls = ({"im2col": jax.vmap(_conv_im2col), "lax": jax.vmap(_conv_lax),
+                  "lax per agent": _per_agent(_conv_lax)} if is_conv
+                 else {"matmul": jax.vmap(jnp.dot)})
+        reference = None
+        layer_rows = []
+        for impl_name, fn in impls.items():
+            forward = jax.jit(fn)
+
+            def loss(x, kernel, fn=fn):
+                return jnp.sum(jax.nn.relu(fn(x, kernel)) ** 2)
+
+            training = jax.jit(jax.grad(loss, argnums=(0, 1) if input_grad else 1))
+            out = forward(x, kernel)
+            reference = out if reference is None else reference
+            jax.block_until_ready(training(x, kernel))
+            forward_s = min(timed_calls(forward, x, kernel, repeats=repeats))
+            training_s = min(timed_calls(training, x, kernel, repeats=repeats))
+            layer_rows.append({
+                "layer": name, "impl": impl_name, "forward_s": forward_s, "training_s": training_s,
+                "flops": agents * flops,
+                "max_abs_diff": float(jnp.max(jnp.abs(out - reference))),
+            })
+        rate = peak()
+        for row in layer_rows:
+            train_flops = row["flops"] * (3 if input_grad else 2)
+            row["forward_fraction"] = row["flops"] / row["forward_s"] / rate
+            row["training_fraction"] = train_flops / row["training_s"] / rate
+            row["peak"] = rate
+        rows += layer_rows
+    return rows
+
+
 # -- the machine -----------------------------------------------------------------------------
 
 
@@ -354,13 +447,40 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def huge_pages(enabled_file: str | os.PathLike = "/sys/kernel/mm/transparent_hugepage/enabled",
+               environ: dict[str, str] | None = None) -> str:
+    """Whether this process's large buffers get transparent huge pages: the
+    kernel's mode (``/sys/kernel/mm/transparent_hugepage/enabled``) and, where
+    it is ``madvise``, whether glibc's malloc asks for them
+    (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``, read when the process starts).
+
+    On the CPU, XLA allocates each large temporary buffer anew on every call;
+    with 4 KB pages the kernel faults and zeroes every page of it, which halves
+    the speed of the convolutions of the paper's Gems critic (``docs/scaling.md``).
+    """
+    try:
+        text = Path(enabled_file).read_text()
+    except OSError:
+        return "unknown (no transparent huge pages on this system)"
+    mode = text[text.find("[") + 1 : text.find("]")] if "[" in text else text.strip()
+    tunables = (os.environ if environ is None else environ).get("GLIBC_TUNABLES", "")
+    asked = any(t.strip() in ("glibc.malloc.hugetlb=1", "glibc.malloc.hugetlb=2")
+                for t in tunables.split(":"))
+    if mode == "always":
+        return "always (kernel)"
+    if mode == "madvise":
+        return ("madvise, asked for by malloc (GLIBC_TUNABLES=glibc.malloc.hugetlb=1)"
+                if asked else "madvise, not asked for (4 KB pages; see docs/scaling.md)")
+    return mode
+
+
 def machine_facts() -> dict[str, Any]:
     """What a throughput figure depends on: CPU model and cores, JAX version, the
-    backend and its devices."""
+    backend and its devices, and the page size of large buffers (:func:`huge_pages`)."""
     devices = jax.devices()
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,
             "backend": jax.default_backend(), "device_kind": devices[0].device_kind,
-            "devices": len(devices)}
+            "devices": len(devices), "huge_pages": huge_pages()}
 
 
 # -- configuration and results ---------------------------------------------------------------
@@ -688,7 +808,8 @@ def format_scale(report: ScaleReport) -> list[str]:
     each rate, its ratio to one learner and its fraction of the matmul peak."""
     m, c = report.machine, report.config
     lines = [f"machine: {m['cpu']}, {m['cores']} cores, jax {m['jax']} on {m['backend']} "
-             f"({m['devices']} x {m['device_kind']})",
+             f"({m['devices']} x {m['device_kind']}), huge pages: "
+             f"{m.get('huge_pages', 'not recorded')}",
              f"float32 matmul peak: {report.matmul_peak / 1e9:.1f} GFLOP/s; one update "
              f"(mamql {c.mode}, critic {c.critic}, batch {c.batch_size}, 2 agents): "
              f"{report.flops_per_update / 1e9:.3f} GFLOP by XLA's count"]
@@ -1300,6 +1421,7 @@ def format_markdown(report: AllReport) -> str:
            "| machine | |", "|---|---|",
            f"| CPU | {m['cpu']} |", f"| cores | {m['cores']} |", f"| JAX | {m['jax']} |",
            f"| device | {m['devices']} x {m['device_kind']} ({m['backend']}) |",
+           f"| transparent huge pages | {m.get('huge_pages', 'not recorded')} |",
            f"| float32 matmul peak (best sampled) | {report.matmul_peak / 1e9:,.1f} GFLOP/s |",
            ""]
     for s in report.sections:

@@ -7,6 +7,7 @@ import pytest
 import envs
 from mairl.algos import MAMQLConfig, make_mamql
 from mairl.algos.common import view_shape
+from mairl.bench import paper_critic_layer_cases
 from mairl.cli import main
 from mairl.cli.benchmarks import (
     cost_flops,
@@ -59,3 +60,42 @@ def test_bench_mamql_quick_prints_every_figure(capsys):
     assert out.count("GFLOP/update by XLA cost analysis") == 2
     assert out.count("seed-updates/s") == 2
     assert "8 seeds / 1 seed" in out
+
+
+def test_the_paper_critic_layers_agree_across_convolution_implementations():
+    rows = paper_critic_layer_cases(lambda: 1e11, view=(5, 7, 7), samples=3, repeats=1)
+    assert [(r["layer"], r["impl"]) for r in rows] == [
+        ("conv 5x5, 5->64", "im2col"), ("conv 5x5, 5->64", "lax"),
+        ("conv 5x5, 5->64", "lax per agent"), ("conv 3x3, 64->64", "im2col"),
+        ("conv 3x3, 64->64", "lax"), ("conv 3x3, 64->64", "lax per agent"),
+        ("dense 64->1024", "matmul")]
+    for r in rows:
+        assert r["max_abs_diff"] < 1e-4, r
+        assert r["forward_s"] > 0 and r["training_s"] > 0
+    # hand counts, 2 agents x 3 maps x: 3 x 3 outputs x 25 x 5 x 64,
+    # then 1 x 1 x 9 x 64 x 64, then 64 x 1024
+    assert rows[0]["flops"] == 2 * 3 * 2 * 9 * 25 * 5 * 64
+    assert rows[3]["flops"] == 2 * 3 * 2 * 9 * 64 * 64
+    assert rows[6]["flops"] == 2 * 3 * 2 * 64 * 1024
+    # training counts the kernel gradient only for the first layer, both for the others
+    for i, passes in ((0, 2), (3, 3)):
+        rate = passes * rows[i]["flops"] / rows[i]["training_s"]
+        assert rows[i]["training_fraction"] == pytest.approx(rate / 1e11)
+    with pytest.raises(ValueError, match="view"):
+        paper_critic_layer_cases(lambda: 1e11, view=(5, 6, 6), samples=1, repeats=1)
+
+
+def test_the_machine_facts_say_whether_large_buffers_get_huge_pages(tmp_path):
+    from mairl.bench import huge_pages
+
+    f = tmp_path / "enabled"
+    f.write_text("always [madvise] never\n")
+    asked = {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1:glibc.malloc.hugetlb=1"}
+    assert huge_pages(f, asked).startswith("madvise, asked for")
+    assert huge_pages(f, {}).startswith("madvise, not asked for")
+    assert huge_pages(f, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}).startswith("madvise, not")
+    f.write_text("[always] madvise never\n")
+    assert huge_pages(f, {}) == "always (kernel)"
+    f.write_text("always madvise [never]\n")
+    assert huge_pages(f, asked) == "never"
+    assert huge_pages(tmp_path / "missing", asked).startswith("unknown")
