@@ -110,11 +110,21 @@ def main(args: Args) -> None:
                                   more={"zero": lambda key, obs: zero})
     print("\nreturn: undiscounted per-agent episode return, mean ± 95% t-interval over seeds "
           "for learned policies (actions drawn from the actors), over episodes otherwise.")
+    scaled = report.normalized_returns(rows, floor="zero")
+    print("\nthe same means on the scale zero actions = 0, expert = 1 "
+          "(nan: the expert does not beat zero actions), and as a fraction of the expert's:")
+    for name, values in scaled.items():
+        plain = [f"{m / e:5.0%}" if e > 0 else "  n/a"  # a fraction of a negative return
+                 for (m, _), (e, _) in zip(rows[name]["return_per_agent"],
+                                           rows["expert"]["return_per_agent"], strict=True)]
+        print(f"  {name:28s} " + "  ".join(f"{v:6.2f}" for v in values)
+              + "   | of the expert: " + "  ".join(plain))
     behaviour = {}
     if args.expert_run is not None and learners:
         behaviour = heldout_table(env, runs.load_run(args.expert_run), learners)
     report.write_summary(args.out / "summary.json", args,
-                         rows={name: {"return_per_agent": r["return_per_agent"]}
+                         rows={name: {"return_per_agent": r["return_per_agent"],
+                                      "return_zero_to_expert": scaled[name]}
                                for name, r in rows.items()},
                          behaviour=behaviour,
                          wall_time_s={name: run.metrics["wall_time_s"]

@@ -433,6 +433,39 @@ def compare_returns(env: Any, expert: Callable, learners: Mapping[str, Any],
     return rows
 
 
+def normalized_returns(rows: Mapping[str, Mapping[str, Any]], *, floor: str,
+                       expert: str = "expert") -> dict[str, list[float]]:
+    """Each row's mean return per agent on the scale from the ``floor`` row (0) to
+    the ``expert`` row (1): ``(R - R_floor) / (R_expert - R_floor)``.
+
+    ``rows`` is :func:`compare_returns`' result. Where a trivial policy already
+    scores most of the expert's return (an ant that stands still collects its
+    healthy bonus), the plain fraction ``R / R_expert`` says little; this scale
+    says how much of what the expert gains over ``floor`` a learner keeps. An
+    agent whose expert does not beat the floor gets ``nan``: there is no such
+    gain to keep. Point estimates: ratios of the rows' means.
+    """
+    for name in (floor, expert):
+        if name not in rows:
+            raise ValueError(f"rows: no row {name!r} to normalize by (rows: {sorted(rows)})")
+
+    def means(name: str) -> np.ndarray:
+        return np.array([float(m) for m, _ in rows[name]["return_per_agent"]])
+
+    low, high = means(floor), means(expert)
+    if low.shape != high.shape:
+        raise ValueError(f"rows: {floor!r} has {low.size} agents, {expert!r} {high.size}")
+    gain = high - low
+    out = {}
+    for name in rows:
+        r = means(name)
+        if r.shape != gain.shape:
+            raise ValueError(f"rows: {name!r} has {r.size} agents, {expert!r} {gain.size}")
+        out[name] = [float((x - lo) / g) if g > 0 else float("nan")
+                     for x, lo, g in zip(r, low, gain, strict=True)]
+    return out
+
+
 def run_games(args: Any, run_game: Callable[[str, Any], dict], *, note: str) -> dict[str, dict]:
     """The body of a script that makes one comparison per game of ``args.games`` (an
     :class:`ExperimentArgs` with a ``games`` field): print the machine, create

@@ -360,3 +360,21 @@ def test_train_forward_trains_one_checkpointed_seed_and_resumes(tmp_path):
     assert run.config.schedule.checkpoint_every == 10
     again = report.train_forward(algo, "stag-hunt", dataclasses.replace(args, resume=True))
     np.testing.assert_array_equal(jax.tree.leaves(again.params)[0], jax.tree.leaves(run.params)[0])
+
+
+def test_normalized_returns_put_the_floor_at_zero_and_the_expert_at_one():
+    rows = {"expert": {"return_per_agent": [(1300.0, 30.0), (500.0, 9.0)]},
+            "zero": {"return_per_agent": [(1000.0, 1.0), (1000.0, 1.0)]},
+            "learner": {"return_per_agent": [(1075.0, 40.0), (900.0, 5.0)]},
+            "random": {"return_per_agent": [(-200.0, 50.0), (250.0, 5.0)]}}
+    scaled = report.normalized_returns(rows, floor="zero")
+    assert scaled["expert"][0] == 1.0 and scaled["zero"][0] == 0.0
+    assert scaled["learner"][0] == pytest.approx(0.25)  # 75 of the expert's 300 over the floor
+    assert scaled["random"][0] == pytest.approx(-4.0)
+    # agent 2's expert is below the floor: nothing to keep, nan rather than a sign flip
+    assert all(np.isnan(v[1]) for v in scaled.values())
+    with pytest.raises(ValueError, match="no row 'stand'"):
+        report.normalized_returns(rows, floor="stand")
+    rows["short"] = {"return_per_agent": [(1.0, 0.0)]}
+    with pytest.raises(ValueError, match="'short' has 1 agents"):
+        report.normalized_returns(rows, floor="zero")
