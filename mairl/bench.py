@@ -387,14 +387,14 @@ def paper_critic_layer_cases(peak: Callable[[], float], *, view: tuple[int, int,
         raise ValueError(f"view: the paper critic needs maps of at least 7 x 7, got {view}")
     h1, w1, h2, w2 = h - 4, w - 4, h - 6, w - 6
     keys = jax.random.split(jax.random.key(seed), 6)
+    per_map = critic_layer_flops("gems-paper", view, num_actions=1)
     layers = [
         (f"conv 5x5, {channels}->64", (agents, samples, h, w, channels),
-         (agents, 5, 5, channels, 64),
-         2.0 * samples * h1 * w1 * 25 * channels * 64, True, False),
+         (agents, 5, 5, channels, 64), samples * per_map[0], True, False),
         ("conv 3x3, 64->64", (agents, samples, h1, w1, 64), (agents, 3, 3, 64, 64),
-         2.0 * samples * h2 * w2 * 9 * 64 * 64, True, True),
+         samples * per_map[1], True, True),
         (f"dense {h2 * w2 * 64}->1024", (agents, samples, h2 * w2 * 64),
-         (agents, h2 * w2 * 64, 1024), 2.0 * samples * h2 * w2 * 64 * 1024, False, True),
+         (agents, h2 * w2 * 64, 1024), samples * per_map[2], False, True),
     ]
     rows = []
     for i, (name, x_shape, w_shape, flops, is_conv, input_grad) in enumerate(layers):
