@@ -131,15 +131,17 @@ class PointMasses(Environment):
         nxt = state.replace(pos=pos, time=state.time + 1)
         return self.observe(nxt), nxt, reward, jnp.all(reached), {}
 
-    def scripted_policy(self):
-        """The demonstrating expert (module docstring): ``policy_fn(key, obs) -> (agent, 2)``."""
+    def scripted_policy(self, greedy: bool = False):
+        """The demonstrating expert (module docstring): ``policy_fn(key, obs) -> (agent, 2)``;
+        ``greedy``: without its noise (the tanh of the mean)."""
         n = self.num_agents
+        noise = 0.0 if greedy else self.expert_noise
 
         def policy_fn(key: jax.Array, obs: jax.Array) -> jax.Array:
             row = obs[0]
             pos, goal = row[: 2 * n].reshape(n, 2), row[2 * n:].reshape(n, 2)
             mean = self.expert_gain * (goal - pos) / self.speed
             eps = jax.random.normal(key, (n, 2), jnp.float32)
-            return jnp.tanh(mean + self.expert_noise * eps)
+            return jnp.tanh(mean + noise * eps)
 
         return policy_fn

@@ -11,7 +11,12 @@ with ``--demos FILE`` that expert's demonstrations already recorded), trains
 learner), and prints per-agent undiscounted returns of the expert, uniformly
 random actions and every learner: mean ± 95% t-interval over seeds for the
 learners (each seed's mean over ``--final-episodes`` episodes, actions drawn
-from the actors) and over episodes for the expert and random rows.
+from the actors) and over episodes for the expert and random rows; then the same
+with greedy actions on both sides (the tanh of the actors' means, and the
+expert's greedy policy): evaluations of continuous-control learners
+conventionally act by the mean, and the expert's row follows the same rule.
+``--reuse-runs`` measures the runs already in ``--out`` instead of training
+them again.
 
 Usage::
 
@@ -48,6 +53,8 @@ class Args(report.ExperimentArgs):
             ``None``: the game's scripted expert.
         demos: the expert's demonstrations, already recorded; ``None``: record
             ``demo_episodes`` episodes to ``out/expert_demos.npz``.
+        reuse_runs: measure the finished runs in ``out/<learner>`` (from an
+            earlier call) instead of training them.
     """
 
     env: str = "point-masses"
@@ -57,6 +64,7 @@ class Args(report.ExperimentArgs):
                                   "bc-continuous")
     expert_run: Path | None = None
     demos: Path | None = None
+    reuse_runs: bool = False
 
 
 #: The script's defaults (``--help`` shows them): small MLPs, a larger step.
@@ -84,32 +92,10 @@ def heldout_table(env, expert, learners: dict) -> dict:
     return rows
 
 
-def main(args: Args) -> None:
-    t_start = time.perf_counter()
-    print(f"machine: {machine()}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    env = runs.make_env(args.env)
-    print(f"{env.name}: {env.num_agents} agents, obs {env.obs_shape}, actions "
-          f"{env.action_spaces[0]}, {env.max_steps} steps")
-    if args.expert_run is None:
-        expert = env.scripted_policy()
-    else:
-        expert = runs.load_run(args.expert_run).policy_fn()
-    demos = args.demos
-    if demos is None:
-        demos = args.out / "expert_demos.npz"
-        report.record_demos(jax.random.key(0), env, expert, args.demo_episodes, demos,
-                            num_envs=50)
-    # the same networks, steps and discount for all learners; the env's own view
-    learners = report.train_learners(args, env, demos, progress=False, eval_episodes=16,
-                                     view="agent", alpha=args.alpha,
-                                     batch_size=args.batch_size)
-    zero = jnp.zeros((env.num_agents, *env.action_spaces[0].shape), jnp.float32)
-    rows = report.compare_returns(env, expert, learners, args,
-                                  title=f"{env.name}: per-agent return",
-                                  more={"zero": lambda key, obs: zero})
-    print("\nreturn: undiscounted per-agent episode return, mean ± 95% t-interval over seeds "
-          "for learned policies (actions drawn from the actors), over episodes otherwise.")
+def scaled_table(rows: dict) -> dict:
+    """Print and return the rows' means on the scale zero actions = 0, expert = 1
+    (``mairl.report.normalized_returns``), beside the plain fraction of the
+    expert's return."""
     scaled = report.normalized_returns(rows, floor="zero")
     print("\nthe same means on the scale zero actions = 0, expert = 1 "
           "(nan: the expert does not beat zero actions), and as a fraction of the expert's:")
@@ -119,6 +105,61 @@ def main(args: Args) -> None:
                                            rows["expert"]["return_per_agent"], strict=True)]
         print(f"  {name:28s} " + "  ".join(f"{v:6.2f}" for v in values)
               + "   | of the expert: " + "  ".join(plain))
+    return scaled
+
+
+def reused_runs(args: Args, env_name: str) -> dict:
+    """The finished runs ``out/<learner>`` of an earlier call, checked to be on ``env_name``."""
+    learners = {name: runs.load_run(args.out / name) for name in args.algos}
+    for name, run in learners.items():
+        if run.config.env.name != env_name:
+            raise ValueError(f"reuse_runs: {args.out / name} was trained on "
+                             f"{run.config.env.name!r}, not on --env {env_name!r}")
+    return learners
+
+
+def main(args: Args) -> None:
+    t_start = time.perf_counter()
+    print(f"machine: {machine()}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = runs.make_env(args.env)
+    print(f"{env.name}: {env.num_agents} agents, obs {env.obs_shape}, actions "
+          f"{env.action_spaces[0]}, {env.max_steps} steps")
+    if args.expert_run is None:
+        if not hasattr(env, "scripted_policy"):
+            raise SystemExit(f"expert_run: {env.name} has no scripted expert; pass the run of "
+                             "a trained one (experiments/train_brax_expert.py)")
+        expert = env.scripted_policy()
+    else:
+        expert = runs.load_run(args.expert_run).policy_fn()
+    if args.reuse_runs:
+        learners = reused_runs(args, env.name)
+    else:
+        demos = args.demos
+        if demos is None:
+            demos = args.out / "expert_demos.npz"
+            report.record_demos(jax.random.key(0), env, expert, args.demo_episodes, demos,
+                                num_envs=50)
+        # the same networks, steps and discount for all learners; the env's own view
+        learners = report.train_learners(args, env, demos, progress=False, eval_episodes=16,
+                                         view="agent", alpha=args.alpha,
+                                         batch_size=args.batch_size)
+    zero = jnp.zeros((env.num_agents, *env.action_spaces[0].shape), jnp.float32)
+    more = {"zero": lambda key, obs: zero}
+    rows = report.compare_returns(env, expert, learners, args,
+                                  title=f"{env.name}: per-agent return", more=more)
+    print("\nreturn: undiscounted per-agent episode return, mean ± 95% t-interval over seeds "
+          "for learned policies (actions drawn from the actors), over episodes otherwise.")
+    scaled = scaled_table(rows)
+    if args.expert_run is None:
+        expert_greedy = env.scripted_policy(greedy=True)
+    else:
+        expert_greedy = runs.load_run(args.expert_run).policy_fn(greedy=True)
+    greedy_rows = report.compare_returns(env, expert_greedy, learners, args, more=more,
+                                         title=f"{env.name}: per-agent return, greedy actions",
+                                         greedy=True)
+    print("\ngreedy: every policy plays the tanh of its actors' means (the expert's too).")
+    greedy_scaled = scaled_table(greedy_rows)
     behaviour = {}
     if args.expert_run is not None and learners:
         behaviour = heldout_table(env, runs.load_run(args.expert_run), learners)
@@ -126,6 +167,9 @@ def main(args: Args) -> None:
                          rows={name: {"return_per_agent": r["return_per_agent"],
                                       "return_zero_to_expert": scaled[name]}
                                for name, r in rows.items()},
+                         greedy_rows={name: {"return_per_agent": r["return_per_agent"],
+                                             "return_zero_to_expert": greedy_scaled[name]}
+                                      for name, r in greedy_rows.items()},
                          behaviour=behaviour,
                          wall_time_s={name: run.metrics["wall_time_s"]
                                       for name, run in learners.items()})

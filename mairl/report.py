@@ -411,12 +411,19 @@ def returns_measure(env: Any) -> MeasureFn:
 
 def compare_returns(env: Any, expert: Callable, learners: Mapping[str, Any],
                     args: ExperimentArgs, *, title: str,
-                    more: Mapping[str, Callable] | None = None) -> dict[str, dict[str, Any]]:
+                    more: Mapping[str, Callable] | None = None,
+                    greedy: bool = False) -> dict[str, dict[str, Any]]:
     """Compare ``expert``, uniformly random play, the further fixed policies ``more``
     (``{row: policy_fn}``, e.g. a trivial policy that sets a floor) and ``learners``
     (``{name: mairl.runs.Run}``) by their per-agent return (:func:`compare` with
     :func:`returns_measure`: ``args.baseline_episodes`` episodes of each fixed
     policy, ``args.final_episodes`` of each learner's seed) and print the table.
+
+    With ``greedy`` the learners play their greedy actions (the argmax; the
+    actors' means for continuous actions): pass the expert's own greedy policy
+    as ``expert``, so that both sides act by the same rule. The fixed rows keep
+    their keys (the same episodes' starts as without ``greedy``); the random row
+    stays uniform play.
 
     Returns:
         ``{row: {"return_per_agent": [(mean, half-width) per agent], "over": what
@@ -424,7 +431,8 @@ def compare_returns(env: Any, expert: Callable, learners: Mapping[str, Any],
     """
     print()
     measured = compare(returns_measure(env), baselines(env, expert, **(more or {})), learners,
-                       episodes=args.baseline_episodes, seed_episodes=args.final_episodes)
+                       episodes=args.baseline_episodes,
+                       seed_episodes=args.final_episodes, greedy=greedy)
     rows = {name: {"return_per_agent": per_agent(m.stats["returns"]), "over": m.over}
             for name, m in measured.items()}
     print("\n" + format_table({name: r["return_per_agent"] for name, r in rows.items()},

@@ -297,6 +297,19 @@ def test_point_masses_terminate_only_when_every_agent_is_home():
     np.testing.assert_allclose(moved.pos, [[0.1, -0.1], [0.2, -0.1]], atol=1e-6)
 
 
+def test_point_masses_greedy_expert_is_the_tanh_of_its_mean():
+    env = envs.make("point-masses")
+    obs, _ = env.reset(jax.random.key(0))
+    n = env.num_agents
+    row = obs[0]
+    mean = env.expert_gain * (row[2 * n:] - row[: 2 * n]).reshape(n, 2) / env.speed
+    greedy = env.scripted_policy(greedy=True)
+    for k in range(3):  # no noise: the same action whatever the key
+        np.testing.assert_allclose(greedy(jax.random.key(k), obs), jnp.tanh(mean), rtol=1e-6)
+    sampled = env.scripted_policy()(jax.random.key(0), obs)
+    assert not np.allclose(sampled, jnp.tanh(mean), atol=1e-3)
+
+
 @pytest.fixture(scope="module")
 def demos_file(tmp_path_factory):
     from mairl.cli import main

@@ -317,6 +317,28 @@ def test_compare_returns_rows_and_table(capsys):
     assert "stag: per-agent return" in out and "expert" in out
 
 
+def test_compare_returns_greedy_plays_learners_greedily_from_the_same_starts():
+    env = runs.make_env("stag-hunt")
+    expert = make_expert(env, "soft-vi")
+
+    class Learner(_Run):
+        def policy_fn(self, seed, greedy=False):
+            self.greedy.append(greedy)
+            return expert
+
+    learner = Learner("bc", seeds=2)
+    args = _Args(baseline_episodes=5, final_episodes=3)
+    rows = report.compare_returns(env, expert, {"bc": learner}, args, title="greedy",
+                                  more={"also": expert}, greedy=True)
+    assert list(rows) == ["expert", "random", "also", "bc"] and learner.greedy == [True, True]
+    assert rows["bc"]["over"] == "2 seeds x 3 episodes"
+    sampled = report.compare_returns(env, expert, {"bc": learner}, args, title="sampled",
+                                     more={"also": expert})
+    assert learner.greedy[2:] == [False] * 2
+    for name in ("expert", "random", "also", "bc"):  # same policies, same keys: same rows
+        assert sampled[name] == rows[name]
+
+
 def test_run_games_runs_each_game_and_writes_the_summary(tmp_path, capsys):
     @dataclasses.dataclass(frozen=True)
     class GameArgs(report.ExperimentArgs):
