@@ -153,6 +153,8 @@ for _name, _doc in [
     ("walker2d-2x3", "MaMuJoCo walker2d 2x3 on brax: one leg per agent, team reward"),
     ("hopper-3x1", "MaMuJoCo hopper 3x1 on brax: one joint per agent, team reward"),
     ("ant-2x4-xy", "general-sum ant on brax: legs 1-2 paid for +x, legs 3-4 for +y velocity"),
+    ("ant-4x2-effort", "general-sum ant on brax: one leg per agent, each paid for the body's "
+                       "progress less its own effort"),
 ]:
     register(_name, "envs.brax_games:brax_game", family="brax", description=_doc, game=_name)
 

@@ -18,6 +18,7 @@ Partitions (agents in order; the Multi-Agent MuJoCo splits of Peng et al.,
 - ``walker2d-2x3``: one leg each, ``(thigh, leg, foot)`` right then left.
 - ``hopper-3x1``: one joint each, ``thigh, leg, foot``.
 - ``ant-2x4-xy`` (general-sum, see below): legs 1-2 and legs 3-4.
+- ``ant-4x2-effort`` (general-sum, see below): one leg each, as ``ant-4x2``.
 
 Actuators and observed joints are derived **by joint name** from the MuJoCo
 model, never from index tables: an agent owns every actuator whose
@@ -63,6 +64,7 @@ default ``obs_k=1``:
   9, 11, 9.
 - ``ant-2x4-xy``: root (11), the own four joints and the other two hips:
   11 + 2 x 6 = 23.
+- ``ant-4x2-effort``: as ``ant-4x2``, 21 per agent.
 
 ``obs_mode="global"``: every agent's row is the single-agent brax
 observation (the fully observed setting of the MAMQL critics ``Q_i(s, a_i)``).
@@ -83,6 +85,19 @@ cost weight, each agent paying for its own effort only. The agents want the
 body to go in different directions: walking diagonally serves both partly,
 walking along x serves one. Team ant reward = (r_x + r_y) + v_x - v_y - h
 ... is not a sum of the two, so the game is neither zero-sum nor a team game.
+
+General-sum game ``ant-4x2-effort`` (``reward="effort"``): the four legs of
+``ant-4x2``, each paid for the body's progress but only for its own effort,
+
+    r_i = R + c |a|^2 - c |a_i|^2,
+
+with ``R`` the body's reward (brax's: forward velocity, healthy bonus, minus
+the control cost ``c |a|^2`` of the whole action ``a``, ``c = 0.5`` on the
+ant) and ``a_i`` the leg's own action: every leg wants the body to walk, and
+each would rather the others did the work. With one agent it is the body's
+reward; the rewards differ whenever the legs' efforts do. The same rule
+applies to any body whose brax environment has a control cost
+(``_ctrl_cost_weight``, reported as the metric ``reward_ctrl = -c |a|^2``).
 
 Episodes. ``terminated`` when the single-agent env says the body fell
 (ant: torso height outside ``[0.2, 1.0]``; walker2d, hopper: height or
@@ -124,7 +139,7 @@ from envs.core import Environment
 from envs.spaces import Box
 
 BACKENDS = ("spring", "mjx", "generalized", "positional")
-REWARDS = ("team", "xy")
+REWARDS = ("team", "xy", "effort")
 OBS_MODES = ("local", "global")
 
 
@@ -136,8 +151,8 @@ class GameSpec:
         body: ``brax.envs`` name of the body (``"ant"``, ``"halfcheetah"``, ...).
         partition: each agent's joint names; the agent drives these joints' actuators.
         agents: agent names, one per partition entry.
-        reward: ``"team"`` (every agent gets the body's reward) or ``"xy"`` (the
-            general-sum ant game of the module docstring).
+        reward: ``"team"`` (every agent gets the body's reward), ``"xy"`` or
+            ``"effort"`` (the general-sum games of the module docstring).
     """
 
     body: str
@@ -174,6 +189,13 @@ GAMES: dict[str, GameSpec] = {
         (("hip_1", "ankle_1", "hip_2", "ankle_2"), ("hip_3", "ankle_3", "hip_4", "ankle_4")),
         ("x", "y"),
         reward="xy",
+    ),
+    "ant-4x2-effort": GameSpec(
+        "ant",
+        (("hip_1", "ankle_1"), ("hip_2", "ankle_2"), ("hip_3", "ankle_3"),
+         ("hip_4", "ankle_4")),
+        ("leg_1", "leg_2", "leg_3", "leg_4"),
+        reward="effort",
     ),
 }
 
@@ -376,6 +398,9 @@ class BraxGame(Environment):
         self.backend = backend
         self.obs_mode = obs_mode
         self.brax_env = make_brax_env(spec.body, backend, **brax_kwargs)
+        if spec.reward == "effort" and not hasattr(self.brax_env, "_ctrl_cost_weight"):
+            raise ValueError(f"reward: 'effort' needs a body with a control cost, "
+                             f"{spec.body!r} has none")
         self.layout = joint_layout(self.brax_env.sys.mj_model, spec.partition, obs_k)
         self.num_agents = len(spec.partition)
         self.agents = tuple(spec.agents)
@@ -422,6 +447,9 @@ class BraxGame(Environment):
         if self.spec.reward == "team":
             return jnp.broadcast_to(brax_state.reward, (self.num_agents,))
         metrics = brax_state.metrics
+        if self.spec.reward == "effort":  # the body's reward with each agent's own effort only
+            own = self.brax_env._ctrl_cost_weight * jnp.sum(jnp.square(actions), axis=-1)
+            return brax_state.reward - metrics["reward_ctrl"] - own
         effort = XY_CTRL_COST * jnp.sum(jnp.square(actions), axis=-1)
         velocity = jnp.stack([metrics["x_velocity"], metrics["y_velocity"]])
         return velocity + XY_HEALTHY - effort

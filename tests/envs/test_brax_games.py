@@ -131,6 +131,7 @@ def test_documented_neighbourhoods(games):
         "walker2d-2x3": ((13,), (13, 13)),
         "hopper-3x1": ((11,), (9, 11, 9)),
         "ant-2x4-xy": ((23,), (23, 23)),
+        "ant-4x2-effort": ((21,), (21,) * 4),
     }
     own_only = BraxGame("ant-4x2", obs_k=0)
     assert own_only.observed_joints[3] == ("root", "hip_4", "ankle_4")
@@ -183,6 +184,19 @@ def test_general_sum_rewards_known_answer(games):
     np.testing.assert_allclose(env._rewards(state, actions), [2.5, -0.5])
     team = games["ant-4x2"]
     np.testing.assert_array_equal(team._rewards(state, jnp.zeros((4, 2))), [9.0] * 4)
+
+
+def test_effort_rewards_known_answer(games):
+    """r_i = R + 0.5 |a|^2 - 0.5 |a_i|^2: the body's reward with the leg's own effort only."""
+    env = games["ant-4x2-effort"]
+    actions = jnp.array([[1.0, 0.0], [0.0, 0.0], [0.5, 0.5], [1.0, 1.0]])
+    total = 0.5 * float(jnp.sum(actions ** 2))  # 0.5 * 3.5 = 1.75
+    state = SimpleNamespace(metrics={"reward_ctrl": jnp.float32(-total)},
+                            reward=jnp.float32(2.0))
+    # R + 1.75 - 0.5 * (1, 0, 0.5, 2)
+    np.testing.assert_allclose(env._rewards(state, actions), [3.25, 3.75, 3.5, 2.75])
+    idle = SimpleNamespace(metrics={"reward_ctrl": jnp.float32(0.0)}, reward=jnp.float32(2.0))
+    np.testing.assert_allclose(env._rewards(idle, jnp.zeros((4, 2))), [2.0] * 4)
 
 
 def test_import_envs_does_not_import_brax():
@@ -400,3 +414,29 @@ def test_general_sum_rewards_differ_in_rollouts():
     rewards = np.asarray(run(jax.random.key(0)))
     assert rewards.shape == (50, 2)
     assert np.abs(rewards[:, 0] - rewards[:, 1]).mean() > 0.05
+
+
+@pytest.mark.slow
+def test_effort_rewards_are_the_team_reward_with_own_effort_in_rollouts():
+    """On the real dynamics: r_i - R_team = 0.5 (|a|^2 - |a_i|^2), so brax's control cost
+    is 0.5 |a|^2 of the whole action as the effort game assumes."""
+    team, effort = envs.make("ant-4x2", horizon=20), envs.make("ant-4x2-effort", horizon=20)
+
+    def rollout(env, key):
+        _, state = env.reset(key)
+
+        def body(state, key):
+            actions = env.sample_actions(key)
+            _, state, reward, _, _, _ = env.step(key, state, actions)
+            return state, (reward, actions)
+
+        return jax.lax.scan(body, state, jax.random.split(key, 20))[1]
+
+    (r_team, a_team), (r_effort, a_effort) = (jax.jit(rollout, static_argnums=0)(e, key)
+                                              for e, key in ((team, jax.random.key(0)),
+                                                             (effort, jax.random.key(0))))
+    np.testing.assert_array_equal(a_team, a_effort)  # same draws, same body
+    own = 0.5 * np.sum(np.square(np.asarray(a_team)), axis=-1)  # (step, agent)
+    expected = np.asarray(r_team) + own.sum(-1, keepdims=True) - own
+    np.testing.assert_allclose(r_effort, expected, rtol=1e-5, atol=1e-5)
+    assert np.abs(np.asarray(r_effort) - np.asarray(r_team)).max() > 0.1
