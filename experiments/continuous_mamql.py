@@ -125,13 +125,14 @@ def main(args: Args) -> None:
     env = runs.make_env(args.env)
     print(f"{env.name}: {env.num_agents} agents, obs {env.obs_shape}, actions "
           f"{env.action_spaces[0]}, {env.max_steps} steps")
-    if args.expert_run is None:
+    expert_run = None if args.expert_run is None else runs.load_run(args.expert_run)
+    if expert_run is None:
         if not hasattr(env, "scripted_policy"):
             raise SystemExit(f"expert_run: {env.name} has no scripted expert; pass the run of "
                              "a trained one (experiments/train_brax_expert.py)")
-        expert = env.scripted_policy()
+        expert, expert_greedy = env.scripted_policy(), env.scripted_policy(greedy=True)
     else:
-        expert = runs.load_run(args.expert_run).policy_fn()
+        expert, expert_greedy = expert_run.policy_fn(), expert_run.policy_fn(greedy=True)
     if args.reuse_runs:
         learners = reused_runs(args, env.name)
     else:
@@ -151,18 +152,14 @@ def main(args: Args) -> None:
     print("\nreturn: undiscounted per-agent episode return, mean ± 95% t-interval over seeds "
           "for learned policies (actions drawn from the actors), over episodes otherwise.")
     scaled = scaled_table(rows)
-    if args.expert_run is None:
-        expert_greedy = env.scripted_policy(greedy=True)
-    else:
-        expert_greedy = runs.load_run(args.expert_run).policy_fn(greedy=True)
     greedy_rows = report.compare_returns(env, expert_greedy, learners, args, more=more,
                                          title=f"{env.name}: per-agent return, greedy actions",
                                          greedy=True)
     print("\ngreedy: every policy plays the tanh of its actors' means (the expert's too).")
     greedy_scaled = scaled_table(greedy_rows)
     behaviour = {}
-    if args.expert_run is not None and learners:
-        behaviour = heldout_table(env, runs.load_run(args.expert_run), learners)
+    if expert_run is not None and learners:
+        behaviour = heldout_table(env, expert_run, learners)
     report.write_summary(args.out / "summary.json", args,
                          rows={name: {"return_per_agent": r["return_per_agent"],
                                       "return_zero_to_expert": scaled[name]}
