@@ -15,8 +15,9 @@ from the actors) and over episodes for the expert and random rows; then the same
 with greedy actions on both sides (the tanh of the actors' means, and the
 expert's greedy policy): evaluations of continuous-control learners
 conventionally act by the mean, and the expert's row follows the same rule.
-``--reuse-runs`` measures the runs already in ``--out`` instead of training
-them again.
+``--reuse-runs`` measures the runs already finished in ``--out`` instead of
+training them again, and trains only the learners that have none (so learners
+can be trained in several calls and measured together).
 
 Usage::
 
@@ -26,7 +27,7 @@ Usage::
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -54,7 +55,8 @@ class Args(report.ExperimentArgs):
         demos: the expert's demonstrations, already recorded; ``None``: record
             ``demo_episodes`` episodes to ``out/expert_demos.npz``.
         reuse_runs: measure the finished runs in ``out/<learner>`` (from an
-            earlier call) instead of training them.
+            earlier call) instead of training them; train only the learners of
+            ``algos`` with no finished run there.
     """
 
     env: str = "point-masses"
@@ -109,8 +111,10 @@ def scaled_table(rows: dict) -> dict:
 
 
 def reused_runs(args: Args, env_name: str) -> dict:
-    """The finished runs ``out/<learner>`` of an earlier call, checked to be on ``env_name``."""
-    learners = {name: runs.load_run(args.out / name) for name in args.algos}
+    """The finished runs ``out/<learner>`` of an earlier call (those with a
+    ``metrics.json``), checked to be on ``env_name``; a learner without one is left out."""
+    learners = {name: runs.load_run(args.out / name) for name in args.algos
+                if (args.out / name / "metrics.json").is_file()}
     for name, run in learners.items():
         if run.config.env.name != env_name:
             raise ValueError(f"reuse_runs: {args.out / name} was trained on "
@@ -133,18 +137,21 @@ def main(args: Args) -> None:
         expert, expert_greedy = env.scripted_policy(), env.scripted_policy(greedy=True)
     else:
         expert, expert_greedy = expert_run.policy_fn(), expert_run.policy_fn(greedy=True)
-    if args.reuse_runs:
-        learners = reused_runs(args, env.name)
-    else:
+    learners = reused_runs(args, env.name) if args.reuse_runs else {}
+    if learners:
+        print(f"reused the finished runs of {', '.join(learners)} in {args.out}/")
+    missing = [name for name in args.algos if name not in learners]
+    if missing:
         demos = args.demos
         if demos is None:
             demos = args.out / "expert_demos.npz"
             report.record_demos(jax.random.key(0), env, expert, args.demo_episodes, demos,
                                 num_envs=50)
         # the same networks, steps and discount for all learners; the env's own view
-        learners = report.train_learners(args, env, demos, progress=False, eval_episodes=16,
-                                         view="agent", alpha=args.alpha,
-                                         batch_size=args.batch_size)
+        learners |= report.train_learners(replace(args, algos=tuple(missing)), env, demos,
+                                          progress=False, eval_episodes=16, view="agent",
+                                          alpha=args.alpha, batch_size=args.batch_size)
+        learners = {name: learners[name] for name in args.algos}  # in the order asked
     zero = jnp.zeros((env.num_agents, *env.action_spaces[0].shape), jnp.float32)
     more = {"zero": lambda key, obs: zero}
     rows = report.compare_returns(env, expert, learners, args,
