@@ -48,6 +48,8 @@ class Args(report.ExperimentArgs):
     Attributes:
         env: the game.
         alpha: temperature of MAMQL (recorded with BC).
+        chi2_coef: MAMQL's chi-squared regularizer weight ``c``
+            (``mairl.algos.mamql_continuous``); 0: none.
         batch_size: expert transitions per update.
         algos: learners to train.
         expert_run: a finished run (``mairl.runs``) whose policy is the expert;
@@ -61,6 +63,7 @@ class Args(report.ExperimentArgs):
 
     env: str = "point-masses"
     alpha: float = 0.1
+    chi2_coef: float = 1.0
     batch_size: int = 256
     algos: tuple[Learner, ...] = ("mamql-continuous-offline", "mamql-continuous",
                                   "bc-continuous")
@@ -150,7 +153,8 @@ def main(args: Args) -> None:
         # the same networks, steps and discount for all learners; the env's own view
         learners |= report.train_learners(replace(args, algos=tuple(missing)), env, demos,
                                           progress=False, eval_episodes=16, view="agent",
-                                          alpha=args.alpha, batch_size=args.batch_size)
+                                          alpha=args.alpha, chi2_coef=args.chi2_coef,
+                                          batch_size=args.batch_size)
         learners = {name: learners[name] for name in args.algos}  # in the order asked
     zero = jnp.zeros((env.num_agents, *env.action_spaces[0].shape), jnp.float32)
     more = {"zero": lambda key, obs: zero}
