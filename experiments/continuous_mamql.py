@@ -58,7 +58,8 @@ class Args(report.ExperimentArgs):
             ``demo_episodes`` episodes to ``out/expert_demos.npz``.
         reuse_runs: measure the finished runs in ``out/<learner>`` (from an
             earlier call) instead of training them; train only the learners of
-            ``algos`` with no finished run there.
+            ``algos`` with no finished run there. A reused run must have been
+            trained with these flags (``mairl.report.reuse_learners``).
     """
 
     env: str = "point-masses"
@@ -113,18 +114,6 @@ def scaled_table(rows: dict) -> dict:
     return scaled
 
 
-def reused_runs(args: Args, env_name: str) -> dict:
-    """The finished runs ``out/<learner>`` of an earlier call (those with a
-    ``metrics.json``), checked to be on ``env_name``; a learner without one is left out."""
-    learners = {name: runs.load_run(args.out / name) for name in args.algos
-                if (args.out / name / "metrics.json").is_file()}
-    for name, run in learners.items():
-        if run.config.env.name != env_name:
-            raise ValueError(f"reuse_runs: {args.out / name} was trained on "
-                             f"{run.config.env.name!r}, not on --env {env_name!r}")
-    return learners
-
-
 def main(args: Args) -> None:
     t_start = time.perf_counter()
     print(f"machine: {machine()}")
@@ -140,21 +129,20 @@ def main(args: Args) -> None:
         expert, expert_greedy = env.scripted_policy(), env.scripted_policy(greedy=True)
     else:
         expert, expert_greedy = expert_run.policy_fn(), expert_run.policy_fn(greedy=True)
-    learners = reused_runs(args, env.name) if args.reuse_runs else {}
+    demos = args.out / "expert_demos.npz" if args.demos is None else args.demos
+    # the same networks, steps and discount for all learners; the env's own view
+    settings = dict(eval_episodes=16, view="agent", alpha=args.alpha, chi2_coef=args.chi2_coef,
+                    batch_size=args.batch_size)
+    learners = report.reuse_learners(args, env, demos, **settings) if args.reuse_runs else {}
     if learners:
         print(f"reused the finished runs of {', '.join(learners)} in {args.out}/")
     missing = [name for name in args.algos if name not in learners]
     if missing:
-        demos = args.demos
-        if demos is None:
-            demos = args.out / "expert_demos.npz"
+        if args.demos is None:
             report.record_demos(jax.random.key(0), env, expert, args.demo_episodes, demos,
                                 num_envs=50)
-        # the same networks, steps and discount for all learners; the env's own view
         learners |= report.train_learners(replace(args, algos=tuple(missing)), env, demos,
-                                          progress=False, eval_episodes=16, view="agent",
-                                          alpha=args.alpha, chi2_coef=args.chi2_coef,
-                                          batch_size=args.batch_size)
+                                          progress=False, **settings)
         learners = {name: learners[name] for name in args.algos}  # in the order asked
     zero = jnp.zeros((env.num_agents, *env.action_spaces[0].shape), jnp.float32)
     more = {"zero": lambda key, obs: zero}

@@ -212,6 +212,61 @@ def is_online(config: Any, env: Any) -> bool:
     return build_algo(config, env).needs.num_envs > 0
 
 
+def run_config(args: ExperimentArgs, name: str, env: Any, demos: str | Path,
+               **config_kwargs: Any):
+    """The config :func:`train_learners` trains learner ``name`` with: that of
+    :func:`learner_config`, with the online learners' updates where the learner
+    steps ``env`` while it learns."""
+    config = learner_config(args, name, env.name, demos, **config_kwargs)
+    if is_online(config, env):
+        config = learner_config(args, name, env.name, demos, online=True, **config_kwargs)
+    return config
+
+
+def reuse_learners(args: ExperimentArgs, env: Any, demos: str | Path, *,
+                   out: Path | None = None, **config_kwargs: Any) -> dict[str, Any]:
+    """The finished runs ``out / name`` (default ``args.out / name``) of the learners
+    of ``args.algos`` that have one (a ``metrics.json``), for measuring them again
+    instead of training them; a learner without one is left out.
+
+    Each reused run must have been trained as :func:`train_learners` would train
+    it now (the same ``args``, ``demos`` and ``config_kwargs``): its algorithm,
+    game, demonstrations and schedule must equal those of :func:`run_config`
+    (the demonstrations compared as resolved paths; the evaluation settings may
+    differ, since a comparison measures the runs afresh).
+
+    Raises:
+        ValueError: a run differs, naming it and every field that differs
+            (``section.field: the run's -> the flags'``).
+
+    Returns:
+        ``{name: mairl.runs.Run}``, in the order of ``args.algos``.
+    """
+    from mairl import runs
+
+    out = Path(args.out if out is None else out)
+    found = {}
+    for name in args.algos:
+        if not (out / name / "metrics.json").is_file():
+            continue
+        run = runs.load_run(out / name)
+        expected = run_config(args, name, env, demos, **config_kwargs)
+        saved = run.config
+        if (saved.data.demos is not None and expected.data.demos is not None
+                and Path(saved.data.demos).resolve() == Path(expected.data.demos).resolve()):
+            expected = dataclasses.replace(
+                expected, data=dataclasses.replace(expected.data, demos=saved.data.demos))
+        expected = dataclasses.replace(expected, eval=saved.eval)
+        diffs = runs.config_differences(saved, expected)
+        if diffs:
+            raise ValueError(f"reuse_runs: {out / name} was trained otherwise than these "
+                             f"flags ask (the run's -> the flags'): {'; '.join(diffs)}; "
+                             "give the flags it was trained with (its config.json), or "
+                             "another --out")
+        found[name] = run
+    return found
+
+
 def train_learners(args: ExperimentArgs, env: Any, demos: str | Path, *, out: Path | None = None,
                    progress: bool = True, **config_kwargs: Any) -> dict[str, Any]:
     """Train every learner of ``args.algos`` (``mairl.runs.run`` into ``out / name``,
@@ -227,10 +282,8 @@ def train_learners(args: ExperimentArgs, env: Any, demos: str | Path, *, out: Pa
     out = Path(args.out if out is None else out)
     trained = {}
     for name in args.algos:
-        config = learner_config(args, name, env.name, demos, **config_kwargs)
+        config = run_config(args, name, env, demos, **config_kwargs)
         online = is_online(config, env)
-        if online:
-            config = learner_config(args, name, env.name, demos, online=True, **config_kwargs)
         sched = config.schedule
         steps = (f", {args.online_envs} game(s) per seed stepped per update" if online else "")
         print(f"\n== {name}: {sched.seeds} seeds x {sched.updates} updates{steps}", flush=True)

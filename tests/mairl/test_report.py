@@ -237,6 +237,30 @@ def test_train_learners_runs_each_learner(tmp_path, capsys):
     assert "== bc: 2 seeds x 2 updates" in out and "bc: trained in" in out
 
 
+def test_reuse_learners_takes_runs_trained_as_asked_and_names_what_differs(tmp_path,
+                                                                          monkeypatch):
+    env = runs.make_env("stag-hunt")
+    report.record_demos(jax.random.key(0), env, make_expert(env, "soft-vi"), 10,
+                        tmp_path / "d.npz")
+    args = _Args(out=tmp_path, seeds=2, updates=2, hidden=(4,), algos=("bc", "mamql-offline"))
+    report.train_learners(dataclasses.replace(args, algos=("bc",)), env, tmp_path / "d.npz",
+                          final_episodes=2, progress=False, alpha=0.5)
+    # the same flags, the demonstrations named by another path to the same file
+    monkeypatch.chdir(tmp_path)
+    found = report.reuse_learners(args, env, Path("d.npz"), final_episodes=5, alpha=0.5)
+    assert list(found) == ["bc"]  # mamql-offline has no finished run: left out
+    assert found["bc"].config.schedule.updates == 2
+    with pytest.raises(ValueError, match=r"bc was trained otherwise.*schedule\.updates: 2 -> 3"):
+        report.reuse_learners(dataclasses.replace(args, updates=3), env, "d.npz", alpha=0.5)
+    with pytest.raises(ValueError, match=r"algo\.hidden: \(4,\) -> \(8,\)"):
+        report.reuse_learners(dataclasses.replace(args, hidden=(8,)), env, "d.npz", alpha=0.5)
+    with pytest.raises(ValueError, match=r"algo\.alpha: 0\.5 -> 0\.1"):
+        report.reuse_learners(args, env, "d.npz", alpha=0.1)
+    (tmp_path / "e.npz").write_bytes((tmp_path / "d.npz").read_bytes())
+    with pytest.raises(ValueError, match=r"data\.demos: '.*d\.npz' -> 'e\.npz'"):
+        report.reuse_learners(args, env, "e.npz", alpha=0.5)
+
+
 def test_learner_config_takes_the_view_and_further_algorithm_values():
     args = _Args(learning_rate=1e-3, hidden=(8,))
     config = report.learner_config(args, "mamql-continuous", "point-masses", "d.npz",
