@@ -50,6 +50,9 @@ class Args(report.ExperimentArgs):
         alpha: temperature of MAMQL (recorded with BC).
         chi2_coef: MAMQL's chi-squared regularizer weight ``c``
             (``mairl.algos.mamql_continuous``); 0: none.
+        chi2_on: the transitions online MAMQL takes its regularizer over:
+            ``expert``, or ``mixture`` (half expert, half its own); the offline
+            learners always take the expert's.
         batch_size: expert transitions per update.
         algos: learners to train.
         expert_run: a finished run (``mairl.runs``) whose policy is the expert;
@@ -65,6 +68,7 @@ class Args(report.ExperimentArgs):
     env: str = "point-masses"
     alpha: float = 0.1
     chi2_coef: float = 1.0
+    chi2_on: Literal["expert", "mixture"] = "expert"
     batch_size: int = 256
     algos: tuple[Learner, ...] = ("mamql-continuous-offline", "mamql-continuous",
                                   "bc-continuous")
@@ -114,6 +118,17 @@ def scaled_table(rows: dict) -> dict:
     return scaled
 
 
+def settings(args: Args, name: str) -> dict:
+    """The algorithm and evaluation values of learner ``name`` beyond the networks,
+    steps and discount that all learners share: the env's own view, the flags'
+    temperature, regularizer and batch; ``chi2_on`` for the online learner only."""
+    values = dict(eval_episodes=16, view="agent", alpha=args.alpha, chi2_coef=args.chi2_coef,
+                  batch_size=args.batch_size)
+    if name == "mamql-continuous":
+        values["chi2_on"] = args.chi2_on
+    return values
+
+
 def main(args: Args) -> None:
     t_start = time.perf_counter()
     print(f"machine: {machine()}")
@@ -130,10 +145,11 @@ def main(args: Args) -> None:
     else:
         expert, expert_greedy = expert_run.policy_fn(), expert_run.policy_fn(greedy=True)
     demos = args.out / "expert_demos.npz" if args.demos is None else args.demos
-    # the same networks, steps and discount for all learners; the env's own view
-    settings = dict(eval_episodes=16, view="agent", alpha=args.alpha, chi2_coef=args.chi2_coef,
-                    batch_size=args.batch_size)
-    learners = report.reuse_learners(args, env, demos, **settings) if args.reuse_runs else {}
+    learners = {}
+    if args.reuse_runs:
+        for name in args.algos:
+            learners |= report.reuse_learners(replace(args, algos=(name,)), env, demos,
+                                              **settings(args, name))
     if learners:
         print(f"reused the finished runs of {', '.join(learners)} in {args.out}/")
     missing = [name for name in args.algos if name not in learners]
@@ -141,8 +157,9 @@ def main(args: Args) -> None:
         if args.demos is None:
             report.record_demos(jax.random.key(0), env, expert, args.demo_episodes, demos,
                                 num_envs=50)
-        learners |= report.train_learners(replace(args, algos=tuple(missing)), env, demos,
-                                          progress=False, **settings)
+        for name in missing:
+            learners |= report.train_learners(replace(args, algos=(name,)), env, demos,
+                                              progress=False, **settings(args, name))
         learners = {name: learners[name] for name in args.algos}  # in the order asked
     zero = jnp.zeros((env.num_agents, *env.action_spaces[0].shape), jnp.float32)
     more = {"zero": lambda key, obs: zero}

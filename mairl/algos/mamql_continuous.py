@@ -44,6 +44,21 @@ transitions (``value_expert``), on initial states (``v0``:
 (``online``). ``V_i`` enters through ``Q_i(s, a~pi_i)``: its gradient reaches the
 critic, not the actor.
 
+**The regularizer over the mixture** (online, ``chi2_on="mixture"``): with
+``y`` also on the agents' own replayed transitions,
+``y = Q_i(s, a_i) - gamma (1 - term) V_i(s')``,
+
+    L_i(Q) = E_value[V_i(s) - gamma (1 - term) V_i(s')] - E_expert[y]
+             + c / (4 alpha) (E_expert[y^2] + E_own[y^2]) / 2,
+
+the chi-squared divergence from the even mixture of the two occupancies
+rather than from the expert's alone (Garg et al. 2021 discuss regularizing
+over both distributions; Al-Hafez et al. 2023, LS-IQ, analyse it). It bounds
+the reward from both sides: pointwise in ``(s, a)`` the terms in ``y`` are
+largest at ``y = (4 alpha / c) rho_E / (rho_E + rho_own)``, ``4 alpha / c``
+where only the expert goes and 0 where only the agents go, where the expert's
+regularizer alone leaves the reward of the agents' own actions free.
+
 **Actor objective** (soft actor-critic's, per agent, the critic held fixed):
 
     J_i(pi) = E_s E_{a ~ pi_i(.|s)}[alpha log pi_i(a|s) - Q_i(s, a)] = -E_s[V_i(s)],
@@ -112,6 +127,8 @@ class MAMQLContinuousConfig:
         actor_learning_rate: Adam step size of the actors.
         batch_size: expert transitions per update (and own transitions online).
         chi2_coef: ``c`` in ``phi(x) = x - c x^2 / (4 alpha)``; 0: no regularizer.
+        chi2_on: the transitions the regularizer is taken over: ``expert``, or
+            (online only) ``mixture``: half expert, half own (module docstring).
         l2: weight of the squared-parameter penalty on the critics.
         target_tau: Polyak rate of a target critic for ``V(s')``; ``None``: the
             online critic.
@@ -133,6 +150,7 @@ class MAMQLContinuousConfig:
     actor_learning_rate: float = 3e-4
     batch_size: int = 256
     chi2_coef: float = 1.0
+    chi2_on: Literal["expert", "mixture"] = "expert"
     l2: float = 0.0
     target_tau: float | None = None
     hidden: tuple[int, ...] = (256, 256)
@@ -146,6 +164,10 @@ class MAMQLContinuousConfig:
     def __post_init__(self):
         check_config(self, [
             ("mode", self.mode in self.modes, f"one of {self.modes}"),
+            ("chi2_on", self.chi2_on == "expert" or (self.chi2_on == "mixture"
+                                                     and self.mode == "online"),
+             "'expert', or 'mixture' with mode='online' (it needs the agents' own "
+             "transitions)"),
             *actor_checks(self),
             ("value_samples", self.value_samples >= 1, ">= 1"),
         ])
@@ -196,7 +218,8 @@ def soft_value_estimate(q_fn, actor_fn, obs: jax.Array, key: jax.Array, alpha: f
 def iq_critic_loss(q_fn, q_next_fn, actor_fn, obs_now: jax.Array, obs_next: jax.Array,
                    actions_e: jax.Array, term_e: jax.Array, term_value: jax.Array,
                    key: jax.Array, *, b: int, mode: str, alpha: float, gamma: float,
-                   chi2_coef: float, value_samples: int) -> tuple[jax.Array, dict]:
+                   chi2_coef: float, value_samples: int,
+                   actions_own: jax.Array | None = None) -> tuple[jax.Array, dict]:
     """The critic objective of one agent (module docstring), on a batch.
 
     Args:
@@ -211,6 +234,9 @@ def iq_critic_loss(q_fn, q_next_fn, actor_fn, obs_now: jax.Array, obs_next: jax.
         actions_e: demonstrated actions ``(b, dim)``; ``term_e (b,)`` their flags.
         term_value: termination flags of the value term's transitions ``(B_v,)``.
         mode: ``online``, ``value_expert`` or ``v0``.
+        actions_own: online only: the own transitions' actions ``(B_v - b, dim)``
+            to take the regularizer over the mixture of expert and own
+            transitions (``chi2_on="mixture"``); ``None``: over the expert's.
     """
     key_now, key_next = jax.random.split(key)
     v_now = soft_value_estimate(q_fn, actor_fn, obs_now, key_now, alpha, value_samples)
@@ -221,8 +247,17 @@ def iq_critic_loss(q_fn, q_next_fn, actor_fn, obs_now: jax.Array, obs_next: jax.
         v_next_value, t_value = jnp.zeros_like(v_value), jnp.ones_like(v_value)
     else:
         v_value, v_next_value, t_value = v_now, v_next, term_value
-    return iq_chi2_loss(q_e, v_next[:b], term_e, v_value, v_next_value, t_value,
-                        alpha=alpha, gamma=gamma, chi2_coef=chi2_coef)
+    if actions_own is None:
+        return iq_chi2_loss(q_e, v_next[:b], term_e, v_value, v_next_value, t_value,
+                            alpha=alpha, gamma=gamma, chi2_coef=chi2_coef)
+    if mode != "online":
+        raise ValueError(f"iq_critic_loss: actions_own: only with mode='online', not {mode!r}")
+    # half the regularizer on the expert's transitions, half on the own ones
+    loss, aux = iq_chi2_loss(q_e, v_next[:b], term_e, v_value, v_next_value, t_value,
+                             alpha=alpha, gamma=gamma, chi2_coef=chi2_coef / 2)
+    y_own = q_fn(obs_now[b:], actions_own) - gamma * (1.0 - term_value[b:]) * v_next[b:]
+    own_term = chi2_coef / (8.0 * alpha) * jnp.mean(y_own**2)
+    return loss + own_term, aux | {"own_reward": jnp.mean(y_own)}
 
 
 def actor_loss(actor_fn, q_fn, obs: jax.Array, key: jax.Array, alpha: float) -> jax.Array:
@@ -272,7 +307,7 @@ def make_mamql_continuous(config: MAMQLContinuousConfig, *, num_agents: int,
         return tanh_gaussian_sample(key, mean, log_std, greedy)[0]
 
     def agent_critic_loss(critic_p, target_p, actor_p, obs_now, obs_next, actions_e, term_e,
-                          term_value, key, *, b):
+                          term_value, key, actions_own, *, b):
         """One agent: ``obs_now (B_v, ...)`` starts with the ``b`` expert states."""
         next_p = critic_p if config.target_tau is None else target_p
         return iq_critic_loss(
@@ -280,7 +315,8 @@ def make_mamql_continuous(config: MAMQLContinuousConfig, *, num_agents: int,
             lambda o, a: critic_net.apply(next_p, o, a),
             lambda o: actor_net.apply(actor_p, o), obs_now, obs_next, actions_e, term_e,
             term_value, key, b=b, mode=config.mode, alpha=alpha, gamma=gamma,
-            chi2_coef=config.chi2_coef, value_samples=config.value_samples)
+            chi2_coef=config.chi2_coef, value_samples=config.value_samples,
+            actions_own=actions_own)
 
     def value_data(batch: Batch, policy_data: Transition | None):
         """States of the value term: ``obs_now (agent, B_v, ...)``, ``obs_next`` and
@@ -300,10 +336,13 @@ def make_mamql_continuous(config: MAMQLContinuousConfig, *, num_agents: int,
         expert = batch.expert
         b = expert.actions.shape[1]
         actor_p = jax.lax.stop_gradient(state.params["actor"])
+        actions_own = policy_data.actions if config.chi2_on == "mixture" else None
         losses, aux = jax.vmap(
-            functools.partial(agent_critic_loss, b=b), in_axes=(0, 0, 0, 0, 0, 0, None, None, 0)
+            functools.partial(agent_critic_loss, b=b),
+            in_axes=(0, 0, 0, 0, 0, 0, None, None, 0, None if actions_own is None else 0)
         )(critic_params, state.target_critic, actor_p, obs_now, obs_next, expert.actions,
-          expert.terminated.astype(jnp.float32), term_value, jax.random.split(key, num_agents))
+          expert.terminated.astype(jnp.float32), term_value, jax.random.split(key, num_agents),
+          actions_own)
         total = jnp.sum(losses)
         if isinstance(config.l2, jax.Array) or config.l2 > 0:
             total = total + config.l2 * l2_penalty(critic_params)

@@ -135,6 +135,36 @@ def test_iq_critic_loss_on_a_hand_computed_batch():
     assert float(loss) == pytest.approx(0.15 - 0.220173, abs=1e-5)
 
 
+def test_iq_critic_loss_takes_the_regularizer_over_the_mixture_of_expert_and_own():
+    alpha, gamma, actor_fn, q_fn, obs, next_obs, actions, term = _hand_batch()
+    loss_fn = jax.jit(functools.partial(iq_critic_loss, q_fn, q_fn, actor_fn), static_argnames=(
+        "b", "mode", "alpha", "gamma", "chi2_coef", "value_samples"))
+    kw = dict(b=2, mode="online", alpha=alpha, gamma=gamma, chi2_coef=1.0, value_samples=2)
+    # own transitions equal to the expert's: the mixture is the expert's distribution
+    twice = lambda x: jnp.concatenate([x, x])  # noqa: E731
+    expert_only, _ = loss_fn(twice(obs), twice(next_obs), actions, term, twice(term),
+                             jax.random.key(0), **kw)
+    mixture, _ = loss_fn(twice(obs), twice(next_obs), actions, term, twice(term),
+                         jax.random.key(0), actions_own=actions, **kw)
+    assert float(expert_only) == pytest.approx(1.275 - 0.220173, abs=1e-5)
+    assert float(mixture) == pytest.approx(float(expert_only), abs=1e-6)
+    # one own transition s = 0 -> s' = 1, a = 0: Q = -0.459470, y = Q - 0.9 * 1 = -1.359469
+    # value term over [1, 2, 0]: [0.55, 2.0, -0.9], mean 0.55
+    # expert half: phi with c / 2: y - y^2 / 4 = [0.088482, 0.947222], mean 0.517852
+    # own half: c / (8 alpha) y^2 = 0.462039
+    loss, aux = loss_fn(jnp.concatenate([obs, jnp.array([[0.0]])]),
+                        jnp.concatenate([next_obs, jnp.array([[1.0]])]), actions, term,
+                        jnp.array([0.0, 1.0, 0.0]), jax.random.key(0),
+                        actions_own=jnp.zeros((1, 1)), **kw)
+    assert float(aux["value_term"]) == pytest.approx(0.55, abs=1e-5)
+    assert float(aux["own_reward"]) == pytest.approx(-1.359469, abs=1e-5)
+    assert float(loss) == pytest.approx(0.55 - 0.517852 + 0.462039, abs=1e-5)
+    with pytest.raises(ValueError, match="actions_own: only with mode='online'"):
+        loss_fn(obs, next_obs, actions, term, term, jax.random.key(0), b=2,
+                mode="value_expert", alpha=alpha, gamma=gamma, chi2_coef=1.0,
+                value_samples=1, actions_own=actions)
+
+
 # -- stacking on the agent axis ------------------------------------------------------------------
 def _batch(key, num_agents=2, b=16, obs_dim=5, dim=2):
     k1, k2, k3, k4 = jax.random.split(key, 4)
@@ -145,12 +175,15 @@ def _batch(key, num_agents=2, b=16, obs_dim=5, dim=2):
 
 
 @pytest.mark.parametrize("kind", ["mamql-offline", "bc",
-                                  pytest.param("mamql-online", marks=pytest.mark.slow)])
+                                  pytest.param("mamql-online", marks=pytest.mark.slow),
+                                  pytest.param("mamql-online-mixture", marks=pytest.mark.slow)])
 def test_each_agent_updates_on_its_own_data_only(kind):
     env = envs.make("point-masses")
-    if kind == "mamql-online":
+    if kind.startswith("mamql-online"):
+        chi2_on = "mixture" if kind.endswith("mixture") else "expert"
         algo = make_mamql_continuous(
-            MAMQLContinuousConfig(hidden=(16,), batch_size=16, num_envs=4, buffer_size=64),
+            MAMQLContinuousConfig(hidden=(16,), batch_size=16, num_envs=4, buffer_size=64,
+                                  chi2_on=chi2_on),
             num_agents=2, obs_shape=env.obs_shape, action_dim=2, env=env)
     elif kind == "mamql-offline":
         algo = make_mamql_continuous(MAMQLContinuousOfflineConfig(hidden=(16,), batch_size=16),
@@ -197,7 +230,7 @@ def test_each_agent_updates_on_its_own_data_only(kind):
             net.apply(jax.tree.map(lambda x, i=i: x[i], p), o[i], a[i]) for i in range(2)]))
         np.testing.assert_allclose(q, per_agent(new.params["critic"], obs, actions), rtol=1e-5)
         assert not np.allclose(critic(new.params, obs[::-1], actions[::-1]), q)  # swapped
-    if kind == "mamql-online":  # the replay holds the agents' own continuous actions
+    if kind.startswith("mamql-online"):  # the replay holds the agents' own actions
         new, _ = update(new, batch, jax.random.key(3))
         assert int(new.buffer.size) == 8
         stored = new.buffer.data.actions[:8]
@@ -254,6 +287,9 @@ def test_configs_name_the_bad_field():
         MAMQLContinuousConfig(value_samples=0)
     with pytest.raises(ValueError, match="MAMQLContinuousOfflineConfig.mode"):
         MAMQLContinuousOfflineConfig(mode="online")
+    with pytest.raises(ValueError, match="MAMQLContinuousOfflineConfig.chi2_on.*mode='online'"):
+        MAMQLContinuousOfflineConfig(chi2_on="mixture")
+    assert MAMQLContinuousConfig(chi2_on="mixture").chi2_on == "mixture"
     with pytest.raises(ValueError, match="BCContinuousConfig.log_std_max"):
         BCContinuousConfig(log_std_min=1.0, log_std_max=0.0)
     with pytest.raises(ValueError, match="SACConfig.tau"):
