@@ -212,6 +212,10 @@ def is_online(config: Any, env: Any) -> bool:
     return build_algo(config, env).needs.num_envs > 0
 
 
+#: Algorithm fields read only by learners that step the game while they learn.
+ONLINE_ONLY = ("num_envs", "buffer_size")
+
+
 def run_config(args: ExperimentArgs, name: str, env: Any, demos: str | Path,
                **config_kwargs: Any):
     """The config :func:`train_learners` trains learner ``name`` with: that of
@@ -232,8 +236,10 @@ def reuse_learners(args: ExperimentArgs, env: Any, demos: str | Path, *,
     Each reused run must have been trained as :func:`train_learners` would train
     it now (the same ``args``, ``demos`` and ``config_kwargs``): its algorithm,
     game, demonstrations and schedule must equal those of :func:`run_config`
-    (the demonstrations compared as resolved paths; the evaluation settings may
-    differ, since a comparison measures the runs afresh).
+    (the demonstrations compared as resolved paths). Not compared: the
+    evaluation settings (a comparison measures the runs afresh) and, for a
+    learner that steps no game, the fields of :data:`ONLINE_ONLY` (e.g. the
+    ``num_envs`` its config records from ``--online-envs`` but never reads).
 
     Raises:
         ValueError: a run differs, naming it and every field that differs
@@ -257,6 +263,10 @@ def reuse_learners(args: ExperimentArgs, env: Any, demos: str | Path, *,
             expected = dataclasses.replace(
                 expected, data=dataclasses.replace(expected.data, demos=saved.data.demos))
         expected = dataclasses.replace(expected, eval=saved.eval)
+        if not is_online(saved, env):
+            inert = {f: getattr(saved.algo, f) for f in ONLINE_ONLY if hasattr(saved.algo, f)}
+            expected = dataclasses.replace(expected,
+                                           algo=dataclasses.replace(expected.algo, **inert))
         diffs = runs.config_differences(saved, expected)
         if diffs:
             raise ValueError(f"reuse_runs: {out / name} was trained otherwise than these "

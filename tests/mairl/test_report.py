@@ -248,8 +248,15 @@ def test_reuse_learners_takes_runs_trained_as_asked_and_names_what_differs(tmp_p
     # the same flags, the demonstrations named by another path to the same file
     monkeypatch.chdir(tmp_path)
     found = report.reuse_learners(args, env, Path("d.npz"), final_episodes=5, alpha=0.5)
-    assert list(found) == ["bc"]  # mamql-offline has no finished run: left out
+    assert list(found) == ["bc"]  # mamql-offline has no finished run (yet): left out
     assert found["bc"].config.schedule.updates == 2
+    # an offline learner's online-only fields (num_envs from --online-envs) are not read
+    report.train_learners(dataclasses.replace(args, algos=("mamql-offline",)), env, "d.npz",
+                          final_episodes=2, progress=False, alpha=0.5)
+    found = report.reuse_learners(dataclasses.replace(args, online_envs=7), env, "d.npz",
+                                  alpha=0.5)
+    assert list(found) == ["bc", "mamql-offline"]
+    assert found["mamql-offline"].config.algo.num_envs == args.online_envs != 7
     with pytest.raises(ValueError, match=r"bc was trained otherwise.*schedule\.updates: 2 -> 3"):
         report.reuse_learners(dataclasses.replace(args, updates=3), env, "d.npz", alpha=0.5)
     with pytest.raises(ValueError, match=r"algo\.hidden: \(4,\) -> \(8,\)"):
