@@ -247,14 +247,14 @@ def iq_critic_loss(q_fn, q_next_fn, actor_fn, obs_now: jax.Array, obs_next: jax.
         v_next_value, t_value = jnp.zeros_like(v_value), jnp.ones_like(v_value)
     else:
         v_value, v_next_value, t_value = v_now, v_next, term_value
-    if actions_own is None:
-        return iq_chi2_loss(q_e, v_next[:b], term_e, v_value, v_next_value, t_value,
-                            alpha=alpha, gamma=gamma, chi2_coef=chi2_coef)
-    if mode != "online":
+    if actions_own is not None and mode != "online":
         raise ValueError(f"iq_critic_loss: actions_own: only with mode='online', not {mode!r}")
-    # half the regularizer on the expert's transitions, half on the own ones
+    # over the mixture: half the regularizer on the expert's transitions, half on the own ones
+    expert_coef = chi2_coef if actions_own is None else chi2_coef / 2
     loss, aux = iq_chi2_loss(q_e, v_next[:b], term_e, v_value, v_next_value, t_value,
-                             alpha=alpha, gamma=gamma, chi2_coef=chi2_coef / 2)
+                             alpha=alpha, gamma=gamma, chi2_coef=expert_coef)
+    if actions_own is None:
+        return loss, aux
     y_own = q_fn(obs_now[b:], actions_own) - gamma * (1.0 - term_value[b:]) * v_next[b:]
     own_term = chi2_coef / (8.0 * alpha) * jnp.mean(y_own**2)
     return loss + own_term, aux | {"own_reward": jnp.mean(y_own)}
